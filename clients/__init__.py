@@ -1,0 +1,1 @@
+"""Clients — arrives with its own issue; see ARCHITECTURE.md."""

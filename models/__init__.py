@@ -1,0 +1,1 @@
+"""Models — arrives with its own issue; see ARCHITECTURE.md."""

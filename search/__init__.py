@@ -1,0 +1,56 @@
+"""Test-time search over code-augmented reasoning steps. Pure logic: no HTTP, engines or jails.
+
+`search/` talks to the outside only through the protocols in `search.protocols`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from search.best_of_n import best_of_n
+from search.budget import Budget, Usage
+from search.config import Components, SearchConfig
+from search.greedy import greedy
+from search.mcts import mcts
+from search.result import SearchResult
+from search.self_consistency import self_consistency
+
+Algorithm = Literal["mcts", "best_of_n", "self_consistency", "greedy"]
+
+ALGORITHMS: dict[str, Callable[..., Awaitable[SearchResult]]] = {
+    "mcts": mcts,
+    "best_of_n": best_of_n,
+    "self_consistency": self_consistency,
+    "greedy": greedy,
+}
+
+
+async def run_search(
+    algorithm: Algorithm,
+    problem: str,
+    components: Components,
+    budget: Budget | None = None,
+    config: SearchConfig | None = None,
+    gold: str | None = None,
+) -> SearchResult:
+    """Run one of the four algorithms on the same components and budget."""
+    try:
+        fn = ALGORITHMS[algorithm]
+    except KeyError:
+        raise ValueError(
+            f"unknown algorithm {algorithm!r}; choose one of {sorted(ALGORITHMS)}"
+        ) from None
+    return await fn(problem, components, budget, config, gold)
+
+
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "Budget",
+    "Components",
+    "SearchConfig",
+    "SearchResult",
+    "Usage",
+    "run_search",
+]

@@ -1,0 +1,94 @@
+"""One compute budget every algorithm obeys, and the account of what a search spent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+StopReason = Literal["rollouts", "max_tokens", "time_limit_s", "exhausted", "finished"]
+
+
+class Budget(BaseModel):
+    """Limits of one search. Whichever is reached first stops it.
+
+    The token and time limits are checked before each batched model call, so a search may
+    overshoot the token limit by at most one batch; the time limit also cancels calls in flight.
+    """
+
+    rollouts: int = Field(
+        16, ge=1, description="MCTS rollouts, or samples for best-of-N / self-consistency"
+    )
+    max_tokens: int | None = Field(None, ge=1, description="generated tokens, all calls together")
+    time_limit_s: float | None = Field(None, gt=0, description="wall-clock seconds")
+
+
+class Usage(BaseModel):
+    """What a search spent."""
+
+    rollouts: int = 0
+    tokens: int = 0
+    policy_calls: int = 0
+    sandbox_runs: int = 0
+    reward_calls: int = 0
+    nodes: int = 0
+    duplicates: int = 0
+    elapsed_s: float = 0.0
+
+
+class Tracker:
+    """Counts spending against a budget; the single place a search asks whether it may go on."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.usage = Usage()
+        self.started_rollouts = 0
+        self._t0 = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._t0
+
+    def remaining_time(self) -> float | None:
+        if self.budget.time_limit_s is None:
+            return None
+        return max(0.0, self.budget.time_limit_s - self.elapsed())
+
+    def stop_reason(self) -> StopReason | None:
+        """A hard limit that forbids any further model call."""
+        b = self.budget
+        if b.max_tokens is not None and self.usage.tokens >= b.max_tokens:
+            return "max_tokens"
+        if b.time_limit_s is not None and self.elapsed() >= b.time_limit_s:
+            return "time_limit_s"
+        return None
+
+    def can_start_rollout(self) -> bool:
+        return self.started_rollouts < self.budget.rollouts and self.stop_reason() is None
+
+    def start_rollout(self) -> None:
+        self.started_rollouts += 1
+
+    def finish(self) -> Usage:
+        self.usage.elapsed_s = round(self.elapsed(), 4)
+        return self.usage
+
+
+class BudgetTimeout(Exception):
+    """The wall-clock budget ran out while a model or sandbox call was in flight."""
+
+
+@asynccontextmanager
+async def deadline(tracker: Tracker) -> AsyncIterator[None]:
+    """Cancel the calls inside when the search's time budget runs out."""
+    cm = asyncio.timeout(tracker.remaining_time())
+    try:
+        async with cm:
+            yield
+    except TimeoutError:
+        if cm.expired():
+            raise BudgetTimeout from None
+        raise

@@ -1,0 +1,40 @@
+"""Search hyper-parameters shared by MCTS and the baselines, and the components a search uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+from search.grading import Grader, default_grader
+from search.protocols import Policy, RewardModel, Sandbox
+from search.steps import PromptStyle
+
+
+class SearchConfig(BaseModel):
+    candidates: int = Field(4, ge=1, le=64, description="children generated per MCTS expansion")
+    c_uct: float = Field(2.0, ge=0, description="exploration constant c of UCT")
+    max_depth: int = Field(12, ge=1, le=64, description="most steps in one trajectory")
+    parallel_rollouts: int = Field(4, ge=1, le=256, description="rollouts in flight at once")
+    virtual_loss: float = Field(1.0, ge=0, description="value an in-flight visit counts as losing")
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    step_max_tokens: int = Field(256, ge=8)
+    answer_max_tokens: int = Field(64, ge=8)
+    prompt_style: PromptStyle = "few_shot"
+    exec_timeout_s: float = Field(10.0, gt=0)
+    output_clip_chars: int = Field(1024, ge=64)
+    vote_top_k: int | None = Field(
+        None, ge=1, description="choose by score-weighted vote over the top-k terminals"
+    )
+    seed: int | None = None
+
+
+@dataclass
+class Components:
+    """What a search runs on. Only `policy` and `sandbox` are required."""
+
+    policy: Policy
+    sandbox: Sandbox
+    reward_model: RewardModel | None = None
+    grader: Grader = field(default_factory=default_grader)

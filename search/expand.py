@@ -1,0 +1,216 @@
+"""Expanding nodes, shared by every algorithm: generate → parse → execute → answer → score.
+
+One call expands a whole wave of nodes with one batched policy call for the steps, concurrent
+sandbox runs, one batched call for the answers of final steps and one batched reward-model call,
+so whatever the algorithm, the engines see batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from search.budget import Budget, Tracker
+from search.config import Components, SearchConfig
+from search.judge import Judge
+from search.protocols import ExecLimits, GenerationRequest, ScoreRequest
+from search.steps import (
+    ANSWER_STOPS,
+    STEP_STOPS,
+    clip_output,
+    extract_boxed,
+    normalize_step,
+    parse_step,
+    path_code,
+    render_answer,
+    render_output,
+    render_prompt,
+    render_step,
+    syntax_error,
+)
+from search.tree import Node, Tree
+
+
+@dataclass
+class _Pending:
+    parent: Node
+    fields: dict
+    final: bool
+    code: str = ""
+
+
+class Expander:
+    """Per-search state (tree, budget tracker, judge) and the one way to grow the tree."""
+
+    def __init__(
+        self,
+        problem: str,
+        components: Components,
+        budget: Budget,
+        config: SearchConfig,
+        gold: str | None = None,
+    ) -> None:
+        self.problem = problem
+        self.c = components
+        self.config = config
+        self.tree = Tree(problem)
+        self.tracker = Tracker(budget)
+        self.judge = Judge(components.grader, gold, components.reward_model is not None)
+        self.limits = ExecLimits(timeout_s=config.exec_timeout_s)
+        self._seed = config.seed
+
+    @property
+    def usage(self):
+        return self.tracker.usage
+
+    def prompt(self, node: Node, extra: str = "") -> str:
+        steps = [n.text for n in self.tree.path(node)]
+        if extra:
+            steps.append(extra)
+        return render_prompt(self.problem, steps, self.config.prompt_style)
+
+    def _next_seed(self) -> int | None:
+        if self._seed is None:
+            return None
+        self._seed += 1
+        return self._seed
+
+    async def expand(
+        self,
+        items: Sequence[tuple[Node, int]],
+        temperature: float | None = None,
+        dedup: bool = True,
+    ) -> list[Node]:
+        """Generate `n` candidate next steps for each (node, n); returns the new children
+        (invalid ones included, duplicates of siblings dropped)."""
+        cfg = self.config
+        temp = cfg.temperature if temperature is None else temperature
+        requests = [
+            GenerationRequest(
+                prompt=self.prompt(node),
+                n=n,
+                max_tokens=cfg.step_max_tokens,
+                temperature=temp,
+                top_p=cfg.top_p if temp > 0 else 1.0,
+                stop=STEP_STOPS,
+                seed=self._next_seed(),
+            )
+            for node, n in items
+        ]
+        outputs = await self.c.policy.generate(requests)
+        self.usage.policy_calls += 1
+
+        pending: list[_Pending] = []
+        for (parent, _), gens in zip(items, outputs, strict=True):
+            seen = (
+                {normalize_step(self.tree.nodes[i].text) for i in parent.children}
+                if dedup
+                else set()
+            )
+            for g in gens:
+                self.usage.tokens += g.tokens
+                step = parse_step(g.text, g.stop)
+                if dedup:
+                    key = normalize_step(step.body or g.text)
+                    if key in seen:
+                        self.usage.duplicates += 1
+                        continue
+                    seen.add(key)
+                p = _Pending(parent, {"tokens": g.tokens}, step.final)
+                pending.append(p)
+                if not step.ok:
+                    p.fields.update(text=g.text, error=step.error)
+                    continue
+                p.fields.update(
+                    text=render_step(step.body, step.final),
+                    reasoning=step.reasoning,
+                    code=step.code,
+                    final=step.final,
+                )
+                if not step.final and parent.depth + 1 >= cfg.max_depth:
+                    p.fields["error"] = f"too deep: no final step within max_depth={cfg.max_depth}"
+                    continue
+                codes = [n.code for n in self.tree.path(parent)] + [step.code]
+                p.code = path_code(codes)
+                err = syntax_error(p.code)
+                if err:
+                    p.fields["error"] = f"syntax: {err}"
+
+        runnable = [p for p in pending if "error" not in p.fields]
+        results = await asyncio.gather(*(self.c.sandbox.run(p.code, self.limits) for p in runnable))
+        self.usage.sandbox_runs += len(runnable)
+        for p, res in zip(runnable, results, strict=True):
+            if res.ok:
+                p.fields["output"] = clip_output(res.stdout, cfg.output_clip_chars)
+            else:
+                kind = "timeout" if res.timed_out else (res.killed or "runtime")
+                p.fields["output"] = clip_output(res.stdout, cfg.output_clip_chars) or None
+                p.fields["error"] = f"{kind}: {(res.error or '').strip()[-cfg.output_clip_chars :]}"
+
+        finals = [p for p in pending if p.final and "error" not in p.fields]
+        if finals:
+            await self._answer(finals)
+
+        children = [self._attach(p) for p in pending]
+        for parent, _ in items:
+            if parent.status == "open":
+                parent.status = "expanded"
+        valid = [n for n in children if n.status != "invalid"]
+        if valid and self.c.reward_model is not None:
+            scores = await self.c.reward_model.score(
+                [
+                    ScoreRequest(self.problem, tuple(n.text for n in self.tree.path(node)))
+                    for node in valid
+                ]
+            )
+            self.usage.reward_calls += 1
+            for node, s in zip(valid, scores, strict=True):
+                node.prm_score = float(s)
+        terminals = [n for n in valid if n.status == "terminal"]
+        if terminals:
+            await self.judge.add_terminals(terminals)
+        for parent, _ in items:
+            if parent.children and all(self.tree.nodes[i].exhausted for i in parent.children):
+                self.tree.exhaust(parent)
+        return children
+
+    async def _answer(self, finals: list[_Pending]) -> None:
+        """Show each final step its output and let the policy write the boxed answer."""
+        cfg = self.config
+        requests = []
+        for p in finals:
+            p.fields["text"] += render_output(p.fields["output"])
+            requests.append(
+                GenerationRequest(
+                    prompt=self.prompt(p.parent, p.fields["text"]),
+                    n=1,
+                    max_tokens=cfg.answer_max_tokens,
+                    temperature=0.0,
+                    stop=ANSWER_STOPS,
+                    seed=self._next_seed(),
+                )
+            )
+        outputs = await self.c.policy.generate(requests)
+        self.usage.policy_calls += 1
+        for p, gens in zip(finals, outputs, strict=True):
+            g = gens[0]
+            self.usage.tokens += g.tokens
+            p.fields["tokens"] += g.tokens
+            p.fields["answer_text"] = g.text.strip()
+            p.fields["text"] += render_answer(g.text)
+            answer = extract_boxed(g.text)
+            if answer is None:
+                p.fields["error"] = "no answer: the answer has no \\boxed{...}"
+            else:
+                p.fields["answer"] = answer
+
+    def _attach(self, p: _Pending) -> Node:
+        if "error" in p.fields:
+            node = self.tree.add(
+                p.parent, status="invalid", exhausted=True, visits=1, value_sum=-1.0, **p.fields
+            )
+        else:
+            node = self.tree.add(p.parent, status="terminal" if p.final else "open", **p.fields)
+        self.usage.nodes += 1
+        return node

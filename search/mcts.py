@@ -1,0 +1,116 @@
+"""Monte Carlo Tree Search over code-augmented steps, after rStar-Math.
+
+A rollout descends from the root by UCT, expanding each unexpanded node it meets into
+`candidates` children (duplicates dropped, failing code dropped), until it reaches a terminal
+step; the terminal's reward is backed up along the path. Invalid steps (code error, no answer,
+too deep) count -1 on themselves only and are never selected.
+
+`parallel_rollouts` rollouts are in flight at once. Each one adds a virtual visit that loses
+to every node it passes, so concurrent rollouts spread over different branches; every wave,
+the nodes they need expanded go to the policy as one batch.
+
+With a reward model, each new non-terminal step starts with one visit worth its score
+(rStar-Math's PPM-augmented Q initialisation), so UCT follows the PPM from the start.
+"""
+
+from __future__ import annotations
+
+from search.budget import Budget, BudgetTimeout, StopReason, deadline
+from search.config import Components, SearchConfig
+from search.expand import Expander
+from search.result import SearchResult, build_result
+from search.tree import Node, uct
+
+
+def select_child(parent: Node, children: list[Node], c: float, virtual_loss: float) -> Node | None:
+    """Highest UCT among children still worth exploring; unvisited ones first, by PRM score."""
+    best, best_key = None, None
+    for i, child in enumerate(children):
+        if child.exhausted:
+            continue
+        key = (
+            uct(child, parent, c, virtual_loss),
+            child.prm_score if child.prm_score is not None else 0.0,
+            -i,
+        )
+        if best_key is None or key > best_key:
+            best, best_key = child, key
+    return best
+
+
+async def mcts(
+    problem: str,
+    components: Components,
+    budget: Budget | None = None,
+    config: SearchConfig | None = None,
+    gold: str | None = None,
+) -> SearchResult:
+    budget = budget or Budget()
+    config = config or SearchConfig()
+    ex = Expander(problem, components, budget, config, gold)
+    tree, tracker = ex.tree, ex.tracker
+    root = tree.root
+    cursors: list[Node] = []  # the deepest node of each rollout in flight
+    stopped: StopReason | None = None
+
+    def finish(leaf: Node, value: float | None) -> None:
+        if value is None:
+            tree.release(leaf)
+        else:
+            tree.backup(leaf, value)
+        tracker.usage.rollouts += 1
+
+    try:
+        while True:
+            stopped = tracker.stop_reason()
+            if stopped:
+                break
+            while len(cursors) < config.parallel_rollouts and tracker.can_start_rollout():
+                if root.exhausted:
+                    break
+                tracker.start_rollout()
+                root.virtual += 1
+                cursors.append(root)
+            if not cursors:
+                stopped = "exhausted" if root.exhausted else "rollouts"
+                break
+
+            # Descend each rollout to a node that needs expanding, or to its end.
+            to_expand: dict[int, Node] = {}
+            still: list[Node] = []
+            for node in cursors:
+                while node.status == "expanded":
+                    child = select_child(
+                        node, tree.children(node), config.c_uct, config.virtual_loss
+                    )
+                    if child is None:  # every child is exhausted or invalid: a dead end
+                        tree.exhaust(node)
+                        break
+                    child.virtual += 1
+                    node = child
+                if node.status == "terminal":
+                    finish(node, node.reward)
+                    tree.exhaust(node)
+                elif node.status == "open":
+                    to_expand[node.id] = node
+                    still.append(node)
+                else:
+                    finish(node, None)
+            cursors = still
+            if not to_expand:
+                continue
+
+            async with deadline(tracker):
+                children = await ex.expand([(n, config.candidates) for n in to_expand.values()])
+            if components.reward_model is not None:
+                for child in children:
+                    if child.status == "open" and child.prm_score is not None:
+                        child.visits, child.value_sum = 1, child.prm_score
+    except BudgetTimeout:
+        stopped = "time_limit_s"
+
+    method = "weighted_vote" if config.vote_top_k else "best"
+    winner, groups = ex.judge.choose(tree, method, config.vote_top_k)
+    return build_result(
+        "mcts", tree, ex.judge, winner, groups, tracker.finish(), stopped or "finished"
+    )

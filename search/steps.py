@@ -1,0 +1,184 @@
+"""rStar-Math's code-augmented step format: prompts, stop strings, step parsing, answers.
+
+A solution is one growing `<code>` block. Each step is a `# Step k: ...` comment plus Python and
+ends in `<end_of_step>`; the last code step prints the answer and ends in `<end_of_code>`; the
+executor's stdout follows in `<output>...<end_of_output>`; then
+`<answer>...\\boxed{..}<end_of_answer>`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+CODE = "<code>"
+STEP_END = "<end_of_step>"
+CODE_END = "<end_of_code>"
+OUTPUT = "<output>"
+OUTPUT_END = "<end_of_output>"
+ANSWER = "<answer>"
+ANSWER_END = "<end_of_answer>"
+USER = "<|user|>"
+ASSISTANT = "<|assistant|>"
+FORMAT_TAGS = (CODE, STEP_END, CODE_END, OUTPUT, OUTPUT_END, ANSWER, ANSWER_END, USER, ASSISTANT)
+
+# A step generation stops at the end of a step or of the code; the others only catch a model
+# that skips ahead (those steps are malformed).
+STEP_STOPS: tuple[str, ...] = (STEP_END, CODE_END, ANSWER_END, USER)
+ANSWER_STOPS: tuple[str, ...] = (ANSWER_END, USER)
+
+PromptStyle = Literal["few_shot", "bare"]
+
+_ASSISTANT_OPENING = "Let's think step by step and solve the problem with code."
+
+# Two worked examples for models never trained on the format (written for this project).
+_FEW_SHOT = r"""<|user|>:
+Tom buys 3 boxes of 12 pencils and gives away 7 pencils. How many pencils does he have left?
+<|assistant|>: Let's think step by step and solve the problem with code.
+<code>
+# Step 1: Count the pencils Tom buys.
+bought = 3 * 12
+<end_of_step>
+# Step 2: Subtract the pencils he gives away.
+left = bought - 7
+<end_of_step>
+# Step 3: Now print the final answer.
+print(left)
+<end_of_code>
+<output>
+29
+<end_of_output>
+<answer>Tom has \boxed{29} pencils left.<end_of_answer>
+
+<|user|>:
+What is the sum of all values of $x$ such that $x^2 - 5x + 6 = 0$?
+<|assistant|>: Let's think step by step and solve the problem with code.
+<code>
+# Step 1: Solve the quadratic equation with sympy.
+import sympy as sp
+x = sp.symbols('x')
+roots = sp.solve(x**2 - 5*x + 6, x)
+<end_of_step>
+# Step 2: Now print the final answer: the sum of the roots.
+print(sum(roots))
+<end_of_code>
+<output>
+5
+<end_of_output>
+<answer>The sum of the roots is \boxed{5}.<end_of_answer>
+
+"""
+
+
+def render_header(problem: str) -> str:
+    return f"{USER}:\n{problem.strip()}\n{ASSISTANT}: {_ASSISTANT_OPENING}\n{CODE}\n"
+
+
+def render_prompt(problem: str, steps: Sequence[str], style: PromptStyle = "few_shot") -> str:
+    """The prompt that asks for the next step after `steps` (rendered step texts)."""
+    prefix = _FEW_SHOT if style == "few_shot" else ""
+    return prefix + render_header(problem) + "".join(steps)
+
+
+def render_step(body: str, final: bool) -> str:
+    """Canonical text of a step as it re-enters the prompt (a prefix extension of the parent)."""
+    return f"{body}\n{CODE_END if final else STEP_END}\n"
+
+
+def render_output(stdout: str) -> str:
+    return f"{OUTPUT}\n{stdout}\n{OUTPUT_END}\n{ANSWER}"
+
+
+def render_answer(answer_text: str) -> str:
+    return f"{answer_text.strip()}{ANSWER_END}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedStep:
+    ok: bool
+    final: bool = False
+    body: str = ""  # the step as written (comment + code), stripped
+    reasoning: str = ""  # the leading comment, without '#'
+    code: str = ""  # the Python below the leading comment
+    error: str | None = None
+
+
+def parse_step(text: str, stop: str | None) -> ParsedStep:
+    """Parse one generated step. Malformed output is a failed step, never an exception."""
+    if stop not in (STEP_END, CODE_END):
+        why = "was cut off (length or end of text)" if stop is None else f"ended with {stop!r}"
+        return ParsedStep(
+            ok=False, error=f"malformed: step {why} instead of {STEP_END} or {CODE_END}"
+        )
+    body = text.strip()
+    if body.startswith(CODE):
+        body = body[len(CODE) :].strip()
+    for tag in FORMAT_TAGS:
+        if tag in body:
+            return ParsedStep(ok=False, body=body, error=f"malformed: step contains {tag!r}")
+    if not body:
+        return ParsedStep(ok=False, error="malformed: empty step")
+    lines = body.splitlines()
+    i = 0
+    while i < len(lines) and lines[i].lstrip().startswith("#"):
+        i += 1
+    reasoning = "\n".join(ln.lstrip().lstrip("#").strip() for ln in lines[:i]).strip()
+    code = "\n".join(lines[i:]).strip("\n")
+    final = stop == CODE_END
+    if final and not code.strip():
+        return ParsedStep(
+            ok=False, body=body, reasoning=reasoning, error="malformed: final step has no code"
+        )
+    return ParsedStep(ok=True, final=final, body=body, reasoning=reasoning, code=code)
+
+
+def path_code(codes: Sequence[str]) -> str:
+    """The program a step is verified with: the code of every step on its path, in order."""
+    return "\n".join(c for c in codes if c.strip()) + "\n"
+
+
+def syntax_error(code: str) -> str | None:
+    """Cheap pre-check so a step that cannot even compile never costs a sandbox run."""
+    try:
+        compile(code, "<step>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, MemoryError, RecursionError, OverflowError) as e:
+        detail = getattr(e, "msg", None) or str(e)
+        line = getattr(e, "lineno", None)
+        return f"{type(e).__name__}: {detail}" + (f" (line {line})" if line else "")
+    return None
+
+
+def clip_output(text: str, limit: int = 1024) -> str:
+    """Keep the head and tail of long output, like the official code, so prompts stay short."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n...[{len(text) - 2 * half} characters omitted]...\n{text[-half:]}"
+
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}), braces matched; None if there is none."""
+    found = None
+    for m in _BOXED.finditer(text):
+        depth, start = 1, m.end()
+        for j in range(start, len(text)):
+            ch = text[j]
+            if ch == "{" and text[j - 1] != "\\":
+                depth += 1
+            elif ch == "}" and text[j - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    found = text[start:j].strip()
+                    break
+    return found or None
+
+
+def normalize_step(body: str) -> str:
+    """Key under which two candidate steps count as duplicates (whitespace-insensitive)."""
+    return " ".join(body.split())

@@ -1,0 +1,1 @@
+"""Server — arrives with its own issue; see ARCHITECTURE.md."""
