@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from pebble import ProcessPool
@@ -44,9 +45,14 @@ class Grader:
     """Decides whether a predicted answer equals the gold one. Thread-safe; results cached."""
 
     def __init__(
-        self, timeout_s: float = DEFAULT_TIMEOUT_S, workers: int = 1, cache_size: int = 65536
+        self,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        workers: int = 1,
+        cache_size: int = 65536,
+        compare: Callable[[str, str], bool] = _verify,
     ) -> None:
         self.timeout_s = timeout_s
+        self._compare = compare  # runs in the worker: must be importable by module path
         self.workers = workers
         self._pool: ProcessPool | None = None
         self._lock = threading.Lock()
@@ -97,7 +103,7 @@ class Grader:
         hit = self._cached(key)
         if hit is not None:
             return hit
-        future = self._get_pool().schedule(_verify, args=(gold, pred), timeout=self.timeout_s)
+        future = self._get_pool().schedule(self._compare, args=(gold, pred), timeout=self.timeout_s)
         try:
             return self._store(key, bool(future.result()))
         except FutureTimeout:

@@ -1,0 +1,406 @@
+"""MCTS against a scripted policy: selection, backup, terminal rules, budgets, batching."""
+
+import asyncio
+import json
+import math
+
+import pytest
+
+from search import Budget, Components, SearchConfig, SearchResult, run_search
+from search.mcts import mcts, select_child
+from search.tree import Node, Tree, uct
+from tests.scripted import ExecSandbox, ScriptedPolicy, ScriptedReward
+
+S1A = "# Step 1: boxes\na = 3 * 12"
+S1B = "# Step 1: wrong count\na = 3 * 13"
+S2A = "# Step 2: print\nprint(a - 7)"
+S2B = "# Step 2: print\nprint(a - 7)"
+
+
+def two_branch_script():
+    """Root: a right and a wrong first step; each continues to a final step."""
+    return {
+        (): [S1A + "\n<end_of_step>", S1B + "\n<end_of_step>"],
+        (S1A,): [S2A + "\n<end_of_code>"],
+        (S1B,): [S2B + "\n<end_of_code>"],
+    }
+
+
+def endless(path):
+    """A policy that never finishes: each path gets 3 distinct new steps."""
+    k = len(path) + 1
+    return [f"# Step {k}: option {i}\nv{k}_{i} = {i}\n<end_of_step>" for i in range(3)]
+
+
+def comps(policy, reward=None):
+    return Components(policy, ExecSandbox(), reward)
+
+
+# --- selection -------------------------------------------------------------------------------
+
+
+def make_parent_with(children_stats):
+    tree = Tree("p")
+    root = tree.root
+    root.status, root.visits = "expanded", sum(v for v, _ in children_stats)
+    kids = [tree.add(root, visits=v, value_sum=w) for v, w in children_stats]
+    return tree, root, kids
+
+
+def test_uct_formula():
+    _, root, (a, b) = make_parent_with([(5, 4.0), (1, 0.0)])
+    assert uct(a, root, 2.0, 1.0) == pytest.approx(0.8 + 2 * math.sqrt(math.log(6) / 5))
+    assert uct(b, root, 2.0, 1.0) == pytest.approx(0.0 + 2 * math.sqrt(math.log(6) / 1))
+    assert uct(Node(9, 0, 1), root, 2.0, 1.0) == math.inf
+
+
+def test_selection_prefers_exploration_then_value():
+    _, root, (a, b) = make_parent_with([(5, 4.0), (1, 0.0)])
+    assert select_child(root, [a, b], c=2.0, virtual_loss=1.0) is b  # rarely visited wins
+    assert select_child(root, [a, b], c=0.0, virtual_loss=1.0) is a  # pure exploitation
+
+
+def test_unvisited_children_first_ordered_by_prm_score():
+    _, root, (a, b, c) = make_parent_with([(3, 3.0), (0, 0.0), (0, 0.0)])
+    b.prm_score, c.prm_score = 0.1, 0.7
+    assert select_child(root, [a, b, c], 2.0, 1.0) is c
+
+
+def test_virtual_loss_steers_concurrent_rollouts_apart():
+    _, root, (a, b) = make_parent_with([(0, 0.0), (0, 0.0)])
+    first = select_child(root, [a, b], 2.0, 1.0)
+    first.virtual += 1
+    assert select_child(root, [a, b], 2.0, 1.0) is not first
+
+
+def test_exhausted_and_invalid_children_are_never_selected():
+    _, root, (a, b) = make_parent_with([(1, 1.0), (0, 0.0)])
+    a.exhausted = True
+    b.status, b.exhausted = "invalid", True
+    assert select_child(root, [a, b], 2.0, 1.0) is None
+
+
+async def test_first_rollouts_visit_every_root_child_before_going_deeper():
+    policy = ScriptedPolicy(default=endless)
+    r = await mcts(
+        "p",
+        comps(policy),
+        Budget(rollouts=3),
+        SearchConfig(candidates=3, parallel_rollouts=1, max_depth=2),
+    )
+    root_children = r.tree.children(r.tree.root)
+    # depth-2 steps are "too deep" here, so each rollout ends after expanding one root child;
+    # UCT (unvisited = infinite) sends the three rollouts to three different children
+    assert [c.status for c in root_children] == ["expanded"] * 3
+
+
+# --- backup and terminal rules ---------------------------------------------------------------
+
+
+async def test_backup_with_gold_answer(grader):
+    policy = ScriptedPolicy(two_branch_script())
+    r = await mcts("p", comps(policy), Budget(rollouts=8), SearchConfig(candidates=2), gold="29")
+    t = r.tree
+    right, wrong = t.children(t.root)
+    (right_end,), (wrong_end,) = t.children(right), t.children(wrong)
+    assert right_end.answer == "29" and right_end.correct and right_end.reward == 1.0
+    assert wrong_end.answer == "32" and wrong_end.correct is False and wrong_end.reward == -1.0
+    assert (right.visits, right.value_sum) == (1, 1.0)
+    assert (wrong.visits, wrong.value_sum) == (1, -1.0)
+    assert (t.root.visits, t.root.value_sum) == (2, 0.0)
+    assert r.answer == "29" and r.correct is True and r.reward_source == "gold"
+    assert r.stopped_by == "exhausted"  # both branches finished before 8 rollouts
+    assert all(n.virtual == 0 for n in t)
+
+
+async def test_invalid_steps_count_minus_one_on_themselves_only():
+    script = {
+        (): [S1A + "\n<end_of_step>", "# Step 1: boom\na = 1 / 0\n<end_of_step>", "no stop"],
+        (S1A,): [S2A + "\n<end_of_code>"],
+    }
+    r = await mcts(
+        "p", comps(ScriptedPolicy(script)), Budget(rollouts=4), SearchConfig(candidates=3)
+    )
+    t = r.tree
+    good, boom, garbage = t.children(t.root)
+    assert boom.status == "invalid" and boom.error.startswith("runtime: ZeroDivisionError")
+    assert garbage.status == "invalid" and garbage.error.startswith("malformed")
+    for bad in (boom, garbage):
+        assert (bad.visits, bad.value_sum, bad.children) == (1, -1.0, [])
+    # the root saw only the good rollout: invalid steps are not backed up
+    assert t.root.visits == 1 and t.root.value_sum == good.value_sum
+    assert r.answer == "29"
+
+
+async def test_too_deep_is_an_invalid_terminal():
+    r = await mcts(
+        "p",
+        comps(ScriptedPolicy(default=endless)),
+        Budget(rollouts=5),
+        SearchConfig(candidates=2, max_depth=3),
+    )
+    deep = [n for n in r.tree if n.depth == 3]
+    assert deep and all(n.status == "invalid" and n.error.startswith("too deep") for n in deep)
+    assert max(n.depth for n in r.tree) == 3
+    assert r.answer is None and r.steps == []
+
+
+async def test_final_step_without_boxed_answer_is_invalid():
+    policy = ScriptedPolicy(two_branch_script(), answer=lambda prompt: "I think so.<end_of_answer>")
+    r = await mcts("p", comps(policy), Budget(rollouts=4), SearchConfig(candidates=2))
+    finals = [n for n in r.tree if n.final]
+    assert finals and all(n.status == "invalid" and n.error.startswith("no answer") for n in finals)
+    assert r.answer is None
+
+
+async def test_reward_model_scores_steps_and_terminals():
+    reward = ScriptedReward({"wrong count": -0.5, "boxes": 0.6, "print(a - 7)": 0.3})
+    policy = ScriptedPolicy(two_branch_script())
+    r = await mcts("p", comps(policy, reward), Budget(rollouts=4), SearchConfig(candidates=2))
+    t = r.tree
+    right, wrong = t.children(t.root)
+    assert (right.prm_score, wrong.prm_score) == (0.6, -0.5)
+    end = t.children(right)[0]
+    assert end.reward == end.prm_score == 0.3  # terminal reward = reward model's score
+    assert r.reward_source == "reward_model" and r.score == 0.3
+    # PPM-augmented init: one visit worth its score, then the backed-up terminal value
+    assert right.visits == 2 and right.value_sum == pytest.approx(0.6 + 0.3)
+    assert reward.calls and all(n >= 1 for n in reward.calls)
+
+
+async def test_rollouts_follow_the_reward_model_first():
+    reward = ScriptedReward({"option 2": 0.9}, default=-0.2)
+    policy = ScriptedPolicy(default=endless)
+    r = await mcts(
+        "p",
+        comps(policy, reward),
+        Budget(rollouts=2),
+        SearchConfig(candidates=3, parallel_rollouts=1, max_depth=4),
+    )
+    first_expanded = r.tree.nodes[1:4]
+    assert [n.status for n in first_expanded] == ["open", "open", "expanded"]
+
+
+async def test_agreement_reward_without_reward_model_or_gold():
+    script = {
+        (): [f"# Step 1: way {i}\nx = {v}\n<end_of_step>" for i, v in enumerate([6, 6, 7, 6])],
+        **{
+            (f"# Step 1: way {i}\nx = {v}",): ["print(x)\n<end_of_code>"]
+            for i, v in enumerate([6, 6, 7, 6])
+        },
+    }
+    r = await mcts(
+        "p",
+        comps(ScriptedPolicy(script)),
+        Budget(rollouts=8),
+        SearchConfig(candidates=4, parallel_rollouts=1),
+    )
+    assert r.reward_source == "agreement"
+    assert r.answer == "6"
+    assert r.score == pytest.approx(2 * 3 / 4 - 1)  # final agreement: 3 of 4 terminals say 6
+    assert [(a.answer, a.count) for a in r.alternatives] == [("6", 3), ("7", 1)]
+    terminals = r.tree.terminals()
+    assert terminals[0].reward == 1.0  # the first terminal agrees with itself alone
+
+
+# --- budgets ---------------------------------------------------------------------------------
+
+
+async def test_rollout_budget():
+    policy = ScriptedPolicy(default=endless)
+    r = await mcts(
+        "p",
+        comps(policy),
+        Budget(rollouts=5),
+        SearchConfig(candidates=2, parallel_rollouts=2, max_depth=6),
+    )
+    assert r.stopped_by == "rollouts" and r.usage.rollouts == 5
+
+
+async def test_token_budget():
+    policy = ScriptedPolicy(default=endless)
+    r = await mcts(
+        "p",
+        comps(policy),
+        Budget(rollouts=1000, max_tokens=60),
+        SearchConfig(candidates=3, parallel_rollouts=2, max_depth=12),
+    )
+    assert r.stopped_by == "max_tokens"
+    assert 60 <= r.usage.tokens < 60 + max(policy.call_tokens)  # at most one batch past it
+    assert r.usage.tokens == sum(n.tokens for n in r.tree)
+
+
+async def test_time_budget_cancels_a_slow_call():
+    policy = ScriptedPolicy(default=endless, delay_s=0.3)
+    t0 = asyncio.get_running_loop().time()
+    r = await mcts(
+        "p",
+        comps(policy),
+        Budget(rollouts=1000, time_limit_s=1.0),
+        SearchConfig(candidates=2, max_depth=30),
+    )
+    took = asyncio.get_running_loop().time() - t0
+    assert r.stopped_by == "time_limit_s"
+    assert 1.0 <= took < 1.5 and r.usage.elapsed_s < 1.5
+    assert all(n.virtual == 0 for n in r.tree)
+
+
+async def test_usage_accounts_every_call():
+    policy = ScriptedPolicy(two_branch_script())
+    sandbox = ExecSandbox()
+    reward = ScriptedReward()
+    r = await mcts(
+        "p", Components(policy, sandbox, reward), Budget(rollouts=4), SearchConfig(candidates=2)
+    )
+    u = r.usage
+    assert u.policy_calls == len(policy.calls)
+    assert u.sandbox_runs == len(sandbox.runs)
+    assert u.reward_calls == len(reward.calls)
+    assert u.nodes == len(r.tree) - 1
+    assert u.elapsed_s > 0
+
+
+# --- de-duplication and batching -------------------------------------------------------------
+
+
+async def test_duplicate_candidates_are_removed():
+    script = {
+        (): [
+            S1A + "\n<end_of_step>",
+            "  " + S1A.replace("\n", "\n ") + "  \n<end_of_step>",
+            S1A + "\n<end_of_step>",
+            S1B + "\n<end_of_step>",
+        ],
+        (S1A,): [S2A + "\n<end_of_code>"],
+        (S1B,): [S2B + "\n<end_of_code>"],
+    }
+    r = await mcts(
+        "p", comps(ScriptedPolicy(script)), Budget(rollouts=4), SearchConfig(candidates=4)
+    )
+    root_kids = r.tree.children(r.tree.root)
+    assert len(root_kids) == 2
+    assert r.usage.duplicates >= 2
+
+
+async def test_parallel_rollouts_reach_the_policy_as_batches():
+    policy = ScriptedPolicy(default=endless)
+    await mcts(
+        "p",
+        comps(policy),
+        Budget(rollouts=8),
+        SearchConfig(candidates=3, parallel_rollouts=4, max_depth=4),
+    )
+    batches = policy.step_batches
+    assert batches[0] == 1  # the root
+    assert batches[1] == 3  # four rollouts spread over the root's three children
+    assert max(batches) >= 3
+
+    serial = ScriptedPolicy(default=endless)
+    await mcts(
+        "p",
+        comps(serial),
+        Budget(rollouts=8),
+        SearchConfig(candidates=3, parallel_rollouts=1, max_depth=4),
+    )
+    assert set(serial.step_batches) == {1}
+
+
+async def test_candidates_are_requested_as_n_samples():
+    policy = ScriptedPolicy(default=endless)
+    await mcts("p", comps(policy), Budget(rollouts=2), SearchConfig(candidates=5))
+    assert policy.calls[0][0].n == 5
+
+
+# --- final answer ----------------------------------------------------------------------------
+
+
+def voting_script():
+    """Five terminals: one answer 7 with a high score, four answers 6 with middling scores."""
+    vals = [7, 6, 6, 6, 6]
+    return {
+        (): [f"# Step 1: way {i}\nx = {v}\n<end_of_step>" for i, v in enumerate(vals)],
+        **{
+            (f"# Step 1: way {i}\nx = {v}",): [f"# final {v}\nprint(x)\n<end_of_code>"]
+            for i, v in enumerate(vals)
+        },
+    }
+
+
+async def test_final_answer_is_the_highest_scored_terminal():
+    reward = ScriptedReward({"final 7": 0.9, "final 6": 0.4})
+    r = await mcts(
+        "p",
+        comps(ScriptedPolicy(voting_script()), reward),
+        Budget(rollouts=10),
+        SearchConfig(candidates=5),
+    )
+    assert r.answer == "7" and r.score == 0.9
+
+
+async def test_score_weighted_vote_over_top_k():
+    reward = ScriptedReward({"final 7": 0.9, "final 6": 0.4})
+    r = await mcts(
+        "p",
+        comps(ScriptedPolicy(voting_script()), reward),
+        Budget(rollouts=10),
+        SearchConfig(candidates=5, vote_top_k=5),
+    )
+    assert r.answer == "6"  # 4 × 0.7 outweighs 1 × 0.95
+    top2 = await mcts(
+        "p",
+        comps(ScriptedPolicy(voting_script()), reward),
+        Budget(rollouts=10),
+        SearchConfig(candidates=5, vote_top_k=2),
+    )
+    assert top2.answer == "7"  # top-2 = one 7 (0.95) and one 6 (0.7)
+    assert r.alternatives[0].answer == "6" and r.alternatives[0].count == 4
+
+
+async def test_winning_trajectory_is_reported_step_by_step():
+    r = await mcts(
+        "p",
+        comps(ScriptedPolicy(two_branch_script())),
+        Budget(rollouts=4),
+        SearchConfig(candidates=2),
+        gold="29",
+    )
+    assert [s.code for s in r.steps] == ["a = 3 * 12", "print(a - 7)"]
+    assert r.steps[0].reasoning == "Step 1: boxes"
+    assert r.steps[-1].output == "29"
+    assert r.answer_text == "The answer is \\boxed{29}."
+
+
+# --- malformed output and serialisation ------------------------------------------------------
+
+
+async def test_garbage_policy_ends_cleanly_without_an_answer():
+    garbage = ["", "<output>", "\x00\xff", "print(1)", "# Step\n<answer>\\boxed{3}<end_of_answer>"]
+    policy = ScriptedPolicy(default=lambda path: garbage)
+    r = await mcts("p", comps(policy), Budget(rollouts=10), SearchConfig(candidates=5))
+    assert r.answer is None and r.stopped_by == "exhausted"
+    assert all(n.status == "invalid" for n in r.tree.nodes[1:])
+
+
+async def test_tree_and_result_round_trip_through_json():
+    r = await mcts(
+        "p",
+        comps(ScriptedPolicy(two_branch_script()), ScriptedReward({"boxes": 0.5})),
+        Budget(rollouts=4),
+        SearchConfig(candidates=2),
+        gold="29",
+    )
+    text = r.tree.to_json()
+    assert json.loads(text)["nodes"][0]["parent"] is None
+    assert Tree.from_json(text) == r.tree
+    again = SearchResult.model_validate_json(r.model_dump_json())
+    assert again == r
+    node = again.tree.nodes[1]
+    assert {"text", "code", "output", "visits", "value_sum", "prm_score"} <= set(
+        json.loads(text)["nodes"][1]
+    )
+    assert node.q == r.tree.nodes[1].q
+
+
+async def test_unknown_algorithm_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown algorithm 'beam'"):
+        await run_search("beam", "p", comps(ScriptedPolicy()))
