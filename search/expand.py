@@ -59,6 +59,7 @@ class Expander:
         self.judge = Judge(components.grader, gold, components.reward_model is not None)
         self.limits = ExecLimits(timeout_s=config.exec_timeout_s)
         self._seed = config.seed
+        self._seen: dict[int, set[str]] = {}  # per parent: keys of its children, for de-dup
 
     @property
     def usage(self):
@@ -103,16 +104,12 @@ class Expander:
 
         pending: list[_Pending] = []
         for (parent, _), gens in zip(items, outputs, strict=True):
-            seen = (
-                {normalize_step(self.tree.nodes[i].text) for i in parent.children}
-                if dedup
-                else set()
-            )
+            seen = self._seen.setdefault(parent.id, set())
             for g in gens:
                 self.usage.tokens += g.tokens
                 step = parse_step(g.text, g.stop)
                 if dedup:
-                    key = normalize_step(step.body or g.text)
+                    key = f"{g.stop}|{normalize_step(step.body or g.text)}"
                     if key in seen:
                         self.usage.duplicates += 1
                         continue

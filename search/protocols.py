@@ -8,7 +8,7 @@ prompt of a search wave, so backends can batch and prefix-cache.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
@@ -77,7 +77,6 @@ class ExecResult:
     timed_out: bool = False
     killed: str | None = None  # "memory" | "output" | "signal" when the runner killed it
     elapsed_s: float = 0.0
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
