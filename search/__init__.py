@@ -8,13 +8,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from search.best_of_n import best_of_n
+from search.baselines import best_of_n, greedy, self_consistency
 from search.budget import Budget, Usage
 from search.config import Components, SearchConfig
-from search.greedy import greedy
 from search.mcts import mcts
 from search.result import SearchResult
-from search.self_consistency import self_consistency
 
 Algorithm = Literal["mcts", "best_of_n", "self_consistency", "greedy"]
 
