@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from search.budget import Budget, Tracker
 from search.config import Components, SearchConfig
 from search.judge import Judge
-from search.protocols import ExecLimits, GenerationRequest, ScoreRequest
+from search.protocols import ExecLimits, Generation, GenerationRequest, ScoreRequest
 from search.steps import (
     ANSWER_STOPS,
     STEP_STOPS,
@@ -101,7 +101,32 @@ class Expander:
         ]
         outputs = await self.c.policy.generate(requests)
         self.usage.policy_calls += 1
+        pending = self._candidates(items, outputs, dedup)
+        await self._execute([p for p in pending if "error" not in p.fields])
+        finals = [p for p in pending if p.final and "error" not in p.fields]
+        if finals:
+            await self._answer(finals)
 
+        children = [self._attach(p) for p in pending]
+        for parent, _ in items:
+            if parent.status == "open":
+                parent.status = "expanded"
+        valid = [n for n in children if n.status != "invalid"]
+        if valid and self.c.reward_model is not None:
+            await self._score(valid)
+        terminals = [n for n in valid if n.status == "terminal"]
+        if terminals:
+            await self.judge.add_terminals(terminals)
+        for parent, _ in items:
+            if parent.children and all(self.tree.nodes[i].exhausted for i in parent.children):
+                self.tree.exhaust(parent)
+        return children
+
+    def _candidates(
+        self, items: Sequence[tuple[Node, int]], outputs: list[list[Generation]], dedup: bool
+    ) -> list[_Pending]:
+        """Parse each generation into a would-be child; mark what fails before execution."""
+        cfg = self.config
         pending: list[_Pending] = []
         for (parent, _), gens in zip(items, outputs, strict=True):
             seen = self._seen.setdefault(parent.id, set())
@@ -128,49 +153,34 @@ class Expander:
                 if not step.final and parent.depth + 1 >= cfg.max_depth:
                     p.fields["error"] = f"too deep: no final step within max_depth={cfg.max_depth}"
                     continue
-                codes = [n.code for n in self.tree.path(parent)] + [step.code]
-                p.code = path_code(codes)
+                p.code = path_code([n.code for n in self.tree.path(parent)] + [step.code])
                 err = syntax_error(p.code)
                 if err:
                     p.fields["error"] = f"syntax: {err}"
+        return pending
 
-        runnable = [p for p in pending if "error" not in p.fields]
+    async def _execute(self, runnable: list[_Pending]) -> None:
+        """Run each candidate's path code concurrently; a failing run invalidates the step."""
+        clip = self.config.output_clip_chars
         results = await asyncio.gather(*(self.c.sandbox.run(p.code, self.limits) for p in runnable))
         self.usage.sandbox_runs += len(runnable)
         for p, res in zip(runnable, results, strict=True):
-            if res.ok:
-                p.fields["output"] = clip_output(res.stdout, cfg.output_clip_chars)
-            else:
+            p.fields["output"] = clip_output(res.stdout, clip)
+            if not res.ok:
                 kind = "timeout" if res.timed_out else (res.killed or "runtime")
-                p.fields["output"] = clip_output(res.stdout, cfg.output_clip_chars) or None
-                p.fields["error"] = f"{kind}: {(res.error or '').strip()[-cfg.output_clip_chars :]}"
+                p.fields["error"] = f"{kind}: {(res.error or '').strip()[-clip:]}"
 
-        finals = [p for p in pending if p.final and "error" not in p.fields]
-        if finals:
-            await self._answer(finals)
-
-        children = [self._attach(p) for p in pending]
-        for parent, _ in items:
-            if parent.status == "open":
-                parent.status = "expanded"
-        valid = [n for n in children if n.status != "invalid"]
-        if valid and self.c.reward_model is not None:
-            scores = await self.c.reward_model.score(
-                [
-                    ScoreRequest(self.problem, tuple(n.text for n in self.tree.path(node)))
-                    for node in valid
-                ]
-            )
-            self.usage.reward_calls += 1
-            for node, s in zip(valid, scores, strict=True):
-                node.prm_score = float(s)
-        terminals = [n for n in valid if n.status == "terminal"]
-        if terminals:
-            await self.judge.add_terminals(terminals)
-        for parent, _ in items:
-            if parent.children and all(self.tree.nodes[i].exhausted for i in parent.children):
-                self.tree.exhaust(parent)
-        return children
+    async def _score(self, nodes: list[Node]) -> None:
+        assert self.c.reward_model is not None
+        scores = await self.c.reward_model.score(
+            [
+                ScoreRequest(self.problem, tuple(n.text for n in self.tree.path(node)))
+                for node in nodes
+            ]
+        )
+        self.usage.reward_calls += 1
+        for node, s in zip(nodes, scores, strict=True):
+            node.prm_score = float(s)
 
     async def _answer(self, finals: list[_Pending]) -> None:
         """Show each final step its output and let the policy write the boxed answer."""
