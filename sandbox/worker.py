@@ -1,0 +1,288 @@
+"""The warm worker: a long-lived Python that forks once per execution.
+
+Runs inside the jail (or, for the unsafe local backend, as a plain process). Standard library
+only, because it is started from its source text, not imported. The math libraries are imported
+once at start, so each execution is a fork of an interpreter that already has them.
+
+Protocol: one JSON object per line. The worker prints {"ready": ...} once, then answers each
+request {"code", "timeout_s", "memory_mb", "output_bytes"} with one result line
+{"ok", "stdout", "stderr", "error", "timed_out", "killed", "elapsed_s"}.
+
+Per execution the child: starts a new session (its own process group), runs in a fresh empty
+directory, gets /dev/null as stdin and pipes as stdout/stderr, hard CPU and address-space
+limits, and an audit hook that refuses to start programs or fork (so `os.system`, `subprocess`
+and fork bombs fail as a clean error; the jail's limits are what contain code that gets past
+it). The parent enforces the wall clock, reads output up to a cap, then kills the child's
+process group and, when it is PID 1 of its own PID namespace (in the jail), every other process
+in it, and deletes the directory it made for the run, so nothing of one execution survives
+into the next.
+
+Usage: python -I worker.py [SCRATCH_DIR]   (runs get fresh directories inside SCRATCH_DIR; a
+temporary directory, removed at exit, when none is given)
+"""
+
+import builtins
+import contextlib
+import io
+import json
+import math
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+
+PRELOAD = (
+    "math", "cmath", "fractions", "decimal", "itertools", "functools", "collections",
+    "statistics", "random", "re", "string", "numpy", "sympy",
+)  # fmt: skip
+
+_BLOCKED = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
+            "subprocess.Popen", "pty.spawn")  # fmt: skip
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_STATUS_CAP = 64 * 1024
+
+
+def _audit(event, args):
+    if event.startswith(_BLOCKED):
+        raise PermissionError(f"{event} is not allowed in a step")
+
+
+def _describe(exc):
+    """'Type: message (line N)' for the innermost frame of the step's own code."""
+    try:
+        msg = str(exc)
+    except BaseException:
+        msg = "<unprintable>"
+    text = type(exc).__name__ + (f": {msg[:500]}" if msg else "")
+    line = None
+    with contextlib.suppress(BaseException):
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename == "<step>":
+                line = frame.lineno
+    return text + (f" (line {line})" if line else "")
+
+
+def _child(req, run_dir, out_w, err_w, st_w):
+    """In the forked child: limit, isolate, run the step, report on the status pipe."""
+    try:
+        os.setsid()
+        os.chdir(run_dir)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.closerange(3, st_w)
+        os.closerange(st_w + 1, 65536)
+        with open("/proc/self/statm") as f:
+            vm = int(f.read().split()[0]) * _PAGE
+        mem = vm + int(req["memory_mb"]) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        cpu = math.ceil(float(req["timeout_s"])) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        sys.stdin = open(os.devnull)  # noqa: SIM115
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), "utf-8", "backslashreplace")
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), "utf-8", "backslashreplace")
+        sys.argv = ["<step>"]
+        sys.setrecursionlimit(3000)
+        sys.addaudithook(_audit)
+    except BaseException as e:
+        os.write(st_w, json.dumps({"ok": False, "error": "setup: " + _describe(e)}).encode())
+        os._exit(71)
+    status = {"ok": True}
+    code = 0
+    try:
+        exec(
+            compile(req["code"], "<step>", "exec"),
+            {"__name__": "__main__", "__builtins__": builtins},
+        )
+    except BaseException as e:  # SystemExit and KeyboardInterrupt are failures of a step too
+        status, code = {"ok": False, "error": _describe(e)}, 1
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    with contextlib.suppress(BaseException):
+        os.write(st_w, json.dumps(status).encode()[:_STATUS_CAP])
+    os._exit(code)
+
+
+def _sweep(pid):
+    """Kill the child's group and, as PID 1 of a PID namespace, every other process in it;
+    reap them all. Returns the child's wait status."""
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    if os.getpid() == 1:  # only ever inside a PID namespace of our own
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)
+    status = None
+    while True:
+        try:
+            reaped, st = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if reaped == pid:
+            status = st
+    return status
+
+
+def _remove(path):
+    """Delete a directory this worker created, even if the step chmod-ed things inside it."""
+
+    def retry(fn, p, _exc):
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                fn(p)
+
+    shutil.rmtree(path, onerror=retry)
+
+
+def _result(ok=False, stdout="", stderr="", error=None, timed_out=False, killed=None, elapsed=0.0):
+    return {"ok": ok, "stdout": stdout, "stderr": stderr, "error": error,
+            "timed_out": timed_out, "killed": killed, "elapsed_s": elapsed}  # fmt: skip
+
+
+def execute(req, scratch, keep):
+    timeout = float(req["timeout_s"])
+    cap = int(req["output_bytes"])
+    run_dir = tempfile.mkdtemp(prefix="run-", dir=scratch)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    st_r, st_w = os.pipe()
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        for fd in (out_r, err_r, st_r, *keep):
+            os.close(fd)
+        _child(req, run_dir, out_w, err_w, st_w)
+    for fd in (out_w, err_w, st_w):
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    bufs = {out_r: bytearray(), err_r: bytearray(), st_r: bytearray()}
+    poller = select.poll()
+    for fd in (out_r, err_r, st_r, pidfd):
+        poller.register(fd, select.POLLIN)
+    open_fds = {out_r, err_r, st_r}
+    timed_out, killed, exited = False, None, False
+    deadline = t0 + timeout
+    while open_fds and not killed:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        if exited:
+            left = min(left, 0.05)  # grandchildren may hold the pipes open: don't wait on them
+        events = poller.poll(left * 1000)
+        if not events and exited:
+            break
+        for fd, _ in events:
+            if fd == pidfd:
+                exited = True
+                poller.unregister(pidfd)
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+                continue
+            if fd == st_r:
+                bufs[st_r] += chunk[: max(0, _STATUS_CAP - len(bufs[st_r]))]
+                continue
+            bufs[fd] += chunk
+            if len(bufs[out_r]) + len(bufs[err_r]) > cap:
+                killed = "output"
+                break
+    status = _sweep(pid)
+    elapsed = time.monotonic() - t0
+    for fd in (out_r, err_r, st_r, pidfd):
+        os.close(fd)
+    _remove(run_dir)
+
+    res = _result(
+        stdout=bytes(bufs[out_r][:cap]).decode("utf-8", "replace"),
+        stderr=bytes(bufs[err_r][-4096:]).decode("utf-8", "replace"),
+        timed_out=timed_out,
+        killed=killed,
+        elapsed=elapsed,
+    )
+    if timed_out:
+        res["error"] = f"timed out after {timeout:g}s"
+        return res
+    if killed:
+        res["error"] = f"output over {cap} bytes"
+        return res
+    try:
+        reported = json.loads(bytes(bufs[st_r]).decode("utf-8", "replace"))
+    except ValueError:
+        reported = None
+    if isinstance(reported, dict) and status is not None and os.WIFEXITED(status):
+        res["ok"] = bool(reported.get("ok")) and os.WEXITSTATUS(status) == 0
+        res["error"] = None if res["ok"] else str(reported.get("error") or "failed")
+        if res["error"] and res["error"].startswith("MemoryError"):
+            res["killed"] = "memory"
+        return res
+    if status is not None and os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        why = {"SIGXCPU": " (CPU time limit)", "SIGSEGV": " (segmentation fault)"}.get(name, "")
+        res["error"], res["killed"] = f"killed by signal {name}{why}", "signal"
+    else:
+        code = os.WEXITSTATUS(status) if status is not None else "?"
+        res["error"] = f"exited with status {code} before finishing"
+    return res
+
+
+def main():
+    own_scratch = len(sys.argv) < 2
+    scratch = tempfile.mkdtemp(prefix="rstar-sandbox-") if own_scratch else sys.argv[1]
+    chan_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    chan_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(devnull, fd)
+    t0 = time.monotonic()
+    loaded = []
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            __import__(name)
+            loaded.append(name)
+    with contextlib.suppress(Exception):  # /proc/<worker>/* unreadable to the children
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    os.dup2(devnull, 2)
+    keep = (chan_in.fileno(), chan_out.fileno())
+    ready = {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "preloaded": loaded,
+             "startup_s": time.monotonic() - t0}  # fmt: skip
+    chan_out.write(json.dumps(ready).encode() + b"\n")
+    buf = b""
+    try:
+        while True:
+            while b"\n" not in buf:
+                chunk = chan_in.read(1 << 20)
+                if not chunk:
+                    return
+                buf += chunk
+            line, buf = buf.split(b"\n", 1)
+            try:
+                res = execute(json.loads(line), scratch, keep)
+            except Exception as e:  # a bug here must not take the worker down silently
+                res = _result(error="worker: " + _describe(e), killed="sandbox")
+            chan_out.write(json.dumps(res).encode() + b"\n")
+    finally:
+        if own_scratch:
+            _remove(scratch)
+
+
+if __name__ == "__main__":
+    main()
