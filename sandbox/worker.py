@@ -132,6 +132,14 @@ def _sweep(pid):
     return status
 
 
+def _is_utf8(data):
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _remove(path):
     """Delete a directory this worker created, even if the step chmod-ed things inside it."""
 
@@ -208,8 +216,9 @@ def execute(req, scratch, keep):
         os.close(fd)
     _remove(run_dir)
 
+    raw = bytes(bufs[out_r][:cap])
     res = _result(
-        stdout=bytes(bufs[out_r][:cap]).decode("utf-8", "replace"),
+        stdout=raw.decode("utf-8", "replace"),
         stderr=bytes(bufs[err_r][-4096:]).decode("utf-8", "replace"),
         timed_out=timed_out,
         killed=killed,
@@ -228,6 +237,8 @@ def execute(req, scratch, keep):
     if isinstance(reported, dict) and status is not None and os.WIFEXITED(status):
         res["ok"] = bool(reported.get("ok")) and os.WEXITSTATUS(status) == 0
         res["error"] = None if res["ok"] else str(reported.get("error") or "failed")
+        if res["ok"] and not _is_utf8(raw):  # bytes that are not text never reach a prompt
+            res["ok"], res["error"] = False, "output is not valid UTF-8"
         if res["error"] and res["error"].startswith("MemoryError"):
             res["killed"] = "memory"
         return res

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import re
 from collections.abc import Callable, Sequence
 
-from search.protocols import ExecLimits, ExecResult, Generation, GenerationRequest, ScoreRequest
+from search.protocols import Generation, GenerationRequest, ScoreRequest
 from search.steps import ANSWER, CODE, CODE_END, OUTPUT, OUTPUT_END, STEP_END
 
 _STOPS = ("<end_of_step>", "<end_of_code>", "<end_of_answer>", "<|user|>")
@@ -100,20 +98,3 @@ class ScriptedReward:
             last = r.steps[-1]
             out.append(next((v for k, v in self.rules.items() if k in last), self.default))
         return out
-
-
-class ExecSandbox:
-    """Runs code in-process with exec (tests of the search only; never for untrusted code)."""
-
-    def __init__(self) -> None:
-        self.runs: list[str] = []
-
-    async def run(self, code: str, limits: ExecLimits | None = None) -> ExecResult:
-        self.runs.append(code)
-        buf = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(buf):
-                exec(compile(code, "<step>", "exec"), {"__name__": "__main__"})
-        except Exception as e:
-            return ExecResult(False, buf.getvalue(), f"{type(e).__name__}: {e}")
-        return ExecResult(True, buf.getvalue())

@@ -3,7 +3,7 @@
 import pytest
 
 from search import Budget, Components, SearchConfig, run_search
-from tests.scripted import ExecSandbox, ScriptedPolicy, ScriptedReward
+from tests.scripted import ScriptedPolicy, ScriptedReward
 
 
 def chain_script():
@@ -21,48 +21,48 @@ def chain_script():
 REWARD = {"final a": 0.1, "final b": 0.2, "final c": 0.8}
 
 
-async def test_greedy_is_one_chain_at_temperature_zero():
+async def test_greedy_is_one_chain_at_temperature_zero(sandbox):
     policy = ScriptedPolicy(chain_script())
-    r = await run_search("greedy", "p", Components(policy, ExecSandbox()), Budget(rollouts=9))
+    r = await run_search("greedy", "p", Components(policy, sandbox), Budget(rollouts=9))
     assert r.answer == "6" and r.usage.rollouts == 1
     assert all(req.temperature == 0.0 and req.n == 1 for call in policy.calls for req in call)
 
 
-async def test_best_of_n_takes_the_reward_models_favourite():
+async def test_best_of_n_takes_the_reward_models_favourite(sandbox):
     policy = ScriptedPolicy(chain_script())
-    comps = Components(policy, ExecSandbox(), ScriptedReward(REWARD))
+    comps = Components(policy, sandbox, ScriptedReward(REWARD))
     r = await run_search("best_of_n", "p", comps, Budget(rollouts=6))
     assert r.answer == "7" and r.score == pytest.approx(0.8)
     assert r.reward_source == "reward_model" and r.usage.rollouts == 6
 
 
-async def test_self_consistency_takes_the_majority():
+async def test_self_consistency_takes_the_majority(sandbox):
     policy = ScriptedPolicy(chain_script())
-    comps = Components(policy, ExecSandbox(), ScriptedReward(REWARD))
+    comps = Components(policy, sandbox, ScriptedReward(REWARD))
     r = await run_search("self_consistency", "p", comps, Budget(rollouts=6))
     assert r.answer == "6"
     assert [(a.answer, a.count) for a in r.alternatives] == [("6", 4), ("7", 2)]
 
 
-async def test_best_of_n_without_reward_model_says_it_used_agreement():
+async def test_best_of_n_without_reward_model_says_it_used_agreement(sandbox):
     r = await run_search(
         "best_of_n",
         "p",
-        Components(ScriptedPolicy(chain_script()), ExecSandbox()),
+        Components(ScriptedPolicy(chain_script()), sandbox),
         Budget(rollouts=6),
     )
     assert r.reward_source == "agreement" and r.answer == "6"
 
 
-async def test_chains_are_batched_one_call_per_step():
+async def test_chains_are_batched_one_call_per_step(sandbox):
     policy = ScriptedPolicy(chain_script())
-    await run_search("self_consistency", "p", Components(policy, ExecSandbox()), Budget(rollouts=6))
+    await run_search("self_consistency", "p", Components(policy, sandbox), Budget(rollouts=6))
     assert policy.step_batches == [1, 6]  # root asked for n=6 at once, then 6 chains together
     assert policy.calls[0][0].n == 6
 
 
 @pytest.mark.parametrize("algorithm", ["greedy", "best_of_n", "self_consistency", "mcts"])
-async def test_every_algorithm_honours_the_same_budget(algorithm):
+async def test_every_algorithm_honours_the_same_budget(algorithm, sandbox):
     def endless(path):
         k = len(path) + 1
         return [f"# Step {k}\nv{k} = {k}\n<end_of_step>"]
@@ -71,7 +71,7 @@ async def test_every_algorithm_honours_the_same_budget(algorithm):
     r = await run_search(
         algorithm,
         "p",
-        Components(policy, ExecSandbox()),
+        Components(policy, sandbox),
         Budget(rollouts=4, max_tokens=40),
         SearchConfig(max_depth=50),
     )
@@ -80,11 +80,11 @@ async def test_every_algorithm_honours_the_same_budget(algorithm):
     assert r.usage.policy_calls == len(policy.calls)
 
 
-async def test_chains_record_their_tree_with_backed_up_rewards():
+async def test_chains_record_their_tree_with_backed_up_rewards(sandbox):
     r = await run_search(
         "self_consistency",
         "p",
-        Components(ScriptedPolicy(chain_script()), ExecSandbox()),
+        Components(ScriptedPolicy(chain_script()), sandbox),
         Budget(rollouts=3),
         gold="6",
     )

@@ -9,7 +9,7 @@ import pytest
 from search import Budget, Components, SearchConfig, SearchResult, run_search
 from search.mcts import mcts, select_child
 from search.tree import Node, Tree, uct
-from tests.scripted import ExecSandbox, ScriptedPolicy, ScriptedReward
+from tests.scripted import ScriptedPolicy, ScriptedReward
 
 S1A = "# Step 1: boxes\na = 3 * 12"
 S1B = "# Step 1: wrong count\na = 3 * 13"
@@ -32,8 +32,10 @@ def endless(path):
     return [f"# Step {k}: option {i}\nv{k}_{i} = {i}\n<end_of_step>" for i in range(3)]
 
 
-def comps(policy, reward=None):
-    return Components(policy, ExecSandbox(), reward)
+@pytest.fixture
+def comps(sandbox):
+    """Components on the real nsjail sandbox (session-wide pool)."""
+    return lambda policy, reward=None: Components(policy, sandbox, reward)
 
 
 # --- selection -------------------------------------------------------------------------------
@@ -80,7 +82,7 @@ def test_exhausted_and_invalid_children_are_never_selected():
     assert select_child(root, [a, b], 2.0, 1.0) is None
 
 
-async def test_first_rollouts_visit_every_root_child_before_going_deeper():
+async def test_first_rollouts_visit_every_root_child_before_going_deeper(comps):
     policy = ScriptedPolicy(default=endless)
     r = await mcts(
         "p",
@@ -97,7 +99,7 @@ async def test_first_rollouts_visit_every_root_child_before_going_deeper():
 # --- backup and terminal rules ---------------------------------------------------------------
 
 
-async def test_backup_with_gold_answer(grader):
+async def test_backup_with_gold_answer(grader, comps):
     policy = ScriptedPolicy(two_branch_script())
     r = await mcts("p", comps(policy), Budget(rollouts=8), SearchConfig(candidates=2), gold="29")
     t = r.tree
@@ -113,7 +115,7 @@ async def test_backup_with_gold_answer(grader):
     assert all(n.virtual == 0 for n in t)
 
 
-async def test_invalid_steps_count_minus_one_on_themselves_only():
+async def test_invalid_steps_count_minus_one_on_themselves_only(comps):
     script = {
         (): [S1A + "\n<end_of_step>", "# Step 1: boom\na = 1 / 0\n<end_of_step>", "no stop"],
         (S1A,): [S2A + "\n<end_of_code>"],
@@ -132,7 +134,7 @@ async def test_invalid_steps_count_minus_one_on_themselves_only():
     assert r.answer == "29"
 
 
-async def test_too_deep_is_an_invalid_terminal():
+async def test_too_deep_is_an_invalid_terminal(comps):
     r = await mcts(
         "p",
         comps(ScriptedPolicy(default=endless)),
@@ -145,7 +147,7 @@ async def test_too_deep_is_an_invalid_terminal():
     assert r.answer is None and r.steps == []
 
 
-async def test_final_step_without_boxed_answer_is_invalid():
+async def test_final_step_without_boxed_answer_is_invalid(comps):
     policy = ScriptedPolicy(two_branch_script(), answer=lambda prompt: "I think so.<end_of_answer>")
     r = await mcts("p", comps(policy), Budget(rollouts=4), SearchConfig(candidates=2))
     finals = [n for n in r.tree if n.final]
@@ -153,7 +155,7 @@ async def test_final_step_without_boxed_answer_is_invalid():
     assert r.answer is None
 
 
-async def test_reward_model_scores_steps_and_terminals():
+async def test_reward_model_scores_steps_and_terminals(comps):
     reward = ScriptedReward({"wrong count": -0.5, "boxes": 0.6, "print(a - 7)": 0.3})
     policy = ScriptedPolicy(two_branch_script())
     r = await mcts("p", comps(policy, reward), Budget(rollouts=4), SearchConfig(candidates=2))
@@ -168,7 +170,7 @@ async def test_reward_model_scores_steps_and_terminals():
     assert reward.calls and all(n >= 1 for n in reward.calls)
 
 
-async def test_rollouts_follow_the_reward_model_first():
+async def test_rollouts_follow_the_reward_model_first(comps):
     reward = ScriptedReward({"option 2": 0.9}, default=-0.2)
     policy = ScriptedPolicy(default=endless)
     r = await mcts(
@@ -181,7 +183,7 @@ async def test_rollouts_follow_the_reward_model_first():
     assert [n.status for n in first_expanded] == ["open", "open", "expanded"]
 
 
-async def test_agreement_reward_without_reward_model_or_gold():
+async def test_agreement_reward_without_reward_model_or_gold(comps):
     script = {
         (): [f"# Step 1: way {i}\nx = {v}\n<end_of_step>" for i, v in enumerate([6, 6, 7, 6])],
         **{
@@ -206,7 +208,7 @@ async def test_agreement_reward_without_reward_model_or_gold():
 # --- budgets ---------------------------------------------------------------------------------
 
 
-async def test_rollout_budget():
+async def test_rollout_budget(comps):
     policy = ScriptedPolicy(default=endless)
     r = await mcts(
         "p",
@@ -217,7 +219,7 @@ async def test_rollout_budget():
     assert r.stopped_by == "rollouts" and r.usage.rollouts == 5
 
 
-async def test_token_budget():
+async def test_token_budget(comps):
     policy = ScriptedPolicy(default=endless)
     r = await mcts(
         "p",
@@ -230,7 +232,7 @@ async def test_token_budget():
     assert r.usage.tokens == sum(n.tokens for n in r.tree)
 
 
-async def test_time_budget_cancels_a_slow_call():
+async def test_time_budget_cancels_a_slow_call(comps):
     policy = ScriptedPolicy(default=endless, delay_s=0.3)
     t0 = asyncio.get_running_loop().time()
     r = await mcts(
@@ -245,16 +247,16 @@ async def test_time_budget_cancels_a_slow_call():
     assert all(n.virtual == 0 for n in r.tree)
 
 
-async def test_usage_accounts_every_call():
+async def test_usage_accounts_every_call(sandbox):
     policy = ScriptedPolicy(two_branch_script())
-    sandbox = ExecSandbox()
     reward = ScriptedReward()
+    runs_before = sandbox.stats.runs
     r = await mcts(
         "p", Components(policy, sandbox, reward), Budget(rollouts=4), SearchConfig(candidates=2)
     )
     u = r.usage
     assert u.policy_calls == len(policy.calls)
-    assert u.sandbox_runs == len(sandbox.runs)
+    assert u.sandbox_runs == sandbox.stats.runs - runs_before > 0
     assert u.reward_calls == len(reward.calls)
     assert u.nodes == len(r.tree) - 1
     assert u.elapsed_s > 0
@@ -263,7 +265,7 @@ async def test_usage_accounts_every_call():
 # --- de-duplication and batching -------------------------------------------------------------
 
 
-async def test_duplicate_candidates_are_removed():
+async def test_duplicate_candidates_are_removed(comps):
     script = {
         (): [
             S1A + "\n<end_of_step>",
@@ -282,7 +284,7 @@ async def test_duplicate_candidates_are_removed():
     assert r.usage.duplicates >= 2
 
 
-async def test_parallel_rollouts_reach_the_policy_as_batches():
+async def test_parallel_rollouts_reach_the_policy_as_batches(comps):
     policy = ScriptedPolicy(default=endless)
     await mcts(
         "p",
@@ -305,7 +307,7 @@ async def test_parallel_rollouts_reach_the_policy_as_batches():
     assert set(serial.step_batches) == {1}
 
 
-async def test_candidates_are_requested_as_n_samples():
+async def test_candidates_are_requested_as_n_samples(comps):
     policy = ScriptedPolicy(default=endless)
     await mcts("p", comps(policy), Budget(rollouts=2), SearchConfig(candidates=5))
     assert policy.calls[0][0].n == 5
@@ -326,7 +328,7 @@ def voting_script():
     }
 
 
-async def test_final_answer_is_the_highest_scored_terminal():
+async def test_final_answer_is_the_highest_scored_terminal(comps):
     reward = ScriptedReward({"final 7": 0.9, "final 6": 0.4})
     r = await mcts(
         "p",
@@ -337,7 +339,7 @@ async def test_final_answer_is_the_highest_scored_terminal():
     assert r.answer == "7" and r.score == 0.9
 
 
-async def test_score_weighted_vote_over_top_k():
+async def test_score_weighted_vote_over_top_k(comps):
     reward = ScriptedReward({"final 7": 0.9, "final 6": 0.4})
     r = await mcts(
         "p",
@@ -356,7 +358,7 @@ async def test_score_weighted_vote_over_top_k():
     assert r.alternatives[0].answer == "6" and r.alternatives[0].count == 4
 
 
-async def test_winning_trajectory_is_reported_step_by_step():
+async def test_winning_trajectory_is_reported_step_by_step(comps):
     r = await mcts(
         "p",
         comps(ScriptedPolicy(two_branch_script())),
@@ -373,7 +375,7 @@ async def test_winning_trajectory_is_reported_step_by_step():
 # --- malformed output and serialisation ------------------------------------------------------
 
 
-async def test_garbage_policy_ends_cleanly_without_an_answer():
+async def test_garbage_policy_ends_cleanly_without_an_answer(comps):
     garbage = ["", "<output>", "\x00\xff", "print(1)", "# Step\n<answer>\\boxed{3}<end_of_answer>"]
     policy = ScriptedPolicy(default=lambda path: garbage)
     r = await mcts("p", comps(policy), Budget(rollouts=10), SearchConfig(candidates=5))
@@ -381,7 +383,7 @@ async def test_garbage_policy_ends_cleanly_without_an_answer():
     assert all(n.status == "invalid" for n in r.tree.nodes[1:])
 
 
-async def test_tree_and_result_round_trip_through_json():
+async def test_tree_and_result_round_trip_through_json(comps):
     r = await mcts(
         "p",
         comps(ScriptedPolicy(two_branch_script()), ScriptedReward({"boxes": 0.5})),
@@ -401,6 +403,6 @@ async def test_tree_and_result_round_trip_through_json():
     assert node.q == r.tree.nodes[1].q
 
 
-async def test_unknown_algorithm_is_a_clear_error():
+async def test_unknown_algorithm_is_a_clear_error(comps):
     with pytest.raises(ValueError, match="unknown algorithm 'beam'"):
         await run_search("beam", "p", comps(ScriptedPolicy()))

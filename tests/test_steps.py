@@ -4,7 +4,6 @@ import re
 
 import pytest
 
-from sandbox.local import LocalSandbox
 from search import steps
 from search.steps import (
     CODE_END,
@@ -45,10 +44,9 @@ def test_child_prompt_extends_parent_prompt():
     assert render_prompt("P", [s1, s2]).startswith(render_prompt("P", [s1]))
 
 
-async def test_few_shot_examples_are_valid_and_their_code_prints_their_output():
+async def test_few_shot_examples_are_valid_and_their_code_prints_their_output(sandbox):
     """The examples teach the format, so they must obey it: every step parses and the code
     of each example prints the output it shows."""
-    sandbox = LocalSandbox()
     examples = re.findall(r"<code>\n(.*?)<output>\n(.*?)\n<end_of_output>", steps._FEW_SHOT, re.S)
     assert len(examples) == 2
     for body, shown in examples:
