@@ -92,7 +92,7 @@ def jail_argv(index: int, settings: SandboxSettings) -> list[str]:
     return [
         nsjail_binary(settings),
         "--mode", "o",
-        "--really_quiet",
+        "--quiet",
         "--hostname", "sandbox",
         *identity,
         "--time_limit", "0",

@@ -89,6 +89,27 @@ def jailed_processes(base_uid: int, count: int) -> list[int]:
     return pids
 
 
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def assert_only_workers_and_their_next_child(pool, base_uid: int) -> None:
+    """Each worker forks its next child right after answering: give it a moment."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            jailed = jailed_processes(base_uid, pool.size)
+            workers = [p for p in jailed if parent_of(p) in pool.worker_pids()]
+            others = [p for p in jailed if p not in workers]
+            assert len(workers) == pool.size
+            assert sorted(parent_of(p) for p in others) == sorted(workers)
+            return
+        except (AssertionError, FileNotFoundError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def host_snapshot() -> dict:
     tmp = sorted(p.name for p in Path("/tmp").iterdir() if not p.name.startswith("pytest-"))
     status = subprocess.run(
@@ -177,9 +198,8 @@ def test_host_is_unchanged_after_the_hostile_suite(sandbox):
         sandbox.run_sync(code, ExecLimits(timeout_s=1.0, memory_mb=512, output_bytes=64 * 1024))
     assert host_snapshot() == before
     assert not Path("/tmp/rstar-pwned").exists()
-    # only the warm workers themselves run as the jail's users: nothing was left behind
-    settings = SandboxSettings()
-    assert len(jailed_processes(settings.base_uid, sandbox.size)) == sandbox.size
+    # as the jails' users run only the warm workers and one pre-forked child each
+    assert_only_workers_and_their_next_child(sandbox, SandboxSettings().base_uid)
 
 
 def test_a_dead_worker_is_replaced_and_the_caller_gets_an_error():
@@ -210,7 +230,7 @@ def test_closing_the_pool_leaves_no_process_behind():
     pool = create_sandbox(SandboxSettings(backend="nsjail", workers=2, base_uid=61300))
     with pool:
         pool.run_sync("print(1)\n")
-        assert len(jailed_processes(61300, 2)) == 2
+        assert_only_workers_and_their_next_child(pool, 61300)
     deadline = time.monotonic() + 5
     while jailed_processes(61300, 2) and time.monotonic() < deadline:
         time.sleep(0.05)
