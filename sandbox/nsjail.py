@@ -43,34 +43,23 @@ def nsjail_binary(settings: SandboxSettings) -> str:
     return str(locate_nsjail())
 
 
-def _python_mounts() -> list[str]:
-    """Read-only bind mounts that make this interpreter and its packages work in the jail."""
-    paths = {Path(sys.base_prefix), Path(sys.prefix)}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        paths.add(Path(sysconfig.get_paths()[key]))
-    paths.add(Path(sys.executable).parent)
-    keep = sorted({p.resolve() for p in paths if p.exists()})
-    # drop paths already under another mounted path
-    roots = [p for p in keep if not any(p != q and p.is_relative_to(q) for q in keep)]
+def _mounts() -> list[str]:
+    """Read-only bind mounts for this interpreter, its packages and the system libraries,
+    plus the devices Python needs. Nested paths are mounted once, through their parent."""
+    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent}
+    paths |= {Path(p) for p in sysconfig.get_paths().values()}
+    paths |= {Path(p) for p in ("/usr/lib", "/usr/lib64", "/usr/local/lib")}
+    paths |= {Path(p) for p in ("/lib", "/lib64") if not os.path.islink(p)}
+    real = sorted({p.resolve() for p in paths if p.exists()})
+    roots = [p for p in real if not any(p != q and p.is_relative_to(q) for q in real)]
     args: list[str] = []
     for p in roots:
         args += ["-R", str(p)]
-    for p in (Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent):
-        if p.resolve() != p:  # keep the unresolved path working too (e.g. symlinked venvs)
-            args += ["-s", f"{p.resolve()}:{p}"]
-    return args
-
-
-def _system_mounts() -> list[str]:
-    args: list[str] = []
-    for lib in ("/usr/lib", "/usr/lib64", "/usr/local/lib"):
-        if os.path.isdir(lib):
-            args += ["-R", lib]
-    for top in ("/lib", "/lib64"):
-        if os.path.islink(top):
-            args += ["-s", f"{os.readlink(top)}:{top}"]
-        elif os.path.isdir(top):
-            args += ["-R", top]
+    links = {Path(p) for p in ("/lib", "/lib64") if os.path.islink(p)}
+    links |= {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent}
+    for link in sorted(links):
+        if link.exists() and link.resolve() != link:  # e.g. /lib -> usr/lib, symlinked venvs
+            args += ["-s", f"{link.resolve()}:{link}"]
     return [*args, "-B", "/dev/null", "-R", "/dev/urandom"]
 
 
@@ -102,8 +91,7 @@ def jail_argv(index: int, settings: SandboxSettings) -> list[str]:
         "--rlimit_nproc", str(settings.max_processes),
         "--rlimit_nofile", "64",
         "--rlimit_fsize", str(settings.scratch_mb),
-        *_system_mounts(),
-        *_python_mounts(),
+        *_mounts(),
         "-m", f"none:{SCRATCH}:tmpfs:size={settings.scratch_mb * 1024 * 1024}",
         "--cwd", SCRATCH,
         *[a for k, v in env.items() for a in ("-E", f"{k}={v}")],
