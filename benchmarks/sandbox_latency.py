@@ -39,8 +39,9 @@ def fresh_jail(code: str, settings: SandboxSettings) -> None:
     subprocess.run(argv, capture_output=True, check=True, timeout=60)
 
 
-def measure(fn, code: str, n: int, parallel: int) -> dict[str, float]:
+def measure(fn, code: str, n: int, parallel: int, gap_s: float = 0.0) -> dict[str, float]:
     def one(_: int) -> float:
+        time.sleep(gap_s)  # idle time before the step (not counted in its latency)
         t = time.perf_counter()
         fn(code)
         return time.perf_counter() - t
@@ -51,12 +52,12 @@ def measure(fn, code: str, n: int, parallel: int) -> dict[str, float]:
     else:
         with ThreadPoolExecutor(parallel) as ex:
             lat = list(ex.map(one, range(n)))
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - t0 - n * gap_s / parallel
     lat.sort()
     return {
         "p50_ms": 1000 * statistics.median(lat),
         "p95_ms": 1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))],
-        "steps_per_s": n / wall,
+        "steps_per_s": n / wall if not gap_s else float("nan"),
     }
 
 
@@ -83,19 +84,16 @@ def main() -> None:
     rows = []
     try:
         for step, code in STEPS.items():
-            for name, fn, n, par in (
-                ("in-process exec (unsafe)", in_process, args.steps, 1),
-                ("warm nsjail pool", warm, args.steps, cores),
-                ("warm nsjail pool, 1 in flight", warm, args.steps, 1),
-                (
-                    "fresh nsjail + python",
-                    lambda c: fresh_jail(c, settings),
-                    args.fresh_steps,
-                    cores,
-                ),
+            fresh = lambda c: fresh_jail(c, settings)  # noqa: E731
+            for name, fn, n, par, gap in (
+                ("in-process exec (unsafe)", in_process, args.steps, 1, 0.0),
+                ("warm nsjail pool", warm, args.steps, cores, 0.0),
+                ("warm nsjail pool, 1 in flight", warm, args.steps, 1, 0.0),
+                ("warm nsjail pool, idle between", warm, args.steps // 2, 1, 0.02),
+                ("fresh nsjail + python", fresh, args.fresh_steps, cores, 0.0),
             ):
                 print(f"  {step:8} {name:32} ({n} steps)...", end="", flush=True)
-                m = measure(fn, code, n, par)
+                m = measure(fn, code, n, par, gap)
                 print(f" p50 {m['p50_ms']:8.2f} ms", flush=True)
                 rows.append((step, name, m))
     finally:
@@ -104,7 +102,8 @@ def main() -> None:
     print(f"\nPer-step cost on this machine ({cores} cores); steps/s with up to {cores} in flight:")
     print(f"{'step':8} {'backend':32} {'p50 ms':>9} {'p95 ms':>9} {'steps/s':>9}")
     for step, name, m in rows:
-        print(f"{step:8} {name:32} {m['p50_ms']:9.2f} {m['p95_ms']:9.2f} {m['steps_per_s']:9.1f}")
+        rate = "-" if m["steps_per_s"] != m["steps_per_s"] else f"{m['steps_per_s']:.1f}"
+        print(f"{step:8} {name:32} {m['p50_ms']:9.2f} {m['p95_ms']:9.2f} {rate:>9}")
     for step in STEPS:
         by = {name: m for s, name, m in rows if s == step}
         warm_m, exec_m, fresh_m = (
