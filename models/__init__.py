@@ -1,1 +1,17 @@
-"""Models — arrives with its own issue; see ARCHITECTURE.md."""
+"""Policy and reward-model backends: vLLM (in-process, GPU or CPU), transformers, remote HTTP;
+the PPM definition; the embedded default model."""
+
+from models.default_model import ModelUnavailable, ensure_default_model, resolve_model
+from models.factory import LoadedModels, load_models, load_policy, load_reward_model
+from models.settings import ModelSettings
+
+__all__ = [
+    "LoadedModels",
+    "ModelSettings",
+    "ModelUnavailable",
+    "ensure_default_model",
+    "load_models",
+    "load_policy",
+    "load_reward_model",
+    "resolve_model",
+]

@@ -10,7 +10,7 @@ from typing import Literal
 
 from search.baselines import best_of_n, greedy, self_consistency
 from search.budget import Budget, Usage
-from search.config import Components, SearchConfig
+from search.config import Components, SearchConfig, SearchProgress
 from search.mcts import mcts
 from search.result import SearchResult
 
@@ -48,6 +48,7 @@ __all__ = [
     "Budget",
     "Components",
     "SearchConfig",
+    "SearchProgress",
     "SearchResult",
     "Usage",
     "run_search",

@@ -37,6 +37,7 @@ async def sample_chains(ex: Expander, n: int, temperature: float | None = None) 
                 if tip.status == "terminal":
                     tree.backup(tip, tip.reward if tip.reward is not None else -1.0)
                 tracker.usage.rollouts += 1
+            ex.report()
             tips = [t for t in tips if t.status == "open"]
             if not tips:
                 return "finished"

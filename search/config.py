@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -30,11 +31,26 @@ class SearchConfig(BaseModel):
     seed: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SearchProgress:
+    """A snapshot after each wave, for progress bars and streamed events."""
+
+    rollouts: int
+    rollouts_budget: int
+    tokens: int
+    nodes: int
+    elapsed_s: float
+    best_answer: str | None
+    best_score: float | None
+
+
 @dataclass
 class Components:
-    """What a search runs on. Only `policy` and `sandbox` are required."""
+    """What a search runs on. Only `policy` and `sandbox` are required; `progress`, if set,
+    is called after every wave."""
 
     policy: Policy
     sandbox: Sandbox
     reward_model: RewardModel | None = None
     grader: Grader = field(default_factory=default_grader)
+    progress: Callable[[SearchProgress], None] | None = None

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from search.budget import Budget, Tracker
-from search.config import Components, SearchConfig
+from search.config import Components, SearchConfig, SearchProgress
 from search.judge import Judge
 from search.protocols import ExecLimits, Generation, GenerationRequest, ScoreRequest
 from search.steps import (
@@ -20,6 +20,7 @@ from search.steps import (
     STEP_STOPS,
     clip_output,
     extract_boxed,
+    last_line,
     normalize_step,
     parse_step,
     path_code,
@@ -70,6 +71,24 @@ class Expander:
         if extra:
             steps.append(extra)
         return render_prompt(self.problem, steps, self.config.prompt_style)
+
+    def report(self) -> None:
+        """Tell the progress callback, if any, where the search stands."""
+        if self.c.progress is None:
+            return
+        best, _ = self.judge.choose(self.tree, "best")
+        u = self.usage
+        self.c.progress(
+            SearchProgress(
+                rollouts=u.rollouts,
+                rollouts_budget=self.tracker.budget.rollouts,
+                tokens=u.tokens,
+                nodes=u.nodes,
+                elapsed_s=self.tracker.elapsed(),
+                best_answer=best.answer if best else None,
+                best_score=self.judge.score(best) if best else None,
+            )
+        )
 
     def _next_seed(self) -> int | None:
         if self._seed is None:
@@ -206,9 +225,11 @@ class Expander:
             p.fields["tokens"] += g.tokens
             p.fields["answer_text"] = g.text.strip()
             p.fields["text"] += render_answer(g.text)
-            answer = extract_boxed(g.text)
+            # The boxed answer, else what the final code printed (the format's last step prints
+            # the answer; models not trained on it often restate it unboxed).
+            answer = extract_boxed(g.text) or last_line(p.fields["output"])
             if answer is None:
-                p.fields["error"] = "no answer: the answer has no \\boxed{...}"
+                p.fields["error"] = "no answer: no \\boxed{...} and the code printed nothing"
             else:
                 p.fields["answer"] = answer
 

@@ -106,6 +106,7 @@ async def mcts(
                 for child in children:
                     if child.status == "open" and child.prm_score is not None:
                         child.visits, child.value_sum = 1, child.prm_score
+            ex.report()
     except BudgetTimeout:
         stopped = "time_limit_s"
 

@@ -24,9 +24,11 @@ USER = "<|user|>"
 ASSISTANT = "<|assistant|>"
 FORMAT_TAGS = (CODE, STEP_END, CODE_END, OUTPUT, OUTPUT_END, ANSWER, ANSWER_END, USER, ASSISTANT)
 
-# A step generation stops at the end of a step or of the code; the others only catch a model
-# that skips ahead (those steps are malformed).
-STEP_STOPS: tuple[str, ...] = (STEP_END, CODE_END, ANSWER_END, USER)
+# A step generation stops at the end of a step or of the code. A model that jumps straight to
+# `<output>` (or `<end_of_output>`) has ended its code too, and is read that way; the last two
+# only catch a model that skips ahead (those steps are malformed).
+STEP_STOPS: tuple[str, ...] = (STEP_END, CODE_END, OUTPUT, OUTPUT_END, ANSWER_END, USER)
+CODE_ENDS: tuple[str, ...] = (CODE_END, OUTPUT, OUTPUT_END)
 ANSWER_STOPS: tuple[str, ...] = (ANSWER_END, USER)
 
 PromptStyle = Literal["few_shot", "bare"]
@@ -107,7 +109,7 @@ class ParsedStep:
 
 def parse_step(text: str, stop: str | None) -> ParsedStep:
     """Parse one generated step. Malformed output is a failed step, never an exception."""
-    if stop not in (STEP_END, CODE_END):
+    if stop != STEP_END and stop not in CODE_ENDS:
         why = "was cut off (length or end of text)" if stop is None else f"ended with {stop!r}"
         return ParsedStep(
             ok=False, error=f"malformed: step {why} instead of {STEP_END} or {CODE_END}"
@@ -126,7 +128,7 @@ def parse_step(text: str, stop: str | None) -> ParsedStep:
         i += 1
     reasoning = "\n".join(ln.lstrip().lstrip("#").strip() for ln in lines[:i]).strip()
     code = "\n".join(lines[i:]).strip("\n")
-    final = stop == CODE_END
+    final = stop in CODE_ENDS
     if final and not code.strip():
         return ParsedStep(
             ok=False, body=body, reasoning=reasoning, error="malformed: final step has no code"
@@ -160,6 +162,12 @@ def clip_output(text: str, limit: int = 1024) -> str:
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def last_line(text: str | None) -> str | None:
+    """The last non-empty line a program printed (its answer, in the code-augmented format)."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else None
 
 
 def extract_boxed(text: str) -> str | None:

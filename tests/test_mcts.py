@@ -147,9 +147,20 @@ async def test_too_deep_is_an_invalid_terminal(comps):
     assert r.answer is None and r.steps == []
 
 
-async def test_final_step_without_boxed_answer_is_invalid(comps):
+async def test_unboxed_answer_falls_back_to_what_the_code_printed(comps):
     policy = ScriptedPolicy(two_branch_script(), answer=lambda prompt: "I think so.<end_of_answer>")
     r = await mcts("p", comps(policy), Budget(rollouts=4), SearchConfig(candidates=2))
+    assert sorted(n.answer for n in r.tree.terminals()) == ["29", "32"]
+    assert all(n.answer_text == "I think so." for n in r.tree.terminals())
+
+
+async def test_final_step_with_no_boxed_answer_and_no_output_is_invalid(comps):
+    script = {
+        (): [S1A + "\n<end_of_step>"],
+        (S1A,): ["# Step 2: forgot to print\nb = a - 7\n<end_of_code>"],
+    }
+    policy = ScriptedPolicy(script, answer=lambda prompt: "I think so.<end_of_answer>")
+    r = await mcts("p", comps(policy), Budget(rollouts=4), SearchConfig(candidates=1))
     finals = [n for n in r.tree if n.final]
     assert finals and all(n.status == "invalid" and n.error.startswith("no answer") for n in finals)
     assert r.answer is None

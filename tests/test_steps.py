@@ -59,7 +59,7 @@ async def test_few_shot_examples_are_valid_and_their_code_prints_their_output(sa
 
 
 def test_stop_strings_cover_step_code_and_answer_ends():
-    assert {STEP_END, CODE_END, "<end_of_answer>"} <= set(STEP_STOPS)
+    assert {STEP_END, CODE_END, "<output>", "<end_of_answer>", "<|user|>"} <= set(STEP_STOPS)
 
 
 def test_parse_intermediate_step():
@@ -67,6 +67,12 @@ def test_parse_intermediate_step():
     assert s.ok and not s.final
     assert s.reasoning == "Step 1: Count pencils.\n(twelve a box)"
     assert s.code == "bought = 3 * 12"
+
+
+@pytest.mark.parametrize("stop", ["<output>", "<end_of_output>"])
+def test_a_model_that_jumps_to_the_output_has_ended_its_code(stop):
+    s = parse_step("# Step 2: print it\nprint(84)\n", stop)
+    assert s.ok and s.final and s.code == "print(84)"
 
 
 def test_parse_final_step_and_leading_code_tag():

@@ -1,0 +1,244 @@
+"""The `rstar` command line.
+
+rstar solve "What is 12*7?"            in-process: default model, real sandbox, MCTS
+rstar solve --algorithm best_of_n --rollouts 8 --json "..."
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+# Quiet engines unless asked: the CLI shows its own progress.
+for _var, _val in (
+    ("VLLM_LOGGING_LEVEL", "WARNING"),
+    ("TRANSFORMERS_VERBOSITY", "error"),
+    ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+    ("TOKENIZERS_PARALLELISM", "false"),
+):
+    os.environ.setdefault(_var, _val)
+
+
+def _add_solve(sub: Any) -> None:
+    p = sub.add_parser("solve", help="solve one problem in-process and print the trajectory")
+    p.add_argument("problem", help="the problem text, or - to read it from stdin")
+    p.add_argument("--algorithm", default="mcts",
+                   choices=["mcts", "best_of_n", "self_consistency", "greedy"])  # fmt: skip
+    b = p.add_argument_group("budget")
+    b.add_argument("--rollouts", type=int, default=8, help="MCTS rollouts / samples (default 8)")
+    b.add_argument("--max-tokens", type=int, help="generated tokens, all calls together")
+    b.add_argument("--time-limit", type=float, help="wall-clock seconds")
+    s = p.add_argument_group("search")
+    s.add_argument("--candidates", type=int, default=3, help="children per expansion (default 3)")
+    s.add_argument("--max-depth", type=int, default=8, help="most steps (default 8)")
+    s.add_argument("--parallel", type=int, default=4, help="rollouts in flight (default 4)")
+    s.add_argument("--c-uct", type=float, default=2.0)
+    s.add_argument("--temperature", type=float, default=0.7)
+    s.add_argument("--vote-top-k", type=int, help="score-weighted vote over the top k")
+    s.add_argument("--seed", type=int)
+    m = p.add_argument_group("models (default: RSTAR_* settings)")
+    m.add_argument("--engine", choices=["vllm", "transformers", "remote"], help="policy engine")
+    m.add_argument("--model", help="policy model path or hub id ('default' = embedded)")
+    m.add_argument("--policy-url", help="OpenAI-compatible server for --engine remote")
+    m.add_argument("--ppm", help="reward model path or hub id (default: none → agreement)")
+    m.add_argument("--ppm-engine", choices=["transformers", "vllm", "remote"])
+    m.add_argument("--prompt-style", choices=["few_shot", "bare"])
+    o = p.add_argument_group("output")
+    o.add_argument("--answer", help="gold answer to check the result against (not used to search)")
+    o.add_argument("--json", action="store_true", help="print the result as JSON")
+    o.add_argument("--tree", action="store_true", help="include the whole tree in --json")
+
+
+def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    pairs = {
+        "policy_engine": args.engine,
+        "policy_model": args.model,
+        "policy_url": args.policy_url,
+        "ppm_model": args.ppm,
+        "ppm_engine": args.ppm_engine,
+        "prompt_style": args.prompt_style,
+    }
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+class _Progress:
+    """A bar on a terminal, a line a second otherwise (logs, CI); always on stderr."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.enabled = enabled
+        self.tty = self.console.is_terminal
+        self._last = 0.0
+        self.bar = Progress(
+            TextColumn("[bold]thinking"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = self.bar.add_task("search", total=total, info="starting")
+
+    def __enter__(self) -> _Progress:
+        if self.enabled and self.tty:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tty:
+            self.bar.stop()
+
+    def status(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(f"[dim]{text}[/dim]")
+
+    def __call__(self, p: Any) -> None:
+        best = f"best {p.best_answer} ({p.best_score:+.2f})" if p.best_answer else "no answer yet"
+        info = f"{p.tokens} tokens, {p.nodes} steps, {best}"
+        if not self.enabled:
+            return
+        if self.tty:
+            self.bar.update(self.task, completed=p.rollouts, info=info)
+        elif time.monotonic() - self._last >= 1.0:
+            self._last = time.monotonic()
+            self.console.print(
+                f"rollouts {p.rollouts}/{p.rollouts_budget}, {info}, {p.elapsed_s:.0f}s"
+            )
+
+
+async def _solve(args: argparse.Namespace) -> int:
+    from models import ModelSettings, load_models
+    from sandbox import create_sandbox
+    from search import Budget, Components, SearchConfig, run_search
+    from search.grading import default_grader
+
+    problem = sys.stdin.read() if args.problem == "-" else args.problem
+    if not problem.strip():
+        print("rstar solve: the problem is empty", file=sys.stderr)
+        return 2
+    settings = ModelSettings(**_settings_overrides(args))
+    budget = Budget(
+        rollouts=args.rollouts, max_tokens=args.max_tokens, time_limit_s=args.time_limit
+    )
+    config = SearchConfig(
+        candidates=args.candidates,
+        max_depth=args.max_depth,
+        parallel_rollouts=args.parallel,
+        c_uct=args.c_uct,
+        temperature=args.temperature,
+        vote_top_k=args.vote_top_k,
+        seed=args.seed,
+        prompt_style=settings.resolved_prompt_style(),
+    )
+    progress = _Progress(args.rollouts if args.algorithm != "greedy" else 1)
+    t0 = time.monotonic()
+    progress.status(f"starting the sandbox and the {settings.policy_engine} policy engine…")
+    sandbox = create_sandbox()
+    models = None
+    try:
+        sandbox.start()
+        models = load_models(settings)
+        progress.status(f"ready in {time.monotonic() - t0:.0f}s; searching ({args.algorithm})")
+        components = Components(models.policy, sandbox, models.reward_model, progress=progress)
+        with progress:
+            result = await run_search(args.algorithm, problem, components, budget, config)
+    finally:
+        if models is not None:
+            await models.aclose()
+        sandbox.close()
+    correct = None
+    if args.answer is not None and result.answer is not None:
+        correct = default_grader().equal(args.answer, result.answer)
+    if args.json:
+        data = result.model_dump(mode="json", exclude=None if args.tree else {"tree"})
+        data["checked_against"] = args.answer
+        data["checked_correct"] = correct
+        data["sandbox_runs_total"] = sandbox.stats.runs
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        _print_result(result, args.answer, correct)
+    return 0
+
+
+def _print_result(result: Any, gold: str | None, correct: bool | None) -> None:
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+
+    con = Console()
+    con.print(Panel(result.problem.strip(), title="problem", expand=False))
+    if not result.steps:
+        con.print("[yellow]No finished trajectory within the budget.[/yellow]")
+    for i, step in enumerate(result.steps, 1):
+        score = f"PPM {step.prm_score:+.2f}, " if step.prm_score is not None else ""
+        con.print(
+            f"[bold]step {i}[/bold] [dim]({score}Q {step.q:+.2f}, {step.visits} visits)[/dim]"
+        )
+        if step.reasoning:
+            con.print(f"  {step.reasoning}")
+        if step.code:
+            con.print(Syntax(step.code, "python", theme="ansi_dark", padding=(0, 2)))
+        if step.output is not None and i == len(result.steps):
+            con.print(f"  [dim]output:[/dim] {step.output}")
+    if result.answer is not None:
+        line = f"[bold green]answer: {result.answer}[/bold green]  (score {result.score:+.2f}"
+        con.print(line + f", ranked by {result.reward_source.replace('_', ' ')})")
+    else:
+        con.print("[bold red]no answer[/bold red]")
+    if result.reward_source == "agreement":
+        con.print("[dim]no PPM configured: terminals are scored by agreement among answers[/dim]")
+    if len(result.alternatives) > 1:
+        alts = ", ".join(f"{a.answer} ×{a.count}" for a in result.alternatives)
+        con.print(f"[dim]answers found: {alts}[/dim]")
+    if gold is not None:
+        verdict = {True: "[green]correct[/green]", False: "[red]wrong[/red]", None: "no answer"}
+        con.print(f"checked against {gold}: {verdict[correct]}")
+    u = result.usage
+    con.print(
+        f"[dim]{u.rollouts} rollouts, {u.tokens} tokens, {u.policy_calls} policy calls, "
+        f"{u.sandbox_runs} sandbox runs, {u.reward_calls} reward calls, {u.elapsed_s:.1f}s; "
+        f"stopped by {result.stopped_by}[/dim]"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from models import ModelUnavailable
+    from sandbox import SandboxUnavailable
+
+    parser = argparse.ArgumentParser(
+        prog="rstar", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_solve(sub)
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(_solve(args))
+    except (ModelUnavailable, SandboxUnavailable) as e:
+        print(f"rstar: {e}", file=sys.stderr)
+        return 2
+    except ValidationError as e:
+        print(f"rstar: invalid setting:\n{e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Remote engines over HTTP: any OpenAI-compatible `/v1/completions` server as the policy (a
+`vllm serve` pod in production), and vLLM's `/pooling` API as the reward model.
+
+One httpx client per backend, with a timeout, retries on connection errors, and a bearer
+token when configured. A server error stops the search with a message naming the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from models.ppm import logit_to_score, ppm_text
+from models.settings import RewardKind
+from models.step_tag_prm import last_step_score, prm_messages
+from search.protocols import Generation, GenerationRequest, ScoreRequest
+
+
+class RemoteError(RuntimeError):
+    """The remote model server failed or answered something we cannot use."""
+
+
+def _client(base_url: str, timeout_s: float, api_key: str | None) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        timeout=httpx.Timeout(timeout_s, connect=10.0),
+        transport=httpx.AsyncHTTPTransport(retries=3),  # retries connection errors only
+        headers=headers,
+    )
+
+
+async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> Any:
+    try:
+        r = await client.post(path, json=body)
+    except httpx.HTTPError as e:
+        raise RemoteError(f"{client.base_url}{path}: {type(e).__name__}: {e}") from e
+    if r.status_code >= 400:
+        raise RemoteError(f"{client.base_url}{path}: HTTP {r.status_code}: {r.text[:500]}")
+    return r.json()
+
+
+async def _served_model(client: httpx.AsyncClient) -> str:
+    try:
+        r = await client.get("/models")
+        r.raise_for_status()
+        return r.json()["data"][0]["id"]
+    except (httpx.HTTPError, KeyError, IndexError, ValueError) as e:
+        raise RemoteError(
+            f"{client.base_url}/models: cannot tell which model it serves: {e}"
+        ) from e
+
+
+class RemotePolicy:
+    engine = "remote"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        timeout_s: float = 300.0,
+        api_key: str | None = None,
+    ) -> None:
+        self.path = base_url
+        self._model = model if model not in (None, "", "default") else None
+        self._client = _client(base_url, timeout_s, api_key)
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        if self._model is None:
+            self._model = await _served_model(self._client)
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def _one(self, r: GenerationRequest) -> list[Generation]:
+        body: dict[str, Any] = {
+            "model": self._model,
+            "prompt": r.prompt,
+            "n": r.n,
+            "max_tokens": r.max_tokens,
+            "temperature": r.temperature,
+            "top_p": r.top_p if r.temperature > 0 else 1.0,
+            "stop": list(r.stop),
+        }
+        if r.seed is not None:
+            body["seed"] = r.seed
+        data = await _post(self._client, "/completions", body)
+        try:
+            choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+            total = int((data.get("usage") or {}).get("completion_tokens") or 0)
+        except (KeyError, TypeError, ValueError) as e:
+            raise RemoteError(f"unexpected /completions reply: {str(data)[:300]}") from e
+        # Token counts come per response; share them out by text length.
+        lengths = [len(c.get("text") or "") + 1 for c in choices]
+        gens = []
+        for c, length in zip(choices, lengths, strict=True):
+            # vLLM reports which stop string fired as `stop_reason` (an int is a stop token)
+            stop = c.get("stop_reason") if isinstance(c.get("stop_reason"), str) else None
+            tokens = round(total * length / sum(lengths)) if total else 0
+            gens.append(Generation(c.get("text") or "", stop, tokens))
+        return gens
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class RemoteReward:
+    """vLLM's `/pooling`: `classify` (raw logit, tanh) for our PPM; `token_classify` on the
+    PRM's chat for a step-tag PRM."""
+
+    engine = "remote"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        kind: RewardKind = "ppm",
+        step_tag: str = "<extra_0>",
+        timeout_s: float = 300.0,
+        api_key: str | None = None,
+    ) -> None:
+        self.path = base_url
+        self.kind = kind
+        self.step_tag = step_tag
+        self._model = model if model not in (None, "", "default") else None
+        self._client = _client(base_url, timeout_s, api_key)
+
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        if not requests:
+            return []
+        if self._model is None:
+            self._model = await _served_model(self._client)
+        if self.kind == "ppm":
+            body = {
+                "model": self._model,
+                "input": [ppm_text(r) for r in requests],
+                "task": "classify",
+                "use_activation": False,
+                "truncation_side": "left",
+            }
+            data = await _post(self._client, "/pooling", body)
+            rows = self._rows(data, len(requests))
+            return [logit_to_score(float(_flat(row)[0])) for row in rows]
+        replies = await asyncio.gather(*(self._prm_one(r) for r in requests))
+        return list(replies)
+
+    async def _prm_one(self, req: ScoreRequest) -> float:
+        body = {
+            "model": self._model,
+            "messages": prm_messages(req, self.step_tag),
+            "task": "token_classify",
+            "add_generation_prompt": False,
+        }
+        data = await _post(self._client, "/pooling", body)
+        (row,) = self._rows(data, 1)
+        return last_step_score(row)
+
+    @staticmethod
+    def _rows(data: Any, n: int) -> list[Any]:
+        try:
+            rows = [d["data"] for d in sorted(data["data"], key=lambda d: d["index"])]
+        except (KeyError, TypeError) as e:
+            raise RemoteError(f"unexpected /pooling reply: {str(data)[:300]}") from e
+        if len(rows) != n:
+            raise RemoteError(f"/pooling returned {len(rows)} results for {n} inputs")
+        return rows
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _flat(row: Any) -> list[float]:
+    while isinstance(row, list) and row and isinstance(row[0], list):
+        row = row[0]
+    return row

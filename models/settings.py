@@ -1,0 +1,53 @@
+"""Which models run, on which engine: configuration from the environment (`RSTAR_...`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from search.steps import PromptStyle
+
+PolicyEngine = Literal["vllm", "transformers", "remote"]
+RewardEngine = Literal["transformers", "vllm", "remote"]
+RewardKind = Literal["ppm", "step_tag_prm"]
+
+
+class ModelSettings(BaseSettings):
+    """Policy and reward model. `default` means the embedded SmolLM2-135M-Instruct."""
+
+    model_config = SettingsConfigDict(env_prefix="RSTAR_", extra="ignore")
+
+    policy_model: str = Field("default", description="local path, hub id, or 'default'")
+    policy_engine: PolicyEngine = Field("vllm", description="vllm | transformers | remote")
+    policy_url: str | None = Field(
+        None, description="OpenAI-compatible server for policy_engine=remote (…/v1)"
+    )
+    prompt_style: PromptStyle | None = Field(
+        None, description="few_shot | bare (default: few_shot for the default model, else bare)"
+    )
+
+    ppm_model: str | None = Field(None, description="reward model path/id; unset = no PPM")
+    ppm_engine: RewardEngine = Field("transformers", description="transformers | vllm | remote")
+    ppm_url: str | None = Field(None, description="server with /pooling for ppm_engine=remote")
+    ppm_kind: RewardKind = Field(
+        "ppm", description="ppm: our one-label head; step_tag_prm: Qwen2.5-Math-PRM style"
+    )
+    prm_step_tag: str = Field("<extra_0>", description="step separator token of a step-tag PRM")
+
+    device: str = Field("auto", description="transformers device: auto | cpu | cuda")
+    dtype: str = Field("auto", description="auto | bfloat16 | float16 | float32")
+    max_model_len: int = Field(4096, ge=256)
+    max_batch: int = Field(64, ge=1, description="largest batch one transformers call runs")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    cpu_kv_cache_gb: float = Field(
+        2.0, gt=0, description="vLLM on CPU: host RAM reserved for the KV cache"
+    )
+    remote_timeout_s: float = Field(300.0, gt=0)
+    remote_api_key: SecretStr | None = Field(None, description="bearer token for remote servers")
+
+    def resolved_prompt_style(self) -> PromptStyle:
+        if self.prompt_style is not None:
+            return self.prompt_style
+        return "few_shot" if self.policy_model in ("", "default") else "bare"

