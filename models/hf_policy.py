@@ -12,16 +12,7 @@ from typing import Any
 from models.batcher import Batcher
 from models.hf_loading import load_model, load_tokenizer
 from search.protocols import Generation, GenerationRequest
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
-    """Text up to the earliest stop string, and that stop string (None if none occurs)."""
-    best, which = len(text), None
-    for s in stops:
-        i = text.find(s)
-        if i != -1 and i < best:
-            best, which = i, s
-    return text[:best], which
+from search.steps import cut_at_stop
 
 
 class TransformersPolicy:

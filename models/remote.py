@@ -17,6 +17,9 @@ from models.ppm import logit_to_score, ppm_text
 from models.settings import RewardKind
 from models.step_tag_prm import last_step_score, prm_messages
 from search.protocols import Generation, GenerationRequest, ScoreRequest
+from search.steps import cut_at_stop
+
+MAX_STOPS = 4  # the OpenAI API (and vLLM's server) accept at most four stop strings
 
 
 class RemoteError(RuntimeError):
@@ -24,9 +27,12 @@ class RemoteError(RuntimeError):
 
 
 def _client(base_url: str, timeout_s: float, api_key: str | None) -> httpx.AsyncClient:
+    """A client on the server's root: `http://host:8000` and `http://host:8000/v1` both work
+    (vLLM serves the OpenAI routes under /v1 and /pooling, /tokenize at the root)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    root = base_url.rstrip("/").removesuffix("/v1")
     return httpx.AsyncClient(
-        base_url=base_url.rstrip("/"),
+        base_url=root,
         timeout=httpx.Timeout(timeout_s, connect=10.0),
         transport=httpx.AsyncHTTPTransport(retries=3),  # retries connection errors only
         headers=headers,
@@ -37,15 +43,15 @@ async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> A
     try:
         r = await client.post(path, json=body)
     except httpx.HTTPError as e:
-        raise RemoteError(f"{client.base_url}{path}: {type(e).__name__}: {e}") from e
+        raise RemoteError(f"{client.base_url.join(path)}: {type(e).__name__}: {e}") from e
     if r.status_code >= 400:
-        raise RemoteError(f"{client.base_url}{path}: HTTP {r.status_code}: {r.text[:500]}")
+        raise RemoteError(f"{r.request.url}: HTTP {r.status_code}: {r.text[:500]}")
     return r.json()
 
 
 async def _served_model(client: httpx.AsyncClient) -> str:
     try:
-        r = await client.get("/models")
+        r = await client.get("/v1/models")
         r.raise_for_status()
         return r.json()["data"][0]["id"]
     except (httpx.HTTPError, KeyError, IndexError, ValueError) as e:
@@ -81,11 +87,11 @@ class RemotePolicy:
             "max_tokens": r.max_tokens,
             "temperature": r.temperature,
             "top_p": r.top_p if r.temperature > 0 else 1.0,
-            "stop": list(r.stop),
+            "stop": list(r.stop[:MAX_STOPS]),
         }
         if r.seed is not None:
             body["seed"] = r.seed
-        data = await _post(self._client, "/completions", body)
+        data = await _post(self._client, "/v1/completions", body)
         try:
             choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
             total = int((data.get("usage") or {}).get("completion_tokens") or 0)
@@ -97,8 +103,12 @@ class RemotePolicy:
         for c, length in zip(choices, lengths, strict=True):
             # vLLM reports which stop string fired as `stop_reason` (an int is a stop token)
             stop = c.get("stop_reason") if isinstance(c.get("stop_reason"), str) else None
+            text = c.get("text") or ""
+            if len(r.stop) > MAX_STOPS:  # the stops the server was not given are cut here
+                text, late = cut_at_stop(text, r.stop[MAX_STOPS:])
+                stop = late or stop
             tokens = round(total * length / sum(lengths)) if total else 0
-            gens.append(Generation(c.get("text") or "", stop, tokens))
+            gens.append(Generation(text, stop, tokens))
         return gens
 
     async def aclose(self) -> None:
@@ -146,15 +156,30 @@ class RemoteReward:
         return list(replies)
 
     async def _prm_one(self, req: ScoreRequest) -> float:
+        messages = prm_messages(req, self.step_tag)
         body = {
             "model": self._model,
-            "messages": prm_messages(req, self.step_tag),
+            "messages": messages,
             "task": "token_classify",
             "add_generation_prompt": False,
         }
         data = await _post(self._client, "/pooling", body)
-        (row,) = self._rows(data, 1)
-        return last_step_score(row)
+        (rows,) = self._rows(data, 1)
+        if len(rows) != len(req.steps):
+            # The server returns every token's scores unless it was started with
+            # --pooler-config '{"step_tag_id": ...}': find the tags through its tokenizer.
+            rows = await self._rows_at_tags(messages, rows)
+        return last_step_score(rows)
+
+    async def _rows_at_tags(self, messages: list[dict[str, str]], rows: list) -> list:
+        body = {"model": self._model, "messages": messages, "add_generation_prompt": False}
+        tokens = (await _post(self._client, "/tokenize", body)).get("tokens") or []
+        tag = await _post(self._client, "/tokenize", {"model": self._model, "prompt": self.step_tag,
+                                                        "add_special_tokens": False})  # fmt: skip
+        tag_ids = tag.get("tokens") or []
+        if len(tag_ids) != 1 or len(tokens) != len(rows):
+            raise RemoteError(f"cannot locate the step tag {self.step_tag!r} in the PRM's input")
+        return [row for tok, row in zip(tokens, rows, strict=True) if tok == tag_ids[0]]
 
     @staticmethod
     def _rows(data: Any, n: int) -> list[Any]:

@@ -22,7 +22,7 @@ class ModelSettings(BaseSettings):
     policy_model: str = Field("default", description="local path, hub id, or 'default'")
     policy_engine: PolicyEngine = Field("vllm", description="vllm | transformers | remote")
     policy_url: str | None = Field(
-        None, description="OpenAI-compatible server for policy_engine=remote (…/v1)"
+        None, description="OpenAI-compatible server for policy_engine=remote (root or …/v1)"
     )
     prompt_style: PromptStyle | None = Field(
         None, description="few_shot | bare (default: few_shot for the default model, else bare)"
@@ -30,7 +30,7 @@ class ModelSettings(BaseSettings):
 
     ppm_model: str | None = Field(None, description="reward model path/id; unset = no PPM")
     ppm_engine: RewardEngine = Field("transformers", description="transformers | vllm | remote")
-    ppm_url: str | None = Field(None, description="server with /pooling for ppm_engine=remote")
+    ppm_url: str | None = Field(None, description="vLLM server (root) for ppm_engine=remote")
     ppm_kind: RewardKind = Field(
         "ppm", description="ppm: our one-label head; step_tag_prm: Qwen2.5-Math-PRM style"
     )

@@ -1,7 +1,8 @@
 """The vLLM policy (engine of record): async engine, prefix caching, `n` samples per prompt.
 
 Each request of a wave goes to the engine at once; vLLM's scheduler batches them with every
-other search's requests, and its prefix cache serves the shared prompt of siblings.
+other search's requests, and its prefix cache serves the shared prompt of siblings. The
+engine belongs to the event loop that first uses it (vLLM's output handler runs there).
 """
 
 from __future__ import annotations
@@ -81,4 +82,6 @@ class VLLMPolicy:
         return gens
 
     def close(self) -> None:
-        self.llm.shutdown()
+        if self.llm is not None:
+            self.llm.shutdown()
+            self.llm = None  # collected now, not at interpreter exit

@@ -4,6 +4,7 @@ step-tag PRMs (token_classify at the tag positions)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 from collections.abc import Sequence
 
@@ -33,9 +34,12 @@ class VLLMReward:
             text = ppm_text(req)
             params = PoolingParams(task="classify", use_activation=False)
         else:
-            tok = await self.llm.get_tokenizer()
+            tok = self.llm.get_tokenizer()
+            if inspect.isawaitable(tok):  # async in some vLLM versions
+                tok = await tok
             text = tok.apply_chat_template(prm_messages(req, self.step_tag), tokenize=False)
-            params = PoolingParams(task="token_classify")
+            tag_id = tok.convert_tokens_to_ids(self.step_tag)
+            params = PoolingParams(task="token_classify", step_tag_id=tag_id)
         final = None
         async for out in self.llm.encode(text, params, request_id=uuid.uuid4().hex):
             final = out
@@ -46,4 +50,6 @@ class VLLMReward:
         return last_step_score(data.float().tolist())
 
     def close(self) -> None:
-        self.llm.shutdown()
+        if self.llm is not None:
+            self.llm.shutdown()
+            self.llm = None  # collected now, not at interpreter exit

@@ -27,7 +27,8 @@ FORMAT_TAGS = (CODE, STEP_END, CODE_END, OUTPUT, OUTPUT_END, ANSWER, ANSWER_END,
 # A step generation stops at the end of a step or of the code. A model that jumps straight to
 # `<output>` (or `<end_of_output>`) has ended its code too, and is read that way; the last two
 # only catch a model that skips ahead (those steps are malformed).
-STEP_STOPS: tuple[str, ...] = (STEP_END, CODE_END, OUTPUT, OUTPUT_END, ANSWER_END, USER)
+# In order of importance: OpenAI-compatible servers accept at most four stop strings.
+STEP_STOPS: tuple[str, ...] = (STEP_END, CODE_END, OUTPUT, USER, ANSWER_END, OUTPUT_END)
 CODE_ENDS: tuple[str, ...] = (CODE_END, OUTPUT, OUTPUT_END)
 ANSWER_STOPS: tuple[str, ...] = (ANSWER_END, USER)
 
@@ -95,6 +96,17 @@ def render_output(stdout: str) -> str:
 
 def render_answer(answer_text: str) -> str:
     return f"{answer_text.strip()}{ANSWER_END}\n"
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """Text up to the earliest stop string, and that stop string (None if none occurs); for
+    engines that cannot stop on every string themselves."""
+    best, which = len(text), None
+    for s in stops:
+        i = text.find(s)
+        if i != -1 and i < best:
+            best, which = i, s
+    return text[:best], which
 
 
 @dataclass(frozen=True, slots=True)

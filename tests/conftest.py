@@ -16,3 +16,34 @@ def sandbox():
     pool.start()
     yield pool
     pool.close()
+
+
+@pytest.fixture(scope="session")
+def default_model_path():
+    from models.default_model import ensure_default_model
+
+    return str(ensure_default_model())
+
+
+@pytest.fixture(scope="session")
+def tiny_ppm_path(default_model_path, tmp_path_factory):
+    """A PPM on the default backbone with a freshly initialised one-label head."""
+    from models.ppm import init_ppm_from_backbone
+
+    return str(init_ppm_from_backbone(default_model_path, tmp_path_factory.mktemp("ppm")))
+
+
+@pytest.fixture(scope="session")
+def tiny_prm_path(default_model_path, tmp_path_factory):
+    from tests.model_fixtures import build_tiny_step_tag_prm
+
+    return str(build_tiny_step_tag_prm(tmp_path_factory.mktemp("prm"), default_model_path))
+
+
+@pytest.fixture(scope="session")
+def hf_policy(default_model_path):
+    from models.hf_policy import TransformersPolicy
+
+    policy = TransformersPolicy(default_model_path)
+    yield policy
+    policy.close()
