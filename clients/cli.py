@@ -14,9 +14,11 @@ import sys
 import time
 from typing import Any
 
-# Quiet engines unless asked: the CLI shows its own progress.
+# Quiet engines unless asked (the CLI shows its own progress), and keep their logs off stdout,
+# which belongs to the answer (and to --json).
 for _var, _val in (
-    ("VLLM_LOGGING_LEVEL", "WARNING"),
+    ("VLLM_LOGGING_LEVEL", "ERROR"),
+    ("VLLM_LOGGING_STREAM", "ext://sys.stderr"),
     ("TRANSFORMERS_VERBOSITY", "error"),
     ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
     ("TOKENIZERS_PARALLELISM", "false"),

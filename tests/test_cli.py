@@ -1,0 +1,61 @@
+"""`rstar solve` end to end: the default model on vLLM-CPU, the nsjail sandbox, JSON out."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+RSTAR = [sys.executable, "-m", "clients.cli"]
+
+
+def rstar(*args, env=None, timeout=900):
+    return subprocess.run(
+        [*RSTAR, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_solve_end_to_end_json():
+    pytest.importorskip("vllm")
+    p = rstar("solve", "What is 12*7?", "--rollouts", "3", "--candidates", "3", "--json",
+              "--tree", "--answer", "84")  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout)
+    assert out["algorithm"] == "mcts" and out["problem"] == "What is 12*7?"
+    assert out["reward_source"] == "agreement"  # no PPM configured, and it says so
+    assert out["usage"]["policy_calls"] > 0 and out["usage"]["tokens"] > 0
+    # steps were executed in the sandbox
+    assert (
+        out["usage"]["sandbox_runs"] > 0
+        and out["sandbox_runs_total"] >= out["usage"]["sandbox_runs"]
+    )
+    nodes = out["tree"]["nodes"]
+    assert any(n["output"] is not None or (n["error"] or "").startswith(("runtime", "timeout"))
+               for n in nodes[1:])  # fmt: skip
+    for step in out["steps"]:
+        assert set(step) >= {"reasoning", "code", "output", "q", "visits"}
+    assert out["checked_against"] == "84"
+    assert "rollouts" in p.stderr or "thinking" in p.stderr  # progress was shown
+
+
+def test_solve_with_the_transformers_engine_prints_a_readable_trajectory():
+    p = rstar("solve", "What is 2+3?", "--engine", "transformers", "--algorithm", "greedy")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "problem" in p.stdout and "What is 2+3?" in p.stdout
+    assert "policy calls" in p.stdout and "sandbox runs" in p.stdout
+
+
+def test_bad_input_is_a_clear_error():
+    p = rstar("solve", "   ")
+    assert p.returncode == 2 and "the problem is empty" in p.stderr
+    p = rstar("solve", "x", "--rollouts", "0")
+    assert p.returncode == 2 and "rollouts" in p.stderr
+    p = rstar("solve", "x", "--engine", "remote")
+    assert p.returncode == 2 and "RSTAR_POLICY_URL" in p.stderr
+    p = rstar("solve", "x", "--algorithm", "beam")
+    assert p.returncode == 2 and "invalid choice" in p.stderr
