@@ -71,7 +71,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 class _Progress:
     """A bar on a terminal, a line a second otherwise (logs, CI); always on stderr."""
 
-    def __init__(self, total: int, enabled: bool = True) -> None:
+    def __init__(self, total: int) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -82,7 +82,6 @@ class _Progress:
         )
 
         self.console = Console(stderr=True)
-        self.enabled = enabled
         self.tty = self.console.is_terminal
         self._last = 0.0
         self.bar = Progress(
@@ -97,7 +96,7 @@ class _Progress:
         self.task = self.bar.add_task("search", total=total, info="starting")
 
     def __enter__(self) -> _Progress:
-        if self.enabled and self.tty:
+        if self.tty:
             self.bar.start()
         return self
 
@@ -106,14 +105,11 @@ class _Progress:
             self.bar.stop()
 
     def status(self, text: str) -> None:
-        if self.enabled:
-            self.console.print(f"[dim]{text}[/dim]")
+        self.console.print(f"[dim]{text}[/dim]")
 
     def __call__(self, p: Any) -> None:
         best = f"best {p.best_answer} ({p.best_score:+.2f})" if p.best_answer else "no answer yet"
         info = f"{p.tokens} tokens, {p.nodes} steps, {best}"
-        if not self.enabled:
-            return
         if self.tty:
             self.bar.update(self.task, completed=p.rollouts, info=info)
         elif time.monotonic() - self._last >= 1.0:

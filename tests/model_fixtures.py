@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from search.protocols import ScoreRequest
+from search.steps import render_prompt
+
 STEP_TAG = "<extra_0>"
+PROMPT = render_prompt("What is 12*7?", [], "few_shot")
+_STEP1 = "# Step 1: add\nx = 2 + 3\n<end_of_step>\n"
+SCORE_REQUESTS = [
+    ScoreRequest("What is 2+3?", (_STEP1,)),
+    ScoreRequest("What is 2+3?", (_STEP1, "print(x)\n<end_of_code>\n")),
+]
 
 
 def build_tiny_step_tag_prm(out: Path, tokenizer_from: str, seed: int = 0) -> Path:

@@ -6,17 +6,11 @@ pytest.importorskip("vllm")
 
 from models.hf_reward import TransformersPPM
 from models.remote import RemoteError, RemotePolicy, RemoteReward
-from search.protocols import GenerationRequest, ScoreRequest
-from search.steps import STEP_STOPS, render_prompt
+from search.protocols import GenerationRequest
+from search.steps import STEP_STOPS
+from tests.model_fixtures import PROMPT
+from tests.model_fixtures import SCORE_REQUESTS as REQS
 from tests.vllm_server import free_port, vllm_server
-
-PROMPT = render_prompt("What is 12*7?", [], "few_shot")
-REQS = [
-    ScoreRequest("What is 2+3?", ("# Step 1: add\nx = 2 + 3\n<end_of_step>\n",)),
-    ScoreRequest(
-        "What is 2+3?", ("# Step 1: add\nx = 2 + 3\n<end_of_step>\n", "print(x)\n<end_of_code>\n")
-    ),
-]
 
 
 async def test_remote_policy_against_vllm_serve(default_model_path):

@@ -8,17 +8,12 @@ pytest.importorskip("vllm")
 from models.hf_reward import TransformersPPM
 from models.settings import ModelSettings
 from search import Budget, Components, SearchConfig, run_search
-from search.protocols import GenerationRequest, ScoreRequest
-from search.steps import STEP_STOPS, render_prompt
+from search.protocols import GenerationRequest
+from search.steps import STEP_STOPS
 
 SETTINGS = ModelSettings(cpu_kv_cache_gb=1, max_model_len=2048)
-PROMPT = render_prompt("What is 12*7?", [], "few_shot")
-REQS = [
-    ScoreRequest("What is 2+3?", ("# Step 1: add\nx = 2 + 3\n<end_of_step>\n",)),
-    ScoreRequest(
-        "What is 2+3?", ("# Step 1: add\nx = 2 + 3\n<end_of_step>\n", "print(x)\n<end_of_code>\n")
-    ),
-]
+from tests.model_fixtures import PROMPT  # noqa: E402
+from tests.model_fixtures import SCORE_REQUESTS as REQS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
