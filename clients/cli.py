@@ -22,6 +22,7 @@ for _var, _val in (
     ("TRANSFORMERS_VERBOSITY", "error"),
     ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
     ("TOKENIZERS_PARALLELISM", "false"),
+    ("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning"),  # engine processes
 ):
     os.environ.setdefault(_var, _val)
 
