@@ -1,1 +1,1 @@
-"""Server — arrives with its own issue; see ARCHITECTURE.md."""
+"""The HTTP service: FastAPI app, solver service, settings, protocol models."""

@@ -1,0 +1,66 @@
+"""Request and response models of the HTTP API (kept apart from the serving logic)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from search.budget import StopReason, Usage
+from search.judge import RewardSource
+from search.result import AnswerGroup, StepView
+
+Algorithm = Literal["mcts", "best_of_n", "self_consistency", "greedy"]
+
+
+class BudgetRequest(BaseModel):
+    """What a request may spend; anything left out takes the server's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rollouts: int | None = Field(None, ge=1, description="MCTS rollouts / samples")
+    max_tokens: int | None = Field(None, ge=1, description="generated tokens in all")
+    time_limit_s: float | None = Field(None, gt=0, description="wall-clock seconds")
+
+
+class SolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    problem: str = Field(..., min_length=1, description="the math problem")
+    algorithm: Algorithm = "mcts"
+    budget: BudgetRequest = Field(default_factory=BudgetRequest)
+    answer: str | None = Field(None, description="gold answer to check the result against")
+    return_tree: bool = False
+
+    @field_validator("problem")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the problem is blank")
+        return v
+
+
+class ModelInfo(BaseModel):
+    policy: str
+    policy_engine: str
+    reward_model: str | None
+
+
+class SolveResponse(BaseModel):
+    answer: str | None
+    answer_text: str | None
+    score: float | None
+    correct: bool | None = Field(None, description="against the request's `answer`, if given")
+    reward_source: RewardSource
+    algorithm: Algorithm
+    steps: list[StepView]
+    alternatives: list[AnswerGroup]
+    usage: Usage
+    stopped_by: StopReason
+    models: ModelInfo
+    tree: dict[str, Any] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "starting", "unavailable"]
+    checks: dict[str, str] = {}
