@@ -6,11 +6,15 @@ which field to fix; an overloaded server answers 429 with `Retry-After`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from server.protocol import Health, SolveRequest, SolveResponse
 from server.service import LimitExceeded, Overloaded, SolverService
@@ -33,6 +37,14 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
 
     app = FastAPI(title="rstar-server", version="0.1.0", lifespan=lifespan)
     app.state.service = svc
+
+    metrics = svc.metrics
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if request.url.path == "/solve":
+            metrics.requests.labels("invalid", "422").inc()
+        return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(LimitExceeded)
     async def _limit(request: Request, exc: LimitExceeded) -> JSONResponse:
@@ -70,6 +82,23 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
 
     @app.post("/solve", response_model=SolveResponse, response_model_exclude_none=False)
     async def solve(req: SolveRequest) -> SolveResponse:
-        return await svc.solve(req)
+        t0, status = time.monotonic(), "500"
+        try:
+            result = await svc.solve(req)
+            status = "200"
+            return result
+        except LimitExceeded:
+            status = "422"
+            raise
+        except Overloaded:
+            status = "429"
+            raise
+        finally:
+            metrics.requests.labels(req.algorithm, status).inc()
+            metrics.latency.labels(req.algorithm).observe(time.monotonic() - t0)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app

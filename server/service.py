@@ -11,6 +11,7 @@ from models import LoadedModels, ModelSettings, load_models
 from sandbox import SandboxSettings, WorkerPool, create_sandbox
 from search import Budget, Components, SearchConfig, run_search
 from search.grading import default_grader
+from server.metrics import Metrics
 from server.protocol import ModelInfo, SolveRequest, SolveResponse
 from server.settings import ServerSettings
 
@@ -44,6 +45,7 @@ class SolverService:
         self.sandbox: WorkerPool | None = None
         self._slots = asyncio.Semaphore(self.settings.max_concurrent)
         self._waiting = 0
+        self.metrics = Metrics()
 
     @property
     def ready(self) -> bool:
@@ -52,6 +54,7 @@ class SolverService:
     async def start(self) -> None:
         """Start the sandbox, then the engines (fails fast, with the reason, if either can't)."""
         self.sandbox = create_sandbox(self.sandbox_settings).start()
+        self.sandbox.observers.append(self.metrics.observe_exec)
         self.models = load_models(self.model_settings)
         log.info("solver ready: policy %s on %s", self.model_settings.policy_model,
                  self.model_settings.policy_engine)  # fmt: skip
@@ -93,13 +96,17 @@ class SolverService:
         if self._slots.locked() and self._waiting >= self.settings.max_queue:
             raise Overloaded()
         self._waiting += 1
+        self.metrics.queue_depth.set(self._waiting)
         try:
             await self._slots.acquire()
         finally:
             self._waiting -= 1
+            self.metrics.queue_depth.set(self._waiting)
+        self.metrics.running.inc()
         try:
             return await self._run(req, budget)
         finally:
+            self.metrics.running.dec()
             self._slots.release()
 
     async def _run(self, req: SolveRequest, budget: Budget) -> SolveResponse:
@@ -108,6 +115,7 @@ class SolverService:
         components = Components(self.models.policy, self.sandbox, self.models.reward_model)
         config = SearchConfig(prompt_style=ms.resolved_prompt_style())
         result = await run_search(req.algorithm, req.problem, components, budget, config)
+        self.metrics.observe_search(result)
         correct = None
         if req.answer is not None and result.answer is not None:
             correct = await default_grader().aequal(req.answer, result.answer)

@@ -158,3 +158,21 @@ def test_python_m_server_serves_on_the_given_port(tmp_path):
         proc.wait(timeout=30)
     text = log.read_text()
     assert "server settings" in text and "s3cret" not in text  # printed, secrets redacted
+
+
+async def test_metrics_count_requests_search_work_and_sandbox_runs(client):
+    await client.post("/solve", json={"problem": "What is 3+4?", "algorithm": "greedy"})
+    await client.post("/solve", json={"problem": ""})
+    text = (await client.get("/metrics")).text
+    assert 'rstar_requests_total{algorithm="greedy",status="200"}' in text
+    assert 'rstar_requests_total{algorithm="invalid",status="422"}' in text
+    assert 'rstar_request_duration_seconds_count{algorithm="greedy"}' in text
+
+    def value(name):
+        line = next(ln for ln in text.splitlines() if ln.startswith(name + " "))
+        return float(line.split()[-1])
+
+    assert value("rstar_generated_tokens_total") > 0
+    assert value("rstar_policy_calls_total") > 0
+    assert value("rstar_sandbox_runs_total") >= 0
+    assert "rstar_queue_depth 0.0" in text and "rstar_searches_running 0.0" in text
