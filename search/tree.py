@@ -120,6 +120,10 @@ class Tree:
         for n in self.nodes:
             n.virtual = 0
 
+    def to_dict(self) -> dict:
+        """JSON-ready plain data (for embedding in a response)."""
+        return _TREE.dump_python(self, mode="json")
+
     def to_json(self, indent: int | None = None) -> str:
         return _TREE.dump_json(self, indent=indent).decode()
 

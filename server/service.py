@@ -4,7 +4,6 @@ with per-request limits, defaults and admission control."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from models import LoadedModels, ModelSettings, load_models
@@ -135,5 +134,5 @@ class SolverService:
                 policy_engine=ms.policy_engine,
                 reward_model=ms.ppm_model,
             ),
-            tree=json.loads(result.tree.to_json()) if req.return_tree else None,
+            tree=result.tree.to_dict() if req.return_tree else None,
         )
