@@ -2,7 +2,14 @@
 the PPM definition; the embedded default model."""
 
 from models.default_model import ModelUnavailable, ensure_default_model, resolve_model
-from models.factory import LoadedModels, load_models, load_policy, load_reward_model
+from models.factory import (
+    LoadedModels,
+    load_models,
+    load_policy,
+    load_reward_model,
+    model_version,
+    model_versions,
+)
 from models.settings import ModelSettings
 
 __all__ = [
@@ -13,5 +20,7 @@ __all__ = [
     "load_models",
     "load_policy",
     "load_reward_model",
+    "model_version",
+    "model_versions",
     "resolve_model",
 ]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from models.default_model import ModelUnavailable, resolve_model
@@ -77,6 +79,36 @@ def load_reward_model(settings: ModelSettings) -> Any | None:
     from models.hf_reward import TransformersPPM
 
     return TransformersPPM(model, settings.device, settings.dtype, settings.max_batch)
+
+
+def model_version(name_or_path: str | None, url: str | None = None) -> str | None:
+    """A name that changes when the weights do: a local directory's name plus a digest of its
+    files' names, sizes and modification times; a hub id or remote model as given (with the
+    server's URL). Keys the expansion cache, so new checkpoints never see old expansions."""
+    if name_or_path is None and url is None:
+        return None
+    if url is not None:
+        return f"{name_or_path}@{url}"
+    path = Path(resolve_model(name_or_path))
+    if not path.is_dir():
+        return str(name_or_path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return f"{path.name}-{h.hexdigest()[:12]}"
+
+
+def model_versions(settings: ModelSettings) -> dict[str, str | None]:
+    s = settings
+    return {
+        "policy": model_version(
+            s.policy_model, s.policy_url if s.policy_engine == "remote" else None
+        ),
+        "reward_model": model_version(s.ppm_model, s.ppm_url if s.ppm_engine == "remote" else None)
+        if s.ppm_model or s.ppm_engine == "remote"
+        else None,
+    }
 
 
 @dataclass

@@ -74,8 +74,9 @@ class TransformersPolicy:
         with torch.inference_mode():
             out = model.generate(**enc, **kwargs)
         new = out[:, enc["input_ids"].shape[1] :]
+        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         gens = []
-        for row in new.tolist():
+        for row, prompt_len in zip(new.tolist(), prompt_lens, strict=True):
             n = len(row)
             for j, t in enumerate(row):
                 if t == tok.pad_token_id or t == tok.eos_token_id:
@@ -83,7 +84,7 @@ class TransformersPolicy:
                     break
             text = tok.decode(row[:n], skip_special_tokens=True)
             text, stop = cut_at_stop(text, params.stop)
-            gens.append(Generation(text, stop, n))
+            gens.append(Generation(text, stop, n, int(prompt_len)))
             self.generated_tokens += n
         return gens
 

@@ -94,7 +94,9 @@ class RemotePolicy:
         data = await _post(self._client, "/v1/completions", body)
         try:
             choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
-            total = int((data.get("usage") or {}).get("completion_tokens") or 0)
+            usage = data.get("usage") or {}
+            total = int(usage.get("completion_tokens") or 0)
+            prompt_tokens = int(usage.get("prompt_tokens") or 0)
         except (KeyError, TypeError, ValueError) as e:
             raise RemoteError(f"unexpected /completions reply: {str(data)[:300]}") from e
         # Token counts come per response; share them out by text length.
@@ -108,7 +110,7 @@ class RemotePolicy:
                 text, late = cut_at_stop(text, r.stop[MAX_STOPS:])
                 stop = late or stop
             tokens = round(total * length / sum(lengths)) if total else 0
-            gens.append(Generation(text, stop, tokens))
+            gens.append(Generation(text, stop, tokens, prompt_tokens))
         return gens
 
     async def aclose(self) -> None:

@@ -78,12 +78,13 @@ class VLLMPolicy:
         finally:
             s.in_flight -= r.n
         assert final is not None
-        s.prompt_tokens += len(final.prompt_token_ids or [])
+        prompt_tokens = len(final.prompt_token_ids or [])
+        s.prompt_tokens += prompt_tokens
         s.cached_prompt_tokens += final.num_cached_tokens or 0
         gens = []
         for c in sorted(final.outputs, key=lambda c: c.index):
             stop = c.stop_reason if isinstance(c.stop_reason, str) else None
-            gens.append(Generation(c.text, stop, len(c.token_ids)))
+            gens.append(Generation(c.text, stop, len(c.token_ids), prompt_tokens))
             s.generated_tokens += len(c.token_ids)
         return gens
 

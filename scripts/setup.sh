@@ -5,7 +5,7 @@ set -euo pipefail
 venv="${1:-.venv}"
 cd "$(dirname "$0")/.."
 
-apt_packages=()   # system packages the project needs (redis-server arrives with the server issue)
+apt_packages=(redis-server)   # system packages: redis-server for the cache tests and local runs
 if ((${#apt_packages[@]})) && command -v apt-get >/dev/null; then
   missing=()
   for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -31,12 +31,15 @@ class Usage(BaseModel):
     """What a search spent."""
 
     rollouts: int = 0
-    tokens: int = 0
+    tokens: int = Field(0, description="generated tokens")
+    prompt_tokens: int = Field(0, description="prompt tokens the policy processed")
     policy_calls: int = 0
     sandbox_runs: int = 0
     reward_calls: int = 0
     nodes: int = 0
     duplicates: int = 0
+    cache_hits: int = Field(0, description="expansions served from the cache")
+    cache_misses: int = Field(0, description="expansions computed (and stored) with a cache on")
     elapsed_s: float = 0.0
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 
 from search.grading import Grader, default_grader
-from search.protocols import Policy, RewardModel, Sandbox
+from search.protocols import ExpansionCache, Policy, RewardModel, Sandbox
 from search.steps import PromptStyle
 
 
@@ -47,10 +47,13 @@ class SearchProgress:
 @dataclass
 class Components:
     """What a search runs on. Only `policy` and `sandbox` are required; `progress`, if set,
-    is called after every wave."""
+    is called after every wave. With a `cache`, expansions are looked up and stored under
+    `cache_namespace`, which must name the model versions (policy and reward model)."""
 
     policy: Policy
     sandbox: Sandbox
     reward_model: RewardModel | None = None
     grader: Grader = field(default_factory=default_grader)
     progress: Callable[[SearchProgress], None] | None = None
+    cache: ExpansionCache | None = None
+    cache_namespace: str = ""

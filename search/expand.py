@@ -8,10 +8,12 @@ so whatever the algorithm, the engines see batches.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from search.budget import Budget, Tracker
+from search.cache import expansion_key, from_record, to_record
 from search.config import Components, SearchConfig, SearchProgress
 from search.judge import Judge
 from search.protocols import ExecLimits, Generation, GenerationRequest, ScoreRequest
@@ -31,6 +33,8 @@ from search.steps import (
     syntax_error,
 )
 from search.tree import Node, Tree
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,10 +106,48 @@ class Expander:
         temperature: float | None = None,
         dedup: bool = True,
     ) -> list[Node]:
-        """Generate `n` candidate next steps for each (node, n); returns the new children
-        (invalid ones included, duplicates of siblings dropped)."""
+        """Generate `n` candidate next steps for each (node, n) (distinct nodes); returns the
+        new children (invalid ones included, duplicates of siblings dropped), in item order.
+        Expansions found in the cache are replayed instead of generated."""
+        temp = self.config.temperature if temperature is None else temperature
+        keys = []
+        if self.c.cache is not None:
+            keys = [self._key(node, n, temp, dedup) for node, n in items]
+        cached = await self._cache_get(keys) if keys else [None] * len(items)
+        fresh = [item for item, hit in zip(items, cached, strict=True) if hit is None]
+        new: dict[int, list[Node]] = {}
+        if fresh:
+            for child in await self._generate(fresh, temp, dedup):
+                new.setdefault(child.parent, []).append(child)  # type: ignore[arg-type]
+        for (parent, _), records in zip(items, cached, strict=True):
+            if records is not None:
+                new[parent.id] = self._replay(parent, records)
+        children = [c for parent, _ in items for c in new.get(parent.id, [])]
+
+        for parent, _ in items:
+            if parent.status == "open":
+                parent.status = "expanded"
+        terminals = [n for n in children if n.status == "terminal"]
+        if terminals:
+            await self.judge.add_terminals(terminals)
+        for parent, _ in items:
+            if parent.children and all(self.tree.nodes[i].exhausted for i in parent.children):
+                self.tree.exhaust(parent)
+        if keys:
+            await self._cache_put(
+                [
+                    (key, [to_record(c) for c in new.get(parent.id, [])])
+                    for (parent, _), key, hit in zip(items, keys, cached, strict=True)
+                    if hit is None
+                ]
+            )
+        return children
+
+    async def _generate(
+        self, items: Sequence[tuple[Node, int]], temp: float, dedup: bool
+    ) -> list[Node]:
+        """The real expansion: batched generation, sandbox runs, answers, reward scores."""
         cfg = self.config
-        temp = cfg.temperature if temperature is None else temperature
         requests = [
             GenerationRequest(
                 prompt=self.prompt(node),
@@ -125,21 +167,50 @@ class Expander:
         finals = [p for p in pending if p.final and "error" not in p.fields]
         if finals:
             await self._answer(finals)
-
         children = [self._attach(p) for p in pending]
-        for parent, _ in items:
-            if parent.status == "open":
-                parent.status = "expanded"
         valid = [n for n in children if n.status != "invalid"]
         if valid and self.c.reward_model is not None:
             await self._score(valid)
-        terminals = [n for n in valid if n.status == "terminal"]
-        if terminals:
-            await self.judge.add_terminals(terminals)
-        for parent, _ in items:
-            if parent.children and all(self.tree.nodes[i].exhausted for i in parent.children):
-                self.tree.exhaust(parent)
         return children
+
+    def _key(self, node: Node, n: int, temp: float, dedup: bool) -> str:
+        return expansion_key(self.c.cache_namespace, self.tree, node, n, self.config, temp, dedup)
+
+    async def _cache_get(self, keys: list[str]) -> list[list[dict] | None]:
+        assert self.c.cache is not None
+        try:
+            found = await self.c.cache.get_many(keys)
+        except Exception:  # a cache never fails a search
+            log.warning("expansion cache lookup failed; computing instead", exc_info=True)
+            found = [None] * len(keys)
+        self.usage.cache_hits += sum(1 for f in found if f is not None)
+        self.usage.cache_misses += sum(1 for f in found if f is None)
+        return found
+
+    async def _cache_put(self, entries: list[tuple[str, list[dict]]]) -> None:
+        assert self.c.cache is not None
+        if not entries:
+            return
+        try:
+            await self.c.cache.put_many(entries)
+        except Exception:
+            log.warning("expansion cache store failed", exc_info=True)
+
+    def _replay(self, parent: Node, records: list[dict]) -> list[Node]:
+        """Attach cached children as if just generated (their tokens were not spent now)."""
+        out = []
+        for record in records:
+            fields = from_record(record)
+            status = fields.pop("status")
+            if status == "invalid":
+                node = self.tree.add(
+                    parent, status="invalid", exhausted=True, visits=1, value_sum=-1.0, **fields
+                )
+            else:
+                node = self.tree.add(parent, status=status, **fields)
+            self.usage.nodes += 1
+            out.append(node)
+        return out
 
     def _candidates(
         self, items: Sequence[tuple[Node, int]], outputs: list[list[Generation]], dedup: bool
@@ -149,6 +220,7 @@ class Expander:
         pending: list[_Pending] = []
         for (parent, _), gens in zip(items, outputs, strict=True):
             seen = self._seen.setdefault(parent.id, set())
+            self.usage.prompt_tokens += gens[0].prompt_tokens if gens else 0
             for g in gens:
                 self.usage.tokens += g.tokens
                 step = parse_step(g.text, g.stop)
@@ -222,6 +294,7 @@ class Expander:
         for p, gens in zip(finals, outputs, strict=True):
             g = gens[0]
             self.usage.tokens += g.tokens
+            self.usage.prompt_tokens += g.prompt_tokens
             p.fields["tokens"] += g.tokens
             p.fields["answer_text"] = g.text.strip()
             p.fields["text"] += render_answer(g.text)

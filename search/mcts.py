@@ -109,6 +109,7 @@ async def mcts(
             ex.report()
     except BudgetTimeout:
         stopped = "time_limit_s"
+    ex.report()  # the final count (the last wave's rollouts finish after its report)
 
     method = "weighted_vote" if config.vote_top_k else "best"
     winner, groups = ex.judge.choose(tree, method, config.vote_top_k)

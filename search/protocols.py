@@ -36,6 +36,7 @@ class Generation:
     text: str
     stop: str | None
     tokens: int
+    prompt_tokens: int = 0  # tokens of the request's prompt (the same for its `n` generations)
 
 
 @runtime_checkable
@@ -84,3 +85,15 @@ class Sandbox(Protocol):
     async def run(self, code: str, limits: ExecLimits | None = None) -> ExecResult:
         """Run `code` as a fresh Python program; never raise for a failure of the code itself."""
         ...
+
+
+@runtime_checkable
+class ExpansionCache(Protocol):
+    """Expansions already computed (candidate steps with their execution results and scores),
+    by key. A cache that cannot answer returns misses; it never fails a search."""
+
+    async def get_many(self, keys: Sequence[str]) -> list[list[dict] | None]:
+        """One entry (a list of child records) or None per key, in order."""
+        ...
+
+    async def put_many(self, items: Sequence[tuple[str, list[dict]]]) -> None: ...

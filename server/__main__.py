@@ -8,6 +8,7 @@ import logging
 
 from models import ModelSettings
 from sandbox import SandboxSettings
+from server.logs import configure_logging
 from server.settings import ServerSettings
 
 
@@ -23,13 +24,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=settings.port)
     args = ap.parse_args(argv)
     settings = settings.model_copy(update={"host": args.host, "port": args.port})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_format, settings.log_level)
     models, sandbox = ModelSettings(), SandboxSettings()
     for name, s in (("server", settings), ("models", models), ("sandbox", sandbox)):
         # SecretStr fields print as '**********'
         logging.info("%s settings: %s", name, json.dumps(s.model_dump(mode="json"), default=str))
     app = create_app(SolverService(settings, models, sandbox))
-    uvicorn.run(app, host=settings.host, port=settings.port)
+    # Our middleware logs each request with its id; uvicorn's own config would replace ours.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

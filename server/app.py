@@ -1,11 +1,17 @@
-"""The FastAPI app: `POST /solve`, `GET /healthz` (alive), `GET /readyz` (engines and sandbox up).
+"""The FastAPI app: `POST /solve` (JSON, or server-sent events with `Accept: text/event-stream`),
+the OpenAI-compatible `/v1/...` routes, `GET /healthz` (alive), `GET /readyz` (engines, sandbox
+and cache), Prometheus `GET /metrics`.
 
-Errors keep FastAPI's 422 shape (`{"detail": [{"loc", "msg", "type"}]}`) so a client can tell
-which field to fix; an overloaded server answers 429 with `Retry-After`.
+Errors on `/solve` keep FastAPI's 422 shape (`{"detail": [{"loc", "msg", "type"}]}`) so a client
+can tell which field to fix; `/v1/...` errors use OpenAI's (`{"error": {"message", "type",
+"param", "code"}}`, 400 for a bad body) so its SDKs raise the right exception. An overloaded
+server answers 429 (queue full) or 503 (deadline passed in the queue) with `Retry-After`; a
+search that overruns its deadline, 504. A client that disconnects cancels its search.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,17 +19,42 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.sse import format_sse_event
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from server.protocol import Health, SolveRequest, SolveResponse
-from server.service import LimitExceeded, Overloaded, SolverService
+from server.lifecycle import ClientDisconnected, solve_events, until_disconnect
+from server.logs import RequestIdMiddleware
+from server.openai_api import OpenAIError, openai_router
+from server.protocol import ErrorEvent, Health, ProgressEvent, SolveRequest, SolveResponse
+from server.service import DeadlineExceeded, LimitExceeded, Overloaded, SolverService
+
+log = logging.getLogger(__name__)
+
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request": only ever in logs/metrics
+
+
+def _openai_error(
+    status: int,
+    message: str,
+    type_: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _is_openai(request: Request) -> bool:
+    return request.url.path.startswith("/v1/")
 
 
 def create_app(service: SolverService | None = None, manage_service: bool = True) -> FastAPI:
     """The app around `service` (a default one if None). With `manage_service`, the app's
     lifespan starts and closes it; tests that share one service pass False."""
     svc = service or SolverService()
+    metrics = svc.metrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,28 +68,59 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
 
     app = FastAPI(title="rstar-server", version="0.1.0", lifespan=lifespan)
     app.state.service = svc
+    app.add_middleware(RequestIdMiddleware)
 
-    metrics = svc.metrics
+    def error_status(exc: BaseException) -> tuple[int, str]:
+        """Status and message of an exception raised by a search (also for streamed errors)."""
+        if isinstance(exc, Overloaded):
+            return exc.status, exc.msg
+        if isinstance(exc, DeadlineExceeded):
+            return 504, str(exc)
+        if isinstance(exc, LimitExceeded):
+            return 422, exc.msg
+        log.exception("search failed", exc_info=exc)
+        return 500, f"the search failed: {type(exc).__name__}: {exc}"
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         if request.url.path == "/solve":
             metrics.requests.labels("invalid", "422").inc()
+        if _is_openai(request):
+            err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
+            param = ".".join(str(p) for p in err["loc"] if p != "body") or None
+            return _openai_error(
+                400, f"{param or 'body'}: {err['msg']}", "invalid_request_error", param
+            )
         return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(LimitExceeded)
     async def _limit(request: Request, exc: LimitExceeded) -> JSONResponse:
+        if _is_openai(request):
+            return _openai_error(400, exc.msg, "invalid_request_error", ".".join(exc.loc[1:]))
         detail = [{"loc": list(exc.loc), "msg": exc.msg, "type": "limit_exceeded"}]
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(Overloaded)
     async def _busy(request: Request, exc: Overloaded) -> JSONResponse:
-        wait = svc.settings.retry_after_s
-        return JSONResponse(
-            {"detail": f"the server is busy; retry in {wait}s"},
-            status_code=429,
-            headers={"Retry-After": str(wait)},
-        )
+        headers = {"Retry-After": str(svc.settings.retry_after_s)}
+        if _is_openai(request):
+            return _openai_error(exc.status, exc.msg, "rate_limit_exceeded", headers=headers)
+        return JSONResponse({"detail": exc.msg}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(DeadlineExceeded)
+    async def _late(request: Request, exc: DeadlineExceeded) -> JSONResponse:
+        if _is_openai(request):
+            return _openai_error(504, str(exc), "timeout")
+        return JSONResponse({"detail": str(exc)}, status_code=504)
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, exc: ClientDisconnected) -> Response:
+        log.info("client disconnected; search cancelled")
+        return Response(status_code=CLIENT_CLOSED)
+
+    @app.exception_handler(OpenAIError)
+    async def _openai(request: Request, exc: OpenAIError) -> JSONResponse:
+        return _openai_error(exc.status, exc.message, exc.type, exc.param, exc.code)
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
@@ -66,39 +128,87 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
 
     @app.get("/readyz", response_model=Health)
     async def readyz() -> JSONResponse:
+        started = svc.models is not None
         checks = {
             "sandbox": "ok" if svc.sandbox is not None else "not started",
-            "policy": "ok" if svc.models is not None else "not started",
-            "reward_model": (
-                "none (answer agreement)"
-                if svc.models is not None and svc.models.reward_model is None
-                else "ok"
-                if svc.models is not None
-                else "not started"
-            ),
+            "policy": "ok" if started else "not started",
+            "reward_model": "not started"
+            if not started
+            else ("none (answer agreement)" if svc.models.reward_model is None else "ok"),  # type: ignore[union-attr]
+            # A cache that is down does not make the server unready: requests run without it.
+            "cache": _cache_state(svc.cache),
         }
         body = Health(status="ok" if svc.ready else "starting", checks=checks)
         return JSONResponse(body.model_dump(), status_code=200 if svc.ready else 503)
 
-    @app.post("/solve", response_model=SolveResponse, response_model_exclude_none=False)
-    async def solve(req: SolveRequest) -> SolveResponse:
-        t0, status = time.monotonic(), "500"
+    @app.post(
+        "/solve",
+        response_model=SolveResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "JSON, or progress/result events",
+            }
+        },
+    )
+    async def solve(req: SolveRequest, request: Request):
+        t0, status, streaming = time.monotonic(), "500", False
         try:
-            result = await svc.solve(req)
+            if "text/event-stream" in request.headers.get("accept", ""):
+                svc.budget(req)  # a bad budget is still a 422, before the stream starts
+                svc.check_admission()  # and a full queue a 429
+                streaming = True  # the stream counts itself when it ends
+                return StreamingResponse(
+                    _events(req, t0),
+                    media_type="text/event-stream",
+                    headers={"Cache-Control": "no-cache"},
+                )
+            result = await until_disconnect(request, svc.solve(req))
             status = "200"
             return result
-        except LimitExceeded:
-            status = "422"
+        except ClientDisconnected:
+            status = str(CLIENT_CLOSED)
             raise
-        except Overloaded:
-            status = "429"
+        except Exception as e:
+            status = str(error_status(e)[0]) if not isinstance(e, LimitExceeded) else "422"
             raise
         finally:
+            if not streaming:
+                metrics.requests.labels(req.algorithm, status).inc()
+                metrics.latency.labels(req.algorithm).observe(time.monotonic() - t0)
+
+    async def _events(req: SolveRequest, t0: float) -> AsyncIterator[bytes]:
+        status = str(CLIENT_CLOSED)
+        try:
+            async for event in solve_events(svc, req, error_status):
+                if event.kind == "keepalive":
+                    yield format_sse_event(comment="keepalive")
+                elif event.kind == "progress" and event.progress is not None:
+                    data = ProgressEvent.model_validate(event.progress, from_attributes=True)
+                    yield format_sse_event(event="progress", data_str=data.model_dump_json())
+                elif event.kind == "result" and event.result is not None:
+                    status = "200"
+                    yield format_sse_event(event="result", data_str=event.result.model_dump_json())
+                elif event.kind == "error":
+                    status = str(event.status)
+                    err = ErrorEvent(status=event.status, detail=event.detail)
+                    yield format_sse_event(event="error", data_str=err.model_dump_json())
+        finally:
+            if status == str(CLIENT_CLOSED):
+                log.info("client disconnected from the stream; search cancelled")
             metrics.requests.labels(req.algorithm, status).inc()
             metrics.latency.labels(req.algorithm).observe(time.monotonic() - t0)
+
+    app.include_router(openai_router(svc, error_status))
 
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _cache_state(cache) -> str:
+    if cache is None:
+        return "off"
+    return f"{cache.backend}: {'ok' if getattr(cache, 'available', True) else 'down'}"

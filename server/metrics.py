@@ -42,6 +42,28 @@ class Metrics:
             "rstar_queue_depth", "Requests waiting for a search slot", registry=r
         )
         self.running = Gauge("rstar_searches_running", "Searches running now", registry=r)
+        self.cache_hits = Counter(
+            "rstar_cache_hits_total", "Expansions served from the cache", ["backend"], registry=r
+        )
+        self.cache_misses = Counter(
+            "rstar_cache_misses_total", "Expansions not in the cache", ["backend"], registry=r
+        )
+        self.cache_errors = Counter(
+            "rstar_cache_errors_total",
+            "Cache calls that failed or timed out (the request went on without the cache)",
+            ["backend", "op"],
+            registry=r,
+        )
+        self.cache_available = Gauge(
+            "rstar_cache_up", "1 while the cache answers, 0 while it is skipped", ["backend"],
+            registry=r,
+        )  # fmt: skip
+        self.cancelled = Counter(
+            "rstar_searches_cancelled_total",
+            "Searches stopped early, by reason (client_disconnect, deadline)",
+            ["reason"],
+            registry=r,
+        )
 
     def observe_search(self, result: SearchResult) -> None:
         u = result.usage
@@ -56,6 +78,17 @@ class Metrics:
         kind = failure_kind(result)
         if kind:
             self.sandbox_failures.labels(kind).inc()
+
+    # CacheObserver
+    def cache_lookup(self, backend: str, hits: int, misses: int) -> None:
+        self.cache_hits.labels(backend).inc(hits)
+        self.cache_misses.labels(backend).inc(misses)
+
+    def cache_error(self, backend: str, op: str) -> None:
+        self.cache_errors.labels(backend, op).inc()
+
+    def cache_up(self, backend: str, up: bool) -> None:
+        self.cache_available.labels(backend).set(1 if up else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

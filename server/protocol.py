@@ -31,6 +31,9 @@ class SolveRequest(BaseModel):
     budget: BudgetRequest = Field(default_factory=BudgetRequest)
     answer: str | None = Field(None, description="gold answer to check the result against")
     return_tree: bool = False
+    cache: bool = Field(
+        True, description="reuse and store expansions (false: sample everything afresh)"
+    )
 
     @field_validator("problem")
     @classmethod
@@ -44,6 +47,9 @@ class ModelInfo(BaseModel):
     policy: str
     policy_engine: str
     reward_model: str | None
+    versions: dict[str, str | None] = Field(
+        default_factory=dict, description="what the weights are (keys the expansion cache)"
+    )
 
 
 class SolveResponse(BaseModel):
@@ -59,6 +65,25 @@ class SolveResponse(BaseModel):
     stopped_by: StopReason
     models: ModelInfo
     tree: dict[str, Any] | None = None
+
+
+class ProgressEvent(BaseModel):
+    """A streamed `progress` event: where the search stands after a wave."""
+
+    rollouts: int
+    rollouts_budget: int
+    tokens: int
+    nodes: int
+    elapsed_s: float
+    best_answer: str | None
+    best_score: float | None
+
+
+class ErrorEvent(BaseModel):
+    """A streamed `error` event (the HTTP status the request would have had)."""
+
+    status: int
+    detail: str
 
 
 class Health(BaseModel):

@@ -4,12 +4,17 @@ with per-request limits, defaults and admission control."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
+from collections.abc import Callable
 
-from models import LoadedModels, ModelSettings, load_models
-from sandbox import SandboxSettings, WorkerPool, create_sandbox
-from search import Budget, Components, SearchConfig, run_search
+from models import LoadedModels, ModelSettings, load_models, model_versions
+from sandbox import SandboxSettings, create_sandbox
+from search import Budget, Components, SearchConfig, SearchProgress, run_search
 from search.grading import default_grader
+from search.protocols import ExpansionCache, Sandbox
+from server.cache import create_cache
 from server.metrics import Metrics
 from server.protocol import ModelInfo, SolveRequest, SolveResponse
 from server.settings import ServerSettings
@@ -27,44 +32,79 @@ class LimitExceeded(Exception):
 
 
 class Overloaded(Exception):
-    """Every slot is busy and the queue is full."""
+    """No search slot: the queue is full (429), or the deadline passed while queued (503)."""
+
+    def __init__(self, msg: str, status: int = 429) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.status = status
+
+
+class DeadlineExceeded(Exception):
+    """The search outlived its deadline (time limit + RSTAR_DEADLINE_GRACE_S)."""
 
 
 class SolverService:
+    """Owns what it starts; `models`, `sandbox` or `cache` passed in are shared, not closed."""
+
     def __init__(
         self,
         settings: ServerSettings | None = None,
         model_settings: ModelSettings | None = None,
         sandbox_settings: SandboxSettings | None = None,
+        *,
+        models: LoadedModels | None = None,
+        sandbox: Sandbox | None = None,
+        cache: ExpansionCache | None = None,
     ) -> None:
         self.settings = settings or ServerSettings()
         self.model_settings = model_settings or ModelSettings()
         self.sandbox_settings = sandbox_settings or SandboxSettings()
-        self.models: LoadedModels | None = None
-        self.sandbox: WorkerPool | None = None
+        self.models: LoadedModels | None = models
+        self.sandbox: Sandbox | None = sandbox
+        self.cache: ExpansionCache | None = cache
+        self._owned: set[str] = set()
         self._slots = asyncio.Semaphore(self.settings.max_concurrent)
         self._waiting = 0
         self.metrics = Metrics()
+        self.versions: dict[str, str | None] = {}
 
     @property
     def ready(self) -> bool:
         return self.models is not None and self.sandbox is not None
 
     async def start(self) -> None:
-        """Start the sandbox, then the engines (fails fast, with the reason, if either can't)."""
-        self.sandbox = create_sandbox(self.sandbox_settings).start()
-        self.sandbox.observers.append(self.metrics.observe_exec)
-        self.models = load_models(self.model_settings)
-        log.info("solver ready: policy %s on %s", self.model_settings.policy_model,
+        """Start the sandbox, then the engines (fails fast, with the reason, if either can't),
+        then the cache (which may be down: requests then run without it)."""
+        if self.sandbox is None:
+            pool = create_sandbox(self.sandbox_settings).start()
+            pool.observers.append(self.metrics.observe_exec)
+            self.sandbox, self._owned = pool, self._owned | {"sandbox"}
+        if self.models is None:
+            self.models, self._owned = load_models(self.model_settings), self._owned | {"models"}
+        self.versions = model_versions(self.model_settings)
+        if self.cache is None and (self.settings.redis_url or self.settings.cache_max_entries):
+            self.cache = create_cache(self.settings, self.metrics)
+            self._owned |= {"cache"}
+            up = await self.cache.ping()
+            log.info("expansion cache: %s%s", self.cache.backend, "" if up else " (unreachable)")
+        log.info("solver ready: policy %s on %s", self.versions["policy"],
                  self.model_settings.policy_engine)  # fmt: skip
 
     async def close(self) -> None:
-        if self.models is not None:
+        if self.models is not None and "models" in self._owned:
             await self.models.aclose()
-            self.models = None
-        if self.sandbox is not None:
-            self.sandbox.close()
-            self.sandbox = None
+        if self.sandbox is not None and "sandbox" in self._owned:
+            self.sandbox.close()  # type: ignore[attr-defined]
+        if self.cache is not None and "cache" in self._owned:
+            await self.cache.aclose()  # type: ignore[attr-defined]
+        self.models = self.sandbox = self.cache = None
+        self._owned = set()
+
+    @property
+    def cache_namespace(self) -> str:
+        ms = self.model_settings
+        return json.dumps([self.versions, ms.ppm_kind, ms.resolved_prompt_style()])
 
     def budget(self, req: SolveRequest) -> Budget:
         s, b = self.settings, req.budget
@@ -88,31 +128,78 @@ class SolverService:
             time_limit_s=b.time_limit_s or s.default_time_limit_s,
         )
 
-    async def solve(self, req: SolveRequest) -> SolveResponse:
+    def check_admission(self) -> None:
+        """Raise Overloaded when every slot is busy and the queue is full."""
+        if self._slots.locked() and self._waiting >= self.settings.max_queue:
+            raise Overloaded(f"the server is busy ({self.settings.max_concurrent} searches "
+                             f"running, {self._waiting} waiting); retry later")  # fmt: skip
+
+    async def solve(
+        self, req: SolveRequest, progress: Callable[[SearchProgress], None] | None = None
+    ) -> SolveResponse:
+        """Admit, queue, search within the request's deadline. Cancelling the calling task
+        (a client that went away) cancels the search and frees its slot."""
         budget = self.budget(req)
         if not self.ready:
             raise RuntimeError("the solver is not started")
-        if self._slots.locked() and self._waiting >= self.settings.max_queue:
-            raise Overloaded()
+        assert budget.time_limit_s is not None
+        arrived = time.monotonic()
+        self.check_admission()
         self._waiting += 1
         self.metrics.queue_depth.set(self._waiting)
         try:
-            await self._slots.acquire()
+            async with asyncio.timeout(budget.time_limit_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            msg = f"no search slot within the request's time limit ({budget.time_limit_s:g}s)"
+            raise Overloaded(msg + "; retry later", status=503) from None
         finally:
             self._waiting -= 1
             self.metrics.queue_depth.set(self._waiting)
         self.metrics.running.inc()
         try:
-            return await self._run(req, budget)
+            remaining = max(0.01, budget.time_limit_s - (time.monotonic() - arrived))
+            budget = budget.model_copy(update={"time_limit_s": remaining})
+            try:
+                async with asyncio.timeout(remaining + self.settings.deadline_grace_s):
+                    return await self._run(req, budget, progress)
+            except TimeoutError:
+                self.metrics.cancelled.labels("deadline").inc()
+                raise DeadlineExceeded(
+                    f"the search overran its deadline ({budget.time_limit_s:g}s "
+                    f"+ {self.settings.deadline_grace_s:g}s grace)"
+                ) from None
+            except asyncio.CancelledError:
+                self.metrics.cancelled.labels("client_disconnect").inc()
+                raise
         finally:
             self.metrics.running.dec()
             self._slots.release()
 
-    async def _run(self, req: SolveRequest, budget: Budget) -> SolveResponse:
+    async def _run(
+        self,
+        req: SolveRequest,
+        budget: Budget,
+        progress: Callable[[SearchProgress], None] | None,
+    ) -> SolveResponse:
         assert self.models is not None and self.sandbox is not None
         ms = self.model_settings
-        components = Components(self.models.policy, self.sandbox, self.models.reward_model)
-        config = SearchConfig(prompt_style=ms.resolved_prompt_style())
+        components = Components(
+            self.models.policy,
+            self.sandbox,
+            self.models.reward_model,
+            progress=progress,
+            cache=self.cache if req.cache else None,
+            cache_namespace=self.cache_namespace,
+        )
+        s = self.settings
+        config = SearchConfig(
+            candidates=s.search_candidates,
+            max_depth=s.search_max_depth,
+            parallel_rollouts=s.search_parallel_rollouts,
+            temperature=s.search_temperature,
+            prompt_style=ms.resolved_prompt_style(),
+        )
         result = await run_search(req.algorithm, req.problem, components, budget, config)
         self.metrics.observe_search(result)
         correct = None
@@ -133,6 +220,7 @@ class SolverService:
                 policy=ms.policy_model,
                 policy_engine=ms.policy_engine,
                 reward_model=ms.ppm_model,
+                versions=self.versions,
             ),
             tree=result.tree.to_dict() if req.return_tree else None,
         )

@@ -3,6 +3,8 @@ limits and defaults, admission control. Models and sandbox have their own settin
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,7 +25,33 @@ class ServerSettings(BaseSettings):
     default_rollouts: int = Field(8, ge=1)
     default_time_limit_s: float = Field(120.0, gt=0)
 
+    # Search shape for every request (see search.SearchConfig).
+    search_candidates: int = Field(4, ge=1, le=64, description="children per MCTS expansion")
+    search_max_depth: int = Field(12, ge=1, le=64, description="most steps in a trajectory")
+    search_parallel_rollouts: int = Field(4, ge=1, le=256, description="rollouts in flight")
+    search_temperature: float = Field(0.7, ge=0)
+
+    # OpenAI `reasoning_effort` → MCTS rollouts (minimal counts as low).
+    effort_low_rollouts: int = Field(4, ge=1)
+    effort_medium_rollouts: int = Field(8, ge=1)
+    effort_high_rollouts: int = Field(32, ge=1)
+
     # Admission control: searches running at once, and how many may wait for a slot.
     max_concurrent: int = Field(8, ge=1)
     max_queue: int = Field(32, ge=0)
     retry_after_s: int = Field(5, ge=1)
+    # A request's deadline is its time limit from arrival (queueing included); a search still
+    # running this long after it is abandoned with a 504.
+    deadline_grace_s: float = Field(30.0, ge=0)
+
+    # The expansion cache: Redis when a URL is given (shared by replicas), else in-process LRU.
+    redis_url: str | None = Field(None, description="redis://host:6379/0; unset = in-process")
+    cache_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="lifetime of a cached expansion")
+    cache_max_entries: int = Field(100_000, ge=0, description="in-process LRU size (0 = off)")
+    cache_max_entry_bytes: int = Field(1 << 20, ge=1024)
+    cache_timeout_s: float = Field(0.25, gt=0, description="per Redis call; slower = a miss")
+    cache_retry_s: float = Field(5.0, gt=0, description="after a Redis failure, skip it this long")
+
+    # Logging: JSON lines for collectors, text for a terminal; auto = text on a TTY.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: str = "INFO"

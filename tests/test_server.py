@@ -2,6 +2,7 @@
 the real nsjail sandbox."""
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -16,7 +17,14 @@ from server.settings import ServerSettings
 @pytest.fixture(scope="module")
 async def service():
     svc = SolverService(
-        ServerSettings(max_concurrent=1, max_queue=0, max_rollouts=16, max_problem_chars=200),
+        ServerSettings(
+            max_concurrent=1,
+            max_queue=0,
+            max_rollouts=16,
+            max_problem_chars=200,
+            search_candidates=2,
+            search_max_depth=4,
+        ),  # small trees: 2 CPU cores
         ModelSettings(policy_engine="transformers"),
         SandboxSettings(workers=2, base_uid=61400),
     )
@@ -40,6 +48,7 @@ async def test_health_and_readiness(client):
         "sandbox": "ok",
         "policy": "ok",
         "reward_model": "none (answer agreement)",
+        "cache": "memory: ok",
     }
 
 
@@ -50,18 +59,18 @@ async def test_readiness_is_503_before_start():
     assert r.status_code == 503 and r.json()["status"] == "starting"
 
 
-async def test_solve_returns_answer_trajectory_usage_and_models(client):
-    r = await client.post("/solve", json={"problem": "What is 2+3?", "algorithm": "greedy",
-                                          "answer": "5", "return_tree": True})  # fmt: skip
+@pytest.mark.parametrize("algorithm", ["greedy", "best_of_n", "self_consistency", "mcts"])
+async def test_solve_returns_answer_trajectory_usage_and_models(client, algorithm):
+    body = {"problem": "What is 2+3?", "algorithm": algorithm, "answer": "5", "return_tree": True,
+            "budget": {"rollouts": 2}, "cache": False}  # fmt: skip
+    r = await client.post("/solve", json=body)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["algorithm"] == "greedy" and body["reward_source"] == "agreement"
+    assert body["algorithm"] == algorithm and body["reward_source"] == "agreement"
     assert body["usage"]["policy_calls"] > 0 and body["usage"]["tokens"] > 0
-    assert body["models"] == {
-        "policy": "default",
-        "policy_engine": "transformers",
-        "reward_model": None,
-    }
+    assert body["usage"]["prompt_tokens"] > body["usage"]["tokens"]  # few-shot prompts are long
+    assert body["models"]["policy"] == "default" and body["models"]["reward_model"] is None
+    assert body["models"]["versions"]["policy"].startswith("SmolLM2-135M-Instruct")
     assert body["tree"]["problem"] == "What is 2+3?" and len(body["tree"]["nodes"]) > 1
     assert body["correct"] in (True, False, None)
     assert body["stopped_by"] in ("finished", "rollouts", "exhausted", "max_tokens", "time_limit_s")
@@ -176,3 +185,133 @@ async def test_metrics_count_requests_search_work_and_sandbox_runs(client):
     assert value("rstar_policy_calls_total") > 0
     assert value("rstar_sandbox_runs_total") >= 0
     assert "rstar_queue_depth 0.0" in text and "rstar_searches_running 0.0" in text
+
+
+# --- streaming, the OpenAI SDK, the Python client (real default model) ------------------------
+
+
+def sse_events(text):
+    """(event, data) pairs of a text/event-stream body."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        event = next((ln[7:] for ln in lines if ln.startswith("event: ")), None)
+        data = "\n".join(ln[6:] for ln in lines if ln.startswith("data: "))
+        if event:
+            out.append((event, json.loads(data)))
+    return out
+
+
+async def test_solve_streams_progress_then_the_result(client):
+    body = {"problem": "What is 6*7?", "algorithm": "mcts", "budget": {"rollouts": 3},
+            "cache": False}  # fmt: skip
+    headers = {"accept": "text/event-stream"}
+    async with client.stream("POST", "/solve", json=body, headers=headers) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        text = (await r.aread()).decode()
+    events = sse_events(text)
+    kinds = [e for e, _ in events]
+    assert kinds[-1] == "result" and kinds.count("result") == 1 and "progress" in kinds
+    progress = [d for e, d in events if e == "progress"]
+    assert [p["rollouts"] for p in progress] == sorted(p["rollouts"] for p in progress)
+    assert {"rollouts", "rollouts_budget", "best_answer", "best_score", "tokens"} <= set(
+        progress[0]
+    )
+    result = events[-1][1]
+    assert result["usage"]["rollouts"] == progress[-1]["rollouts"] and "steps" in result
+
+
+async def test_a_streamed_solve_still_gets_422_for_a_bad_budget(client):
+    body = {"problem": "x", "budget": {"rollouts": 10_000}}
+    r = await client.post("/solve", json=body, headers={"accept": "text/event-stream"})
+    assert r.status_code == 422 and "RSTAR_MAX_ROLLOUTS" in r.text
+
+
+@pytest.fixture
+def openai_client(service):
+    import openai
+
+    app = create_app(service, manage_service=False)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    return openai.AsyncOpenAI(base_url="http://t/v1", api_key="unused", http_client=http)
+
+
+async def test_openai_sdk_lists_models_and_completes_a_chat(openai_client):
+    models = [m.id async for m in openai_client.models.list()]
+    assert models == ["rstar-mcts", "rstar-best_of_n", "rstar-self_consistency", "rstar-greedy"]
+    resp = await openai_client.chat.completions.create(
+        model="rstar-best_of_n",
+        messages=[{"role": "system", "content": "Be careful."},
+                  {"role": "user", "content": "What is 9+10?"}],
+        reasoning_effort="low",
+        extra_body={"cache": False},
+    )  # fmt: skip
+    choice = resp.choices[0]
+    assert resp.object == "chat.completion" and choice.message.role == "assistant"
+    assert choice.finish_reason in ("stop", "length")
+    if choice.finish_reason == "stop":
+        assert "\\boxed{" in choice.message.content and "**Step 1.**" in choice.message.content
+    extra = resp.model_extra["rstar"]
+    assert extra["usage"]["rollouts"] <= 4  # low effort = 4 rollouts
+    u = resp.usage
+    assert u.completion_tokens == extra["usage"]["tokens"] > 0 and u.prompt_tokens > 0
+    assert u.total_tokens == u.prompt_tokens + u.completion_tokens
+
+
+async def test_openai_sdk_streams_progress_then_the_answer(openai_client):
+    stream = await openai_client.chat.completions.create(
+        model="rstar-best_of_n",
+        messages=[{"role": "user", "content": "What is 4*4?"}],
+        extra_body={"budget": {"rollouts": 2}, "cache": False},
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [c async for c in stream]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    thinking = [
+        c.choices[0].delta.model_extra.get("reasoning_content") for c in chunks if c.choices
+    ]
+    assert any(t and t.startswith("rollout ") for t in thinking)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "answer" in content.lower()
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finish in (["stop"], ["length"])
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "says"),
+    [
+        ({"model": "gpt-4o"}, 404, "rstar-mcts"),
+        ({"messages": [{"role": "system", "content": "only a system message"}]}, 400, "user"),
+        ({"n": 2}, 400, "n"),
+        ({"extra_body": {"budget": {"rollouts": 10_000}}}, 400, "RSTAR_MAX_ROLLOUTS"),
+        ({"extra_body": {"colour": "blue"}}, 400, "colour"),
+    ],
+)
+async def test_openai_errors_come_back_as_sdk_exceptions(openai_client, kwargs, status, says):
+    import openai
+
+    args = {"model": "rstar-greedy", "messages": [{"role": "user", "content": "1+1?"}], **kwargs}
+    with pytest.raises(openai.APIStatusError) as exc:
+        await openai_client.chat.completions.create(**args)
+    assert exc.value.status_code == status and says in exc.value.message
+
+
+async def test_async_client_solves_and_streams(service):
+    from clients.client import AsyncRstarClient, RstarError
+    from server.protocol import ProgressEvent, SolveResponse
+
+    app = create_app(service, manage_service=False)
+    async with AsyncRstarClient("http://t", transport=httpx.ASGITransport(app=app)) as c:
+        assert (await c.ready()).status == "ok"
+        res = await c.solve("What is 5+5?", algorithm="greedy", answer="10")
+        assert isinstance(res, SolveResponse) and res.usage.tokens > 0
+        events = [e async for e in c.stream("What is 5+5?", algorithm="greedy")]
+        assert isinstance(events[-1], SolveResponse)
+        assert all(isinstance(e, ProgressEvent) for e in events[:-1])
+        with pytest.raises(RstarError) as exc:
+            await c.solve("x" * 500)
+        assert exc.value.status == 422 and "RSTAR_MAX_PROBLEM_CHARS" in str(exc.value)

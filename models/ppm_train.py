@@ -1,0 +1,199 @@
+"""Training the process preference model on step-level preference pairs (rStar-Math's PPM).
+
+The PPM starts from the new policy: its backbone with a fresh one-label head
+(`models.ppm.init_ppm_from_backbone`), or an existing PPM to continue from. Each pair is two
+texts, the shared prefix with the chosen step and with the rejected one, in the bare step
+format the PPM reads at inference (`models.ppm.ppm_text`). The score is tanh(logit), as at
+inference, and the loss is −log σ(s⁺ − s⁻) (`models.ppm.pairwise_loss`). One loop, top to
+bottom, under HF accelerate (CPU with bf16 autocast, a GPU, or `accelerate launch` on several).
+
+    python -m models.ppm_train pairs.jsonl out_dir [--init default] [--max-steps N] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from models.ppm import init_ppm_from_backbone, pairwise_loss, ppm_text
+from models.train_common import (
+    Meter,
+    TrainHParams,
+    TrainResult,
+    add_hparam_args,
+    batch_loader,
+    check_out_dir,
+    hparams_from_args,
+    length_grouped_batches,
+    lr_at,
+    make_accelerator,
+    make_optimizer,
+    pad_batch,
+    read_jsonl,
+    save_checkpoint,
+    total_steps,
+)
+from search.extract import PreferencePair
+from search.protocols import ScoreRequest
+
+
+def is_ppm(path: str | Path) -> bool:
+    """Is `path` already a PPM (one-label sequence classifier) rather than a policy?"""
+    cfg_file = Path(path) / "config.json"
+    if not cfg_file.exists():
+        return False
+    cfg = json.loads(cfg_file.read_text())
+    archs = cfg.get("architectures") or []
+    labels = len(cfg["id2label"]) if "id2label" in cfg else cfg.get("num_labels", 2)
+    return any(a.endswith("ForSequenceClassification") for a in archs) and labels == 1
+
+
+def _load_ppm(acc: Any, init_model_path: str, seed: int, out: Path) -> Any:
+    """The PPM to train: `init_model_path` itself if it is one, else a fresh head on its
+    backbone, written once by the main process next to `out`, read by all, then removed."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    path = Path(init_model_path)
+    scratch = out.with_name(f".{out.name}.ppm-init")
+    if not is_ppm(init_model_path):
+        path = scratch
+        if acc.is_main_process:
+            shutil.rmtree(scratch, ignore_errors=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            init_ppm_from_backbone(init_model_path, scratch, seed=seed)
+        acc.wait_for_everyone()
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if model.config.num_labels != 1:
+        raise ValueError(f"{path} has {model.config.num_labels} labels; a PPM has one")
+    return model
+
+
+def train_ppm(
+    init_model_path: str,
+    pairs: Sequence[PreferencePair],
+    out_dir: str | Path,
+    hparams: TrainHParams | None = None,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train a PPM on `pairs`, starting from `init_model_path` (a policy: new one-label head on
+    its backbone; or a PPM: continued). Saves it (HF format, with its tokenizer) to `out_dir`,
+    atomically. Texts longer than max_length keep their end (the step being scored)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    hp = hparams or TrainHParams()
+    out = check_out_dir(out_dir, overwrite)
+    if not pairs:
+        raise ValueError("no preference pairs to train on")
+    acc = make_accelerator(hp)
+
+    # --- data: each pair is two texts (the shared prefix + the chosen / the rejected step) ----
+    tok = AutoTokenizer.from_pretrained(init_model_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side, tok.truncation_side = "right", "left"  # as models/hf_reward.py reads
+
+    def encode(req: ScoreRequest) -> list[int]:
+        return tok(ppm_text(req), truncation=True, max_length=hp.max_length)["input_ids"]
+
+    data = [(encode(p.chosen_request()), encode(p.rejected_request())) for p in pairs]
+
+    def collate(idx: list[int]) -> dict[str, Any]:
+        rows = [data[i][0] for i in idx] + [data[i][1] for i in idx]  # chosen, then rejected
+        ids = pad_batch(rows, tok.pad_token_id)
+        mask = pad_batch([[1] * len(r) for r in rows], 0)
+        return {"input_ids": ids, "attention_mask": mask}
+
+    lengths = [max(len(c), len(r)) for c, r in data]
+    loader = batch_loader(length_grouped_batches(lengths, hp.micro_batch_size, hp.seed), collate)
+
+    # --- model and optimizer ---------------------------------------------------------------------
+    model = _load_ppm(acc, init_model_path, hp.seed, out)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    if hp.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    optimizer = make_optimizer(model, hp)
+    model, optimizer, loader = acc.prepare(model, optimizer, loader)
+    total = total_steps(len(loader), hp)
+    meter = Meter(acc, total, hp, "ppm")
+
+    # --- the loop ------------------------------------------------------------------------------
+    model.train()
+    step = 0
+    while step < total:
+        for batch in loader:
+            lr = lr_at(step, total, hp)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with acc.accumulate(model):
+                scores = torch.tanh(model(**batch).logits[:, 0].float())
+                pos, neg = scores.chunk(2)
+                loss = pairwise_loss(pos, neg)
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    acc.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            accuracy = (pos > neg).float().mean().item()
+            meter.micro(int(batch["attention_mask"].sum()), loss.item(), accuracy)
+            if acc.sync_gradients:
+                step += 1
+                meter.step(step, lr)
+                if step >= total:
+                    break
+
+    # --- save ------------------------------------------------------------------------------------
+    model.eval()
+    tokens = meter.global_tokens()
+    result = TrainResult(
+        kind="ppm",
+        out_dir=str(out),
+        base_model=str(init_model_path),
+        examples=len(pairs),
+        optimizer_steps=step,
+        tokens=tokens,
+        seconds=round(meter.seconds(), 3),
+        tokens_per_s=round(tokens / max(meter.seconds(), 1e-9), 1),
+        final_loss=meter.step_losses[-1],
+        step_losses=meter.step_losses,
+        step_accuracies=meter.step_accuracies,
+        hparams=hp,
+    )
+    save_checkpoint(acc, model, tok, out, result)
+    return result
+
+
+def main() -> None:
+    from models.default_model import resolve_model
+
+    ap = argparse.ArgumentParser(description="Train the PPM on preference pairs (JSONL).")
+    ap.add_argument("data", help="JSONL of search.extract.PreferencePair")
+    ap.add_argument("out", help="checkpoint directory to write")
+    ap.add_argument("--init", default="default", help="policy or PPM path, or 'default'")
+    ap.add_argument("--overwrite", action="store_true")
+    add_hparam_args(ap)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    result = train_ppm(
+        resolve_model(args.init),
+        read_jsonl(args.data, PreferencePair),
+        args.out,
+        hparams_from_args(args),
+        args.overwrite,
+    )
+    print(result.model_dump_json(exclude={"step_losses", "step_accuracies"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

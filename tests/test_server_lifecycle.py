@@ -1,0 +1,141 @@
+"""A request's life on a real uvicorn server: cancelled when its client disconnects (plain and
+streamed), a deadline that also covers time in the queue, request ids in structured logs.
+
+The policy is the scripted test double with a delay (these tests are about the server, not
+the model); the sandbox is the real nsjail pool.
+"""
+
+import asyncio
+import io
+import json
+import logging
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from models import LoadedModels
+from server.app import create_app
+from server.logs import configure_logging
+from server.service import SolverService
+from server.settings import ServerSettings
+from tests.scripted import ScriptedPolicy
+from tests.test_mcts import endless
+from tests.vllm_server import free_port
+
+
+def scripted_service(sandbox, policy, **settings) -> SolverService:
+    svc = SolverService(
+        ServerSettings(**settings), models=LoadedModels(policy, None), sandbox=sandbox
+    )
+    svc.versions = {"policy": "scripted", "reward_model": None}
+    return svc
+
+
+def metric(svc, name):
+    text = svc.metrics.render().decode()
+    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name))
+
+
+async def eventually(cond, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def live(sandbox):
+    """(service, base URL, policy) of a real uvicorn server on a free port, in this loop."""
+    policy = ScriptedPolicy(default=endless, delay_s=0.3)  # a search that never finishes
+    svc = scripted_service(sandbox, policy, cache_max_entries=0)
+    port = free_port()
+    config = uvicorn.Config(create_app(svc, manage_service=False), host="127.0.0.1", port=port,
+                            log_config=None, lifespan="off")  # fmt: skip
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started)
+    yield svc, f"http://127.0.0.1:{port}", policy
+    server.should_exit = True
+    await task
+
+
+BODY = {"problem": "Count forever.", "budget": {"rollouts": 64, "time_limit_s": 120}}
+
+
+async def test_a_client_that_disconnects_cancels_its_search(live):
+    svc, url, policy = live
+    async with httpx.AsyncClient(base_url=url) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            await c.post("/solve", json=BODY, timeout=httpx.Timeout(5, read=1.5))
+    await eventually(
+        lambda: metric(svc, 'rstar_searches_cancelled_total{reason="client_disconnect"}') == 1
+    )
+    await eventually(lambda: metric(svc, "rstar_searches_running") == 0)
+    calls = len(policy.calls)
+    await asyncio.sleep(1.0)
+    assert len(policy.calls) == calls  # the search stopped generating
+    assert metric(svc, 'rstar_requests_total{algorithm="mcts",status="499"}') == 1
+
+
+async def test_a_client_that_leaves_a_stream_cancels_its_search(live):
+    svc, url, policy = live
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        headers = {"accept": "text/event-stream"}
+        async with c.stream("POST", "/solve", json=BODY, headers=headers) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("event: progress"):
+                    break  # one progress event, then hang up
+    await eventually(
+        lambda: metric(svc, 'rstar_searches_cancelled_total{reason="client_disconnect"}') == 1
+    )
+    await eventually(lambda: metric(svc, "rstar_searches_running") == 0)
+    calls = len(policy.calls)
+    await asyncio.sleep(1.0)
+    assert len(policy.calls) == calls
+
+
+async def test_the_deadline_counts_time_in_the_queue(sandbox):
+    policy = ScriptedPolicy(default=endless, delay_s=0.3)
+    svc = scripted_service(sandbox, policy, max_concurrent=1, max_queue=4, retry_after_s=7)
+    app = create_app(svc, manage_service=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        long = {"problem": "Count forever.", "budget": {"rollouts": 64, "time_limit_s": 2}}
+        first = asyncio.create_task(c.post("/solve", json=long))
+        await eventually(lambda: metric(svc, "rstar_searches_running") == 1)
+        quick = {"problem": "Count again.", "budget": {"time_limit_s": 0.5}}
+        t0 = time.monotonic()
+        r = await c.post("/solve", json=quick)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "7"
+        assert "time limit" in r.json()["detail"] and time.monotonic() - t0 < 1.5
+        done = await first  # the running search stops at its own time limit, with an answer
+        assert done.status_code == 200 and done.json()["stopped_by"] == "time_limit_s"
+
+
+async def test_requests_carry_an_id_into_json_logs_and_the_response(sandbox):
+    policy = ScriptedPolicy(default=endless)
+    svc = scripted_service(sandbox, policy)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    buf = io.StringIO()
+    try:
+        configure_logging("json", "INFO")
+        root.handlers[0].setStream(buf)  # type: ignore[attr-defined]
+        app = create_app(svc, manage_service=False)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            body = {"problem": "Count.", "algorithm": "greedy", "budget": {"max_tokens": 50}}
+            r = await c.post("/solve", json=body, headers={"x-request-id": "req-42"})
+            other = await c.post("/solve", json={"problem": ""})
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    assert r.status_code == 200 and r.headers["x-request-id"] == "req-42"
+    assert len(other.headers["x-request-id"]) == 32  # made up when not given
+    records = [json.loads(line) for line in buf.getvalue().splitlines()]
+    access = [x for x in records if x["logger"] == "rstar.access"]
+    assert {"request_id": "req-42", "status": 200, "path": "/solve", "method": "POST"}.items() <= (
+        access[0].items()
+    )
+    assert access[1]["status"] == 422 and access[1]["request_id"] == other.headers["x-request-id"]
