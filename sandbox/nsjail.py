@@ -24,8 +24,9 @@ SCRATCH = "/sandbox"
 HINT = (
     "nsjail needs Linux namespaces: run as root, or enable unprivileged user namespaces "
     "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces>0); in a container "
-    "allow unshare/mount (e.g. securityContext capabilities SYS_ADMIN and an Unconfined "
-    "seccomp/AppArmor profile). To run step code WITHOUT isolation instead (unsafe), set "
+    "run as root with capabilities SYS_ADMIN and NET_ADMIN (besides SETUID, SETGID, SETPCAP, "
+    "KILL) and Unconfined seccomp and AppArmor profiles, as the Helm chart's "
+    "sandbox.securityContext does. To run step code WITHOUT isolation instead (unsafe), set "
     "RSTAR_SANDBOX=local"
 )
 

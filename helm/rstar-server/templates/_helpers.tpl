@@ -1,0 +1,181 @@
+{{/*
+Names and labels, after the conventions of `helm create`.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "rstar.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name prefix of every resource: fullnameOverride, else <release>-<name> (just <release>
+when it already contains the name). Truncated so that "-policy" etc. still fit in 63 characters.
+*/}}
+{{- define "rstar.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart-version, for the helm.sh/chart label. */}}
+{{- define "rstar.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every resource. Call with (dict "root" $ "component" "server"). */}}
+{{- define "rstar.labels" -}}
+helm.sh/chart: {{ include "rstar.chart" .root }}
+{{ include "rstar.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: {{ include "rstar.name" .root }}
+{{- end }}
+
+{{/* Selector labels. Call with (dict "root" $ "component" "server"). */}}
+{{- define "rstar.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rstar.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* The ServiceAccount the pods run as. */}}
+{{- define "rstar.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rstar.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The search server's image reference. */}}
+{{- define "rstar.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The vLLM server image reference. */}}
+{{- define "rstar.vllmImage" -}}
+{{- printf "%s:%s" .Values.models.remote.image.repository .Values.models.remote.image.tag }}
+{{- end }}
+
+{{/* "true" when models run in vLLM servers of their own. */}}
+{{- define "rstar.remote" -}}
+{{- if eq .Values.models.mode "remote" }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the chart deploys the policy's vLLM server. */}}
+{{- define "rstar.deployPolicy" -}}
+{{- if and (include "rstar.remote" .) .Values.models.remote.policy.deploy }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the chart deploys the PPM's vLLM pooling server. */}}
+{{- define "rstar.deployPpm" -}}
+{{- if and (include "rstar.remote" .) .Values.models.ppm.model .Values.models.remote.ppm.deploy }}true{{ end }}
+{{- end }}
+
+{{/* RSTAR_POLICY_URL in remote mode: the chart's Service, or models.remote.policy.url. */}}
+{{- define "rstar.policyUrl" -}}
+{{- if .Values.models.remote.policy.deploy }}
+{{- printf "http://%s-policy:8000" (include "rstar.fullname" .) }}
+{{- else }}
+{{- required "models.remote.policy.url is required when models.remote.policy.deploy is false" .Values.models.remote.policy.url }}
+{{- end }}
+{{- end }}
+
+{{/* RSTAR_PPM_URL in remote mode. */}}
+{{- define "rstar.ppmUrl" -}}
+{{- if .Values.models.remote.ppm.deploy }}
+{{- printf "http://%s-ppm:8000" (include "rstar.fullname" .) }}
+{{- else }}
+{{- required "models.remote.ppm.url is required when models.remote.ppm.deploy is false" .Values.models.remote.ppm.url }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret holding HF_TOKEN; empty when there is none. */}}
+{{- define "rstar.hfTokenSecret" -}}
+{{- if .Values.modelStorage.hfToken.existingSecret }}
+{{- .Values.modelStorage.hfToken.existingSecret }}
+{{- else if .Values.modelStorage.hfToken.value }}
+{{- printf "%s-hf-token" (include "rstar.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret holding the vLLM servers' API key; empty when there is none. */}}
+{{- define "rstar.apiKeySecret" -}}
+{{- if .Values.models.remote.apiKey.existingSecret }}
+{{- .Values.models.remote.apiKey.existingSecret }}
+{{- else if .Values.models.remote.apiKey.value }}
+{{- printf "%s-api-key" (include "rstar.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the PVC with the models; empty when persistence is off. */}}
+{{- define "rstar.modelsClaim" -}}
+{{- if .Values.modelStorage.persistence.enabled }}
+{{- default (printf "%s-models" (include "rstar.fullname" .)) .Values.modelStorage.persistence.existingClaim }}
+{{- end }}
+{{- end }}
+
+{{/* The pod volumes for models (+ caches when the model volume is read-only). */}}
+{{- define "rstar.modelVolumes" -}}
+- name: models
+{{- if include "rstar.modelsClaim" . }}
+  persistentVolumeClaim:
+    claimName: {{ include "rstar.modelsClaim" . }}
+    readOnly: {{ .Values.modelStorage.persistence.readOnly }}
+{{- else }}
+  emptyDir: {}
+{{- end }}
+{{- if .Values.modelStorage.persistence.readOnly }}
+- name: caches
+  emptyDir: {}
+{{- end }}
+{{- end }}
+
+{{/* The container volumeMounts for models (+ caches). */}}
+{{- define "rstar.modelVolumeMounts" -}}
+- name: models
+  mountPath: {{ .Values.modelStorage.mountPath }}
+  readOnly: {{ if and (include "rstar.modelsClaim" .) .Values.modelStorage.persistence.readOnly }}true{{ else }}false{{ end }}
+{{- if .Values.modelStorage.persistence.readOnly }}
+- name: caches
+  mountPath: /caches
+{{- end }}
+{{- end }}
+
+{{/* Where hub downloads and converted models go: the model volume, or /caches if read-only. */}}
+{{- define "rstar.cacheRoot" -}}
+{{- if .Values.modelStorage.persistence.readOnly }}/caches{{ else }}{{ .Values.modelStorage.mountPath }}{{ end }}
+{{- end }}
+
+{{/* Environment of every model-loading container: hub cache, token, offline mode. */}}
+{{- define "rstar.modelEnv" -}}
+- name: HF_HOME
+  value: {{ printf "%s/hf" (include "rstar.cacheRoot" .) | quote }}
+{{- with include "rstar.hfTokenSecret" . }}
+- name: HF_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.modelStorage.hfToken.secretKey }}
+{{- end }}
+{{- if .Values.modelStorage.offline }}
+- name: HF_HUB_OFFLINE
+  value: "1"
+{{- end }}
+{{- end }}
+
+{{/* prometheus.io scrape annotations for a pod serving /metrics on `port`. */}}
+{{- define "rstar.scrapeAnnotations" -}}
+{{- if .root.Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
