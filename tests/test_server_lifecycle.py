@@ -6,6 +6,7 @@ the model); the sandbox is the real nsjail pool.
 """
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -45,20 +46,29 @@ async def eventually(cond, timeout_s=10.0):
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def live(sandbox):
-    """(service, base URL, policy) of a real uvicorn server on a free port, in this loop."""
-    policy = ScriptedPolicy(default=endless, delay_s=0.3)  # a search that never finishes
-    svc = scripted_service(sandbox, policy, cache_max_entries=0)
+@contextlib.asynccontextmanager
+async def serving(svc):
+    """A real uvicorn server for `svc` on a free port, in this loop; yields its URL."""
     port = free_port()
     config = uvicorn.Config(create_app(svc, manage_service=False), host="127.0.0.1", port=port,
                             log_config=None, lifespan="off")  # fmt: skip
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await eventually(lambda: server.started)
-    yield svc, f"http://127.0.0.1:{port}", policy
-    server.should_exit = True
-    await task
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def live(sandbox):
+    """(service, base URL, policy) of a live server whose searches never finish."""
+    policy = ScriptedPolicy(default=endless, delay_s=0.3)
+    svc = scripted_service(sandbox, policy, cache_max_entries=0)
+    async with serving(svc) as url:
+        yield svc, url, policy
 
 
 BODY = {"problem": "Count forever.", "budget": {"rollouts": 64, "time_limit_s": 120}}
@@ -139,3 +149,20 @@ async def test_requests_carry_an_id_into_json_logs_and_the_response(sandbox):
         access[0].items()
     )
     assert access[1]["status"] == 422 and access[1]["request_id"] == other.headers["x-request-id"]
+
+
+async def test_rstar_solve_url_streams_from_a_live_server(sandbox, capsys):
+    from clients.cli import main
+    from tests.test_cache import finishing
+
+    svc = scripted_service(sandbox, ScriptedPolicy(default=finishing))
+    async with serving(svc) as url:
+        args = ["solve", "--url", url, "--rollouts", "3", "--json", "--answer", "30", "Count."]
+        rc = await asyncio.to_thread(main, args)
+        out = json.loads(capsys.readouterr().out)
+        assert rc == 0 and out["answer"] in ("30", "31") and out["usage"]["rollouts"] == 3
+        assert out["correct"] == (out["answer"] == "30")
+        rc = await asyncio.to_thread(main, ["solve", "--url", url, "--rollouts", "999", "x"])
+        assert rc == 2 and "RSTAR_MAX_ROLLOUTS" in capsys.readouterr().err
+    rc = await asyncio.to_thread(main, ["solve", "--url", url, "x"])  # the server is gone
+    assert rc == 2 and "cannot reach" in capsys.readouterr().err

@@ -1,0 +1,285 @@
+"""`rstar eval`: the problem loader (real data files, broken files), an in-process evaluation
+with the scripted policy and the real nsjail sandbox (accuracy, report.json, results.jsonl, the
+plot, resume), the same against a live server, and one real-model smoke run of the CLI."""
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from clients import eval as ev
+from clients.cli import main
+from search import Components, SearchConfig
+from tests.scripted import ScriptedPolicy
+from tests.test_server_lifecycle import scripted_service, serving
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PNG = b"\x89PNG\r\n\x1a\n"
+CONFIG = SearchConfig(candidates=2, max_depth=4, parallel_rollouts=2)
+# Every search answers 30: the first two are right (the second through math-verify), the third
+# is wrong, so every (algorithm, budget) scores 2/3.
+ROWS = [
+    {"id": "p1", "problem": "What is 6*5?", "answer": "30"},
+    {"id": "p2", "question": "What is 60/2?", "answer": "\\frac{60}{2}"},
+    {"id": "p3", "problem": "What is 3+4?", "answer": 7},
+]
+
+
+def thirty(path):
+    """One candidate per path: set x, then print x*5 (which the answer step boxes)."""
+    if not path:
+        return ["# Step 1: set x\nx = 6\n<end_of_step>"]
+    return [f"# Step {len(path) + 1}: multiply\nprint(x * 5)\n<end_of_code>"]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_jsonl(tmp_path / "tiny.jsonl", ROWS)
+
+
+class Counting(ev.InProcessSolver):
+    """Counts solves and the most in flight at once; fails on the problems in `fail`."""
+
+    def __init__(self, *args, fail=(), **kw):
+        super().__init__(*args, **kw)
+        self.calls, self.in_flight, self.most, self.fail = [], 0, 0, set(fail)
+
+    async def solve(self, problem, algorithm, rollouts):
+        self.calls.append((problem, algorithm, rollouts))
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            if problem in self.fail:
+                raise RuntimeError("engine exploded")
+            return await super().solve(problem, algorithm, rollouts)
+        finally:
+            self.in_flight -= 1
+
+
+def solver(sandbox, **kw):
+    policy = ScriptedPolicy(default=thirty, delay_s=0.02)
+    models = {"policy": "scripted", "versions": {"policy": "scripted-v1"}}
+    return Counting(Components(policy, sandbox), CONFIG, models=models, **kw)
+
+
+# --------------------------------------------------------------------------- loader
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
+def test_the_loader_reads_the_shared_data_files():
+    gsm = ev.load_problems(DATA / "gsm8k_test.jsonl")
+    assert len(gsm) == 1319 and gsm[0].id == "gsm8k-test-0" and gsm[0].answer == "18"
+    assert "ducks" in gsm[0].problem and gsm[0].line == 1
+    part = ev.load_problems(DATA / "gsm8k_test.jsonl", offset=10, limit=5)
+    assert [p.id for p in part] == [f"gsm8k-test-{i}" for i in range(10, 15)]
+    math = ev.load_problems(DATA / "math500_test.jsonl")
+    assert len(math) == 500 and math[0].answer == "\\left( 3, \\frac{\\pi}{2} \\right)"
+
+
+def test_the_loader_takes_question_fields_numbers_and_gsm8k_solutions(tmp_path):
+    f = write_jsonl(tmp_path / "mine.jsonl", [
+        {"question": "Q1", "answer": "She has 3 + 4 = 7 left.\n#### 7"},
+        "",
+        {"problem": "Q2", "answer": 12.5},
+    ])  # fmt: skip
+    a, b = ev.load_problems(f)
+    assert (a.id, a.problem, a.answer, a.line) == ("mine-0", "Q1", "7", 1)
+    assert (b.id, b.answer, b.line) == ("mine-1", "12.5", 3)
+
+
+def test_broken_files_are_clear_errors_naming_file_and_line(tmp_path):
+    f = write_jsonl(tmp_path / "bad.jsonl", [
+        {"problem": "fine", "answer": "1"},
+        "{not json",
+        {"question": "no answer here"},
+        {"answer": "2"},
+        "[1, 2]",
+        {"problem": "c", "answer": "  "},
+        {"id": "x", "problem": "d", "answer": 3},
+        {"id": "x", "problem": "e", "answer": 4},
+    ])  # fmt: skip
+    with pytest.raises(ev.DataError) as e:
+        ev.load_problems(f)
+    msg = str(e.value)
+    assert "6 unusable row(s)" in msg
+    assert f"{f}:2: not valid JSON" in msg
+    assert f"{f}:3: missing an 'answer' field" in msg
+    assert f"{f}:4: missing a non-empty 'problem' (or 'question') string" in msg
+    assert f"{f}:5: expected a JSON object, got list" in msg
+    assert f"{f}:6: missing a usable 'answer'" in msg
+    assert f"{f}:8: duplicate id 'x' (first on line 7)" in msg
+    assert ":1:" not in msg and ":7:" not in msg
+    with pytest.raises(ev.DataError, match="no problems in the file"):
+        ev.load_problems(write_jsonl(tmp_path / "empty.jsonl", ["", " "]))
+    with pytest.raises(ev.DataError, match="no such file"):
+        ev.load_problems(tmp_path / "missing.jsonl")
+    with pytest.raises(ev.DataError, match="none left after offset 5"):
+        ev.load_problems(write_jsonl(tmp_path / "one.jsonl", ROWS[:1]), offset=5)
+
+
+def test_the_cli_rejects_bad_input_before_starting_anything(tmp_path, capsys):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"problem": "x"}])
+    # --engine remote without a URL would fail at start-up: the data error comes first
+    assert main(["eval", "--data", str(bad), "--engine", "remote"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:1: missing an 'answer' field" in err and "RSTAR_POLICY_URL" not in err
+    good = write_jsonl(tmp_path / "good.jsonl", ROWS)
+    assert main(["eval", "--data", str(good), "--algorithms", "greedy,beam"]) == 2
+    assert "unknown algorithm 'beam'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse's own errors
+        main(["eval", "--data", str(good), "--budgets", "4,x"])
+    assert exit_.value.code == 2 and "comma-separated ints" in capsys.readouterr().err
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text('{"algorithm": "greedy"}\n')
+    args = ["eval", "--data", str(good), "--engine", "remote", "--out", str(out)]
+    assert main(args) == 2
+    assert "already holds results: pass --resume" in capsys.readouterr().err
+
+
+def test_the_plan_runs_greedy_once():
+    keys = ev.plan(["greedy", "mcts", "best_of_n"], [8, 1, 8])
+    assert [k.label for k in keys] == ["greedy@1", "mcts@1", "mcts@8", "best_of_n@1", "best_of_n@8"]
+    with pytest.raises(ValueError, match="positive"):
+        ev.plan(["mcts"], [0])
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+async def test_an_in_process_eval_grades_reports_and_plots(sandbox, data, tmp_path):
+    problems = ev.load_problems(data)
+    keys = ev.plan(ev.ALGORITHMS, [1, 2])
+    s = solver(sandbox)
+    buf = io.StringIO()
+    progress = ev.EvalProgress(keys, len(problems), every_s=0, console=Console(file=buf))
+    out = tmp_path / "run"
+    with progress:
+        report = await ev.evaluate(problems, keys, s, out, concurrency=3, progress=progress,
+                                   info={"data": {"name": "tiny"}})  # fmt: skip
+    assert len(s.calls) == 7 * 3 and s.most == 3  # three problems in flight at once
+    assert report["status"] == "complete" and report["problems"] == 3
+    assert report["models"]["versions"] == {"policy": "scripted-v1"}
+    assert [(r["algorithm"], r["budget"]) for r in report["runs"]] == [
+        (k.algorithm, k.budget) for k in keys
+    ]
+    for run in report["runs"]:
+        assert (run["n"], run["correct"], run["errors"], run["complete"]) == (3, 2, 0, True)
+        assert run["accuracy"] == pytest.approx(2 / 3, abs=1e-5)
+        assert run["mean_tokens"] > 0 and run["mean_seconds"] > 0
+        recs = {r["id"]: r for r in run["records"]}
+        assert [recs[i]["correct"] for i in ("p1", "p2", "p3")] == [True, True, False]
+        assert recs["p2"]["gold"] == "\\frac{60}{2}" and recs["p3"]["gold"] == "7"
+        assert all(r["answer"] == "30" and r["tokens"] > 0 for r in recs.values())
+    mcts2 = next(r for r in report["runs"] if r["algorithm"] == "mcts" and r["budget"] == 2)
+    assert all(r["rollouts"] == 2 for r in mcts2["records"])
+    assert json.loads((out / "report.json").read_text()) == report
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 21 and {json.loads(x)["id"] for x in lines} == {"p1", "p2", "p3"}
+    png = (out / "accuracy_vs_tokens.png").read_bytes()
+    assert png.startswith(PNG) and len(png) > 5000
+    shown = buf.getvalue()
+    assert "[21/21]" in shown and "mcts@2 3/3 67%" in shown and "greedy@1 3/3 67%" in shown
+    table = Console(file=io.StringIO(), width=120)
+    table.print(ev.table(report))
+    assert "MCTS" in table.file.getvalue() and "66.7%" in table.file.getvalue()
+
+
+async def test_resume_skips_finished_problems_and_retries_failed_ones(sandbox, data, tmp_path):
+    problems = ev.load_problems(data)
+    keys = ev.plan(["greedy", "mcts"], [2])
+    out = tmp_path / "run"
+    first = solver(sandbox, fail={"What is 60/2?"})
+    report = await ev.evaluate(problems[:2], keys, first, out, concurrency=2)
+    assert len(first.calls) == 4
+    for run in report["runs"]:
+        assert (run["n"], run["correct"], run["errors"]) == (2, 1, 1)
+        bad = next(r for r in run["records"] if r["id"] == "p2")
+        assert bad["error"] == "RuntimeError: engine exploded" and bad["answer"] is None
+    with (out / "results.jsonl").open("a") as f:
+        f.write('{"algorithm": "greedy", "budget": 1, "id": "p3", "ans')  # a killed run's last line
+    with pytest.raises(ev.EvalError, match="pass --resume"):
+        await ev.evaluate(problems, keys, solver(sandbox), out)
+    again = solver(sandbox)
+    report = await ev.evaluate(problems, keys, again, out, concurrency=2, resume=True)
+    # p1 is kept; p2 (failed) is retried; p3 is new — for each of the two runs
+    assert sorted(c[0] for c in again.calls) == sorted(["What is 60/2?", "What is 3+4?"] * 2)
+    for run in report["runs"]:
+        assert (run["n"], run["correct"], run["errors"]) == (3, 2, 0)
+        assert [r["id"] for r in run["records"]] == ["p1", "p2", "p3"]
+
+
+async def test_a_run_whose_searches_all_fail_stops_and_keeps_its_report(sandbox, data, tmp_path):
+    problems = ev.load_problems(data)
+    s = solver(sandbox, fail={p.problem for p in problems})
+    with pytest.raises(ev.EvalError, match="the first 3 searches all failed"):
+        await ev.evaluate(problems, ev.plan(["greedy"], [1]), s, tmp_path, max_failures=3)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "failed" and report["runs"][0]["errors"] == 3
+
+
+# --------------------------------------------------------------------------- against a server
+
+
+async def test_rstar_eval_against_a_live_server(sandbox, data, tmp_path, capsys):
+    svc = scripted_service(sandbox, ScriptedPolicy(default=thirty, delay_s=0.02))
+    out = tmp_path / "remote"
+    async with serving(svc) as url:
+        args = ["eval", "--url", url, "--data", str(data), "--algorithms",
+                "greedy,self_consistency,mcts", "--budgets", "2", "--concurrency", "2",
+                "--out", str(out)]  # fmt: skip
+        rc = await asyncio.to_thread(main, args)
+        captured = capsys.readouterr()
+        assert rc == 0, captured.err
+        assert "MCTS" in captured.out and "66.7%" in captured.out
+        assert "mcts@2 3/3 67%" in captured.err  # progress lines (not a terminal)
+        report = json.loads((out / "report.json").read_text())
+        assert report["models"]["versions"]["policy"] == "scripted"
+        assert report["config"]["search"] == "the server's settings"
+        assert report["data"]["sha256"] == ev.file_sha256(data)
+        assert [(r["algorithm"], r["budget"], r["correct"], r["n"]) for r in report["runs"]] == [
+            ("greedy", 1, 2, 3), ("self_consistency", 2, 2, 3), ("mcts", 2, 2, 3)
+        ]  # fmt: skip
+        assert all(r["tokens"] > 0 for run in report["runs"] for r in run["records"])
+        assert (out / "accuracy_vs_tokens.png").read_bytes().startswith(PNG)
+        # a budget above the server's cap stops the run with the server's reason
+        rc = await asyncio.to_thread(main, [*args[:-1], str(tmp_path / "big"), "--budgets", "999"])
+        assert rc == 2 and "RSTAR_MAX_ROLLOUTS" in capsys.readouterr().err
+    rc = await asyncio.to_thread(main, [*args[:-1], str(tmp_path / "gone")])
+    assert rc == 2 and "cannot reach" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- real model
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
+@pytest.mark.timeout(300)  # about 50 s alone on 2 cores; more when the machine is busy
+def test_rstar_eval_with_the_transformers_engine_on_two_gsm8k_problems(tmp_path):
+    out = tmp_path / "real"
+    p = subprocess.run(
+        [sys.executable, "-m", "clients.cli", "eval", "--engine", "transformers",
+         "--data", str(DATA / "gsm8k_test.jsonl"), "--limit", "2", "--algorithms", "greedy",
+         "--max-depth", "2", "--max-tokens", "64", "--concurrency", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    (run,) = report["runs"]
+    assert (run["algorithm"], run["n"], run["errors"]) == ("greedy", 2, 0)
+    assert [r["id"] for r in run["records"]] == ["gsm8k-test-0", "gsm8k-test-1"]
+    assert all(r["tokens"] > 0 for r in run["records"]) and 0 <= run["accuracy"] <= 1
+    assert report["models"]["policy_engine"] == "transformers"
+    assert report["models"]["versions"]["policy"]  # a digest of the weights
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    assert (out / "accuracy_vs_tokens.png").read_bytes().startswith(PNG)
+    assert "greedy" in p.stdout and "report:" in p.stdout

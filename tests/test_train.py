@@ -1,0 +1,170 @@
+"""Training the policy (SFT) and the PPM (issue 6) on the embedded default model, on CPU.
+
+Kept small (short texts, a few optimizer steps): the point is the loop, the loss masking and
+that the checkpoints load back in the engines, not what the model learns.
+"""
+
+import itertools
+import json
+import math
+
+import pytest
+
+from models.ppm import pairwise_loss
+from models.sft import IGNORE, tokenize_example, train_sft
+from models.train_common import TrainHParams, length_grouped_batches, lr_at, total_steps
+from search.extract import PreferencePair, SftExample, Trajectory, TrajectoryStep, render_sft
+from search.protocols import ScoreRequest
+from search.steps import render_output, render_step
+
+PROBLEM = "Tom has 3 boxes of 4 pens. How many pens?"
+
+
+def trajectory(problem: str, n: int) -> Trajectory:
+    s1 = render_step(f"# Step 1: Count the pens.\npens = 3 * {n}", False)
+    s2 = render_step("# Step 2: Print the answer.\nprint(pens)", True)
+    s2 += render_output(str(3 * n)) + f"The answer is \\boxed{{{3 * n}}}.<end_of_answer>\n"
+    return Trajectory(
+        problem=problem,
+        steps=[TrajectoryStep(text=s1), TrajectoryStep(text=s2, output=str(3 * n))],
+        correct=True,
+    )
+
+
+def examples() -> list[SftExample]:
+    return [render_sft(trajectory(PROBLEM.replace("4", str(n)), n)) for n in (4, 5)]
+
+
+def pairs() -> list[PreferencePair]:
+    good = render_step("# Step 1: Count the pens.\npens = 3 * 4", False)
+    bad = render_step("# Step 1: Add instead.\npens = 3 + 4", False)
+    return [
+        PreferencePair(
+            problem=PROBLEM, prefix=[], chosen=good, rejected=bad, chosen_q=0.9, rejected_q=-0.8
+        ),
+        PreferencePair(
+            problem=PROBLEM,
+            prefix=[good],
+            chosen=render_step("print(pens)", True),
+            rejected=render_step("print(pens + 1)", True),
+            chosen_q=1.0,
+            rejected_q=-1.0,
+        ),
+    ]
+
+
+def small(**kw) -> TrainHParams:
+    base = dict(micro_batch_size=2, grad_accum=1, max_length=256, warmup_ratio=0.0, log_every=1)
+    return TrainHParams(**{**base, **kw})
+
+
+# --- pure pieces -------------------------------------------------------------------------------
+
+
+def test_pairwise_loss_on_known_scores():
+    import torch
+
+    pos, neg = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    expected = (-math.log(1 / (1 + math.exp(-1))) - math.log(1 / (1 + math.exp(1)))) / 2
+    assert pairwise_loss(pos, neg).item() == pytest.approx(expected, rel=1e-6)
+    assert pairwise_loss(torch.tensor([0.3]), torch.tensor([0.3])).item() == pytest.approx(
+        math.log(2)
+    )
+    # the better-ranked pair costs less, and the gradient pushes s+ up and s- down
+    p, n = torch.tensor([0.5], requires_grad=True), torch.tensor([-0.5], requires_grad=True)
+    loss = pairwise_loss(p, n)
+    assert loss.item() < math.log(2)
+    loss.backward()
+    assert p.grad.item() < 0 < n.grad.item()
+
+
+def test_lr_schedule_and_step_count():
+    hp = TrainHParams(lr=1e-4, warmup_ratio=0.1, min_lr_ratio=0.1, grad_accum=4, epochs=2)
+    assert total_steps(10, hp) == 6  # ceil(10/4) per epoch, two epochs
+    assert total_steps(10, hp.model_copy(update={"max_steps": 4})) == 4
+    lrs = [lr_at(s, 100, hp) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-5) and lrs[9] == pytest.approx(1e-4)  # warm-up
+    assert lrs[10] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-5, rel=0.01)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+
+
+def test_length_grouped_batches_cover_everything_once():
+    lengths = [(i * 37) % 101 for i in range(50)]
+    batches = length_grouped_batches(lengths, 4, seed=0, group=3)
+    assert sorted(i for b in batches for i in b) == list(range(50))
+    assert all(len(b) <= 4 for b in batches)
+    assert batches == length_grouped_batches(lengths, 4, seed=0, group=3)  # deterministic
+
+
+def test_sft_labels_cover_only_the_solution(default_model_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(default_model_path)
+    ex = examples()[0]
+    ids, labels = tokenize_example(tok, ex)
+    assert len(ids) == len(labels)
+    trained = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE])
+    masked = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab == IGNORE])
+    assert trained.startswith("# Step 1: Count the pens.")
+    assert "<end_of_step>" in trained and "<end_of_code>" in trained
+    assert "\\boxed{12}.<end_of_answer>" in trained
+    assert "<output>" not in trained and PROBLEM not in trained
+    assert PROBLEM in masked and "<output>\n12\n<end_of_output>\n<answer>" in masked
+    # segment-wise tokenization reads back as the whole text
+    assert tok.decode(ids) == ex.prompt + ex.completion
+
+
+# --- real training -----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)  # ~20 s alone; a busy 2-core machine is much slower
+def test_train_sft_loss_falls_and_checkpoint_loads(default_model_path, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "policy"
+    result = train_sft(default_model_path, examples(), out, small(lr=1e-4, epochs=3))
+    assert result.optimizer_steps == 3 and result.examples == 2 and result.skipped == 0
+    assert all(math.isfinite(x) for x in result.step_losses)
+    assert result.step_losses[-1] < result.step_losses[0]  # the same two examples, every step
+    assert result.tokens > 0 and result.tokens_per_s > 0
+    # a standard HF checkpoint, with its tokenizer and what the run did; nothing left beside it
+    assert (out / "config.json").exists() and (out / "model.safetensors").exists()
+    assert json.loads((out / "rstar-train.json").read_text())["optimizer_steps"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy"]
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    enc = tok(examples()[1].prompt, return_tensors="pt")
+    with torch.inference_mode():
+        gen = model.generate(
+            **enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.eos_token_id
+        )
+    assert gen.shape[1] > enc["input_ids"].shape[1]
+    # an existing checkpoint is never overwritten by accident, and the refusal comes first
+    with pytest.raises(FileExistsError):
+        train_sft(default_model_path, examples(), out, small(max_steps=1))
+
+
+@pytest.mark.timeout(300)
+async def test_train_ppm_checkpoint_scores_in_range(default_model_path, tmp_path):
+    from models.hf_reward import TransformersPPM
+    from models.ppm_train import is_ppm, train_ppm
+
+    out = tmp_path / "ppm"
+    result = train_ppm(default_model_path, pairs(), out, small(lr=1e-4, max_steps=2))
+    assert result.kind == "ppm" and result.optimizer_steps == 2 and result.examples == 2
+    assert all(math.isfinite(x) for x in result.step_losses)
+    assert all(0.0 <= a <= 1.0 for a in result.step_accuracies)
+    assert is_ppm(out) and not is_ppm(default_model_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ppm"]  # the fresh-head scratch is gone
+    ppm = TransformersPPM(str(out))
+    try:
+        scores = await ppm.score(
+            [
+                ScoreRequest(PROBLEM, (pairs()[0].chosen,)),
+                ScoreRequest(PROBLEM, (pairs()[0].rejected,)),
+            ]
+        )
+    finally:
+        ppm.close()
+    assert len(scores) == 2 and all(-1.0 <= s <= 1.0 for s in scores)
