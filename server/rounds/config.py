@@ -1,0 +1,289 @@
+"""A round's configuration: one pydantic model, from a JSON/TOML file and/or flags.
+
+Precedence: defaults < `--config FILE` < flags. Every field has a flag, generated from the
+model: top-level fields by name (`--policy`, `--ppm`, `--engine`), the search budget without a
+prefix (`--rollouts`, `--candidates`, `--max-depth`, `--parallel`, `--concurrency`), the
+training hyper-parameters with `--sft-`, `--ppm-` or, for both at once, `--train-`
+(`--train-max-steps 2`, `--ppm-lr 1e-5`), the evaluation with `--eval-`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.settings import PolicyEngine, RewardEngine
+from models.train_common import TrainHParams
+from search.steps import PromptStyle
+
+Phase = Literal["generate", "extract", "sft", "ppm", "eval"]
+PHASES: tuple[Phase, ...] = ("generate", "extract", "sft", "ppm", "eval")
+PHASE_ALIASES: dict[str, tuple[Phase, ...]] = {"train": ("sft", "ppm"), "all": PHASES}
+# What each phase needs finished (complete or skipped) before it can run.
+REQUIRES: dict[Phase, tuple[Phase, ...]] = {
+    "generate": (),
+    "extract": ("generate",),
+    "sft": ("extract",),
+    "ppm": ("extract", "sft"),
+    "eval": ("sft", "ppm"),
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchSettings(_Section):
+    """MCTS over the training problems (the gold answer is the terminal reward)."""
+
+    rollouts: int = Field(16, ge=1, description="MCTS rollouts per problem")
+    candidates: int = Field(4, ge=1, le=64, description="children per expansion")
+    max_depth: int = Field(12, ge=1, le=64, description="most steps in a trajectory")
+    parallel: int = Field(4, ge=1, le=256, description="rollouts in flight per problem")
+    concurrency: int = Field(8, ge=1, description="problems searched at once on the one engine")
+    max_tokens: int | None = Field(None, ge=1, description="generated tokens per problem")
+    time_limit_s: float | None = Field(None, gt=0, description="wall-clock seconds per problem")
+    temperature: float = Field(0.7, ge=0)
+    c_uct: float = Field(2.0, ge=0)
+    seed: int | None = Field(None, description="sampling seed (not honoured by vLLM on CPU)")
+    max_failure_rate: float = Field(
+        0.0, ge=0, le=1, description="share of problems whose search may fail and the phase "
+        "still completes (failed ones are retried by a re-run otherwise)"
+    )  # fmt: skip
+
+
+class EvalSettings(_Section):
+    """Held-out evaluation of the new checkpoints against the round's inputs."""
+
+    data: str | None = Field(None, description="JSONL problems with answers; unset = no eval")
+    limit: int | None = Field(100, ge=1, description="first N problems (after offset)")
+    offset: int = Field(0, ge=0)
+    algorithms: list[str] = Field(["greedy", "mcts"], description="comma-separated")
+    rollouts: int = Field(8, ge=1, description="budget of the non-greedy algorithms")
+    candidates: int | None = Field(None, ge=1, description="default: the round's")
+    max_depth: int | None = Field(None, ge=1, description="default: the round's")
+    max_tokens: int | None = Field(None, ge=1, description="generated tokens per search")
+    time_limit_s: float | None = Field(None, gt=0)
+    concurrency: int = Field(4, ge=1, description="problems searched at once")
+    previous: bool = Field(True, description="also evaluate the round's input models")
+    engine: PolicyEngine | None = Field(
+        None, description="policy engine for the eval (default: the round's; vllm if remote)"
+    )
+
+    @field_validator("algorithms")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        from clients.eval import ALGORITHMS
+
+        bad = [a for a in v if a not in ALGORITHMS]
+        if bad or not v:
+            raise ValueError(f"unknown algorithm(s) {bad}; choose from {', '.join(ALGORITHMS)}")
+        return v
+
+
+class RoundConfig(_Section):
+    """One round of self-evolution: generate → extract → sft → ppm → eval."""
+
+    out: str = Field(description="the round's directory")
+    round: int | None = Field(None, ge=0, description="round number, for the record")
+    problems: str | None = Field(None, description="JSONL training problems with gold answers")
+    bootstrap: Literal["gsm8k"] | None = Field(
+        None, description="round 0: GSM8K reference solutions instead of MCTS"
+    )
+    limit: int | None = Field(None, ge=1, description="first N problems (after offset)")
+    offset: int = Field(0, ge=0)
+    policy: str = Field("default", description="current policy: path, hub id, or 'default'")
+    ppm: str | None = Field(None, description="current PPM (unset: terminal-guided Q only)")
+    base_model: str | None = Field(
+        None, description="model the SFT starts from (default: --policy)"
+    )
+    engine: PolicyEngine = Field("vllm", description="policy engine for generation")
+    policy_url: str | None = Field(None, description="OpenAI-compatible server (engine remote)")
+    ppm_engine: RewardEngine = Field("transformers", description="PPM engine")
+    ppm_url: str | None = Field(None, description="vLLM pooling server (ppm_engine remote)")
+    prompt_style: PromptStyle | None = Field(
+        None, description="default: few_shot for the default model, else bare"
+    )
+    max_model_len: int | None = Field(None, ge=256, description="engine context (RSTAR_*)")
+    cpu_kv_cache_gb: float | None = Field(None, gt=0)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    top_k: int = Field(2, ge=1, description="SFT trajectories per problem; pairs: k×k per step")
+    final_pairs: bool = Field(True, description="also final-answer pairs (paper's relaxation)")
+    sft: TrainHParams = Field(default_factory=TrainHParams)
+    ppm_train: TrainHParams = Field(default_factory=TrainHParams)
+    launcher: str | None = Field(
+        None, description="command training runs under, e.g. 'accelerate launch "
+        "--num_processes 8' (default: this Python)"
+    )  # fmt: skip
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    phases: list[Phase] = Field(list(PHASES), description="phases to run this time")
+    force_phase: list[Phase] = Field(
+        [], description="re-run these finished phases (and so every later one)"
+    )
+
+    @field_validator("phases", "force_phase", mode="before")
+    @classmethod
+    def _expand(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [x.strip() for x in v.split(",") if x.strip()]
+        if isinstance(v, list):
+            out: list[Any] = []
+            for x in v:
+                for p in PHASE_ALIASES.get(x, (x,)):
+                    if p not in out:
+                        out.append(p)
+            return sorted(out, key=lambda p: PHASES.index(p) if p in PHASES else -1)
+        return v
+
+    # --- identity ------------------------------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same round: everything but how and what part of it runs
+        (output dir, phases, engines and their memory, concurrency, the training launcher)."""
+        return self.model_dump(
+            mode="json",
+            exclude={
+                "out": True, "phases": True, "force_phase": True, "launcher": True,
+                "engine": True, "policy_url": True, "ppm_engine": True, "ppm_url": True,
+                "max_model_len": True, "cpu_kv_cache_gb": True, "gpu_memory_utilization": True,
+                "search": {"concurrency"}, "eval": {"concurrency", "engine"},
+            },
+        )  # fmt: skip
+
+    def identity_sha256(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+
+
+def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+# nested sections: (field, flag prefix); "train" sets sft and ppm_train at once
+SECTIONS = {"search": "", "sft": "sft-", "ppm_train": "ppm-", "eval": "eval-"}
+_SHARED = "train"
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(type without None, optional?)"""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _add_model_flags(group: Any, model: type[BaseModel], dest: str, flag: str) -> None:
+    for name, field in model.model_fields.items():
+        kind, _ = _unwrap(field.annotation)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            continue  # sections get their own groups
+        opt = "--" + flag + name.replace("_", "-")
+        kw: dict[str, Any] = {"dest": f"{dest}{name}", "default": argparse.SUPPRESS}
+        help_text = field.description or ""
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is Literal:
+            kw["choices"] = list(typing.get_args(kind))
+        elif typing.get_origin(kind) is list:
+            kw["type"] = _csv
+            kw["metavar"] = "A,B"
+        elif kind in (int, float):
+            kw["type"] = kind
+            kw["metavar"] = name.upper()
+        else:
+            kw["type"] = str
+            kw["metavar"] = name.upper()
+        shown = field.default_factory is None and field.default is not None
+        if shown and kind is not bool and not field.is_required():
+            help_text += f" (default {field.default})"
+        group.add_argument(opt, help=help_text.strip() or None, **kw)
+
+
+def add_config_flags(ap: argparse.ArgumentParser) -> None:
+    _add_model_flags(ap.add_argument_group("round"), RoundConfig, "", "")
+    titles = {"search": "search budget (generation)", "sft": "policy SFT",
+              "ppm_train": "PPM training", "eval": "evaluation"}  # fmt: skip
+    for section, prefix in SECTIONS.items():
+        model = RoundConfig.model_fields[section].annotation
+        _add_model_flags(ap.add_argument_group(titles[section]), model, f"{section}.", prefix)
+    _add_model_flags(
+        ap.add_argument_group("training, both SFT and PPM (--sft-*/--ppm-* win)"),
+        TrainHParams,
+        f"{_SHARED}.",
+        f"{_SHARED}-",
+    )
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used (unreadable file, unknown or invalid field)."""
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"--config {path}: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: not valid {path.suffix[1:] or 'JSON'} ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected an object at the top level")
+    return data
+
+
+def build_config(args: argparse.Namespace) -> RoundConfig:
+    """Defaults < --config file < flags."""
+    from pydantic import ValidationError
+
+    data: dict[str, Any] = read_config_file(args.config) if getattr(args, "config", None) else {}
+    given = {k: v for k, v in vars(args).items() if k not in ("config", "print_config")}
+    shared = {k.split(".", 1)[1]: v for k, v in given.items() if k.startswith(f"{_SHARED}.")}
+    for section in ("sft", "ppm_train"):
+        if shared:
+            sec = data.setdefault(section, {})
+            if not isinstance(sec, dict):
+                raise ConfigError(f"--config: {section!r} must be an object")
+            sec.update(shared)
+    for key, value in given.items():
+        if key.startswith(f"{_SHARED}."):
+            continue
+        if "." in key:
+            section, name = key.split(".", 1)
+            sec = data.setdefault(section, {})
+            if not isinstance(sec, dict):
+                raise ConfigError(f"--config: {section!r} must be an object")
+            sec[name] = value
+        else:
+            data[key] = value
+    try:
+        return RoundConfig.model_validate(data)
+    except ValidationError as e:
+        lines = [
+            f"  {'.'.join(str(x) for x in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in e.errors()
+        ]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

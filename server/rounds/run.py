@@ -1,0 +1,399 @@
+"""One round, end to end: check the inputs, then run the phases asked for, recording each.
+
+    preflight (exit 2 on bad input, before any compute)
+    → generate (MCTS with gold answers; or the GSM8K bootstrap in round 0)
+    → extract (SFT trajectories, PPM pairs, counts)
+    → sft (the new policy) → ppm (a PPM from the new policy)
+    → eval (new vs previous on a held-out set)
+
+A phase already complete (or skipped, with its reason) in the manifest is not run again unless
+`--force-phase` names it, which re-runs it and every later phase. A phase that fails leaves the
+earlier phases' outputs as they were; the manifest says which phase failed and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from server.rounds.config import (
+    PHASES,
+    ConfigError,
+    Phase,
+    RoundConfig,
+    add_config_flags,
+    build_config,
+)
+from server.rounds.inputs import InputError, Inputs, phase_order, preflight
+from server.rounds.manifest import (
+    Manifest,
+    PhaseRecord,
+    RoundBusy,
+    now,
+    remove_temp_dirs,
+    round_lock,
+)
+
+log = logging.getLogger("rstar.round")
+
+
+@dataclass
+class Outcome:
+    status: str = "complete"  # or "skipped"
+    reason: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+class Round:
+    """Runs a checked configuration. `components` (tests only): search components to use for
+    generation and evaluation instead of loading the configured models."""
+
+    def __init__(self, cfg: RoundConfig, inputs: Inputs, *, components: Any = None) -> None:
+        self.cfg = cfg
+        self.inputs = inputs
+        self.out = Path(cfg.out)
+        self.components = components
+        self.m = Manifest()
+
+    # --- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        with round_lock(self.out):
+            return self._run()
+
+    def _run(self) -> int:
+        cfg = self.cfg
+        self.m = Manifest.load(self.out) or Manifest()
+        self.m.config = cfg.model_dump(mode="json")
+        self.m.identity_sha256 = cfg.identity_sha256()
+        self.m.round = cfg.round
+        self.m.mode = "bootstrap" if cfg.bootstrap else "mcts"
+        self.m.inputs = self.inputs.records
+        self.m.status = "running"
+        remove_temp_dirs(self.out)
+        if cfg.force_phase:
+            first = min(PHASES.index(p) for p in cfg.force_phase)
+            for p in PHASES[first:]:
+                self._invalidate(p, f"--force-phase {PHASES[first]}")
+        run = {"started": now(), "argv": sys.argv[1:], "phases": list(cfg.phases),
+               "force_phase": list(cfg.force_phase)}  # fmt: skip
+        self.m.runs.append(run)
+        self.m.save(self.out)
+        code = 0
+        for phase, skip in phase_order(cfg, self.m):
+            if skip:
+                log.info("%s: %s, not run again (--force-phase %s re-runs it)", phase, skip, phase)
+                continue
+            code = self._phase(phase)
+            if code:
+                break
+        self._finish(run, code)
+        return code
+
+    def _phase(self, phase: Phase) -> int:
+        rec = self.m.phases[phase] = PhaseRecord(status="running", started=now())
+        self.m.save(self.out)
+        log.info("── %s ──", phase)
+        t0 = time.monotonic()
+        try:
+            outcome = getattr(self, f"_{phase}")()
+        except KeyboardInterrupt:
+            rec.status, rec.reason = "interrupted", "interrupted (SIGINT/SIGTERM)"
+            code = 130
+        except Exception as e:
+            rec.status, rec.reason = "failed", f"{type(e).__name__}: {e}"
+            log.error("%s failed: %s\n%s", phase, rec.reason, traceback.format_exc())
+            code = 1
+        else:
+            rec.status, rec.reason = outcome.status, outcome.reason
+            rec.outputs, rec.counts = outcome.outputs, outcome.counts
+            code = 0
+            # later phases made from this one's old outputs (or half-made from them) are stale
+            for later in PHASES[PHASES.index(phase) + 1 :]:
+                self._invalidate(later, f"{phase} was re-made")
+        rec.finished = now()
+        rec.seconds = round(time.monotonic() - t0, 2)
+        self.m.save(self.out)
+        level = logging.INFO if code == 0 else logging.ERROR
+        log.log(level, "%s: %s in %.1fs%s", phase, rec.status, rec.seconds,
+                f" ({rec.reason})" if rec.reason else "")  # fmt: skip
+        return code
+
+    def _invalidate(self, phase: Phase, reason: str) -> None:
+        """Back to pending, with the resumable work of an unfinished run of it dropped (its
+        finished outputs stay until a new run replaces them)."""
+        from server.rounds.evaluate import reset_partial
+        from server.rounds.generate import PARTIAL
+
+        if self.m.phases[phase].status != "pending":
+            self.m.phases[phase] = PhaseRecord(reason=reason)
+        if phase == "generate":
+            (self.out / PARTIAL).unlink(missing_ok=True)
+        elif phase == "eval":
+            reset_partial(self.out)
+
+    def _finish(self, run: dict[str, Any], code: int) -> None:
+        m = self.m
+        m.outputs = {
+            "policy": "policy" if m.phases["sft"].status == "complete" else None,
+            "ppm": "ppm" if m.phases["ppm"].status == "complete" else None,
+            "eval": "eval" if m.phases["eval"].status == "complete" else None,
+        }
+        policy, ppm, new_policy = self._next_models()
+        env = {"RSTAR_POLICY_MODEL": policy}
+        if ppm:
+            env["RSTAR_PPM_MODEL"] = ppm
+        if new_policy:
+            env["RSTAR_PROMPT_STYLE"] = "bare"  # what the trained policy was fine-tuned on
+        m.next_round = {
+            "policy": policy,
+            "ppm": ppm,
+            "args": f"--policy {policy}" + (f" --ppm {ppm}" if ppm else ""),
+            "env": env,
+        }
+        if code == 130:
+            m.status = "interrupted"
+        elif code:
+            m.status = "failed"
+        else:
+            m.status = "complete" if all(m.done(p) for p in PHASES) else "incomplete"
+        run.update(finished=now(), status=m.status)
+        m.save(self.out)
+        left = [p for p in PHASES if not m.done(p)]
+        log.info("round %s: %s%s; manifest: %s", self.out, m.status,
+                 f" (not done: {', '.join(left)})" if left else "",
+                 self.out / "manifest.json")  # fmt: skip
+
+    def _next_models(self) -> tuple[str, str | None, bool]:
+        """(policy, ppm, policy is new) the next round takes."""
+        new_policy = self.m.phases["sft"].status == "complete"
+        policy = str((self.out / "policy").resolve()) if new_policy else self.cfg.policy
+        if self.m.phases["ppm"].status == "complete":
+            ppm: str | None = str((self.out / "ppm").resolve())
+        else:
+            ppm = self.cfg.ppm
+        return policy, ppm, new_policy
+
+    # --- phases ----------------------------------------------------------------------------------
+
+    def _generate(self) -> Outcome:
+        from server.rounds import generate as gen
+
+        if self.cfg.bootstrap:
+            counts = asyncio.run(self._bootstrap())
+            self.m.data["bootstrap"] = counts
+            return Outcome(outputs=[str(gen.TRAJECTORIES), str(gen.REJECTED)], counts=counts)
+        counts = asyncio.run(self._generate_async()).summary()
+        self.m.data["generate"] = counts
+        reason = None
+        if counts["finished"] < counts["problems"]:
+            reason = f"{counts['problems'] - counts['finished']} problems failed (allowed)"
+        return Outcome(reason=reason, outputs=[str(gen.TREES)], counts=counts)
+
+    async def _bootstrap(self) -> dict[str, Any]:
+        from server.rounds.engines import open_sandbox
+        from server.rounds.generate import bootstrap_phase
+
+        conc = 2 * max(1, self.cfg.search.concurrency)
+        if self.components is not None:
+            return await bootstrap_phase(self.inputs.rows, self.components.sandbox, self.out, conc)
+        async with open_sandbox() as sandbox:
+            return await bootstrap_phase(self.inputs.rows, sandbox, self.out, conc)
+
+    async def _generate_async(self) -> Any:
+        from search import Budget
+        from server.rounds.engines import (
+            input_models,
+            model_settings,
+            open_components,
+            open_sandbox,
+            search_config,
+        )
+        from server.rounds.generate import GenerateProgress, generate
+
+        cfg, s = self.cfg, self.cfg.search
+        settings = model_settings(cfg, input_models(cfg))
+        config = search_config(cfg, settings)
+        budget = Budget(rollouts=s.rollouts, max_tokens=s.max_tokens, time_limit_s=s.time_limit_s)
+        problems = self.inputs.problems
+        log.info("generate: MCTS over %d problems (%s, PPM: %s; %d rollouts, %d candidates, "
+                 "depth %d, %d problems at once, prompt %s)", len(problems), cfg.policy,
+                 cfg.ppm or "none, terminal-guided", s.rollouts, s.candidates, s.max_depth,
+                 s.concurrency, config.prompt_style)  # fmt: skip
+
+        async def go(comps: Any) -> Any:
+            with GenerateProgress(len(problems)) as progress:
+                return await generate(problems, comps, config, budget, self.out,
+                                      concurrency=s.concurrency,
+                                      max_failure_rate=s.max_failure_rate,
+                                      progress=progress)  # fmt: skip
+
+        if self.components is not None:
+            return await go(self.components)
+        async with open_sandbox() as sandbox, open_components(settings, sandbox) as comps:
+            return await go(comps)
+
+    def _extract(self) -> Outcome:
+        from server.rounds.extract import DATA, run_extract
+
+        counts = run_extract(self.out, bootstrap=bool(self.cfg.bootstrap), k=self.cfg.top_k,
+                             final_pairs=self.cfg.final_pairs)  # fmt: skip
+        self.m.data["extract"] = counts
+        outs = [str(DATA / n) for n in ("trajectories.jsonl", "sft.jsonl", "ppm_pairs.jsonl",
+                                        "stats.json")]  # fmt: skip
+        return Outcome(outputs=outs, counts=counts)
+
+    def _count(self, rel: Path) -> int:
+        path = self.out / rel
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.strip())
+
+    def _base(self) -> str:
+        from models.default_model import resolve_model
+
+        return resolve_model(self.cfg.base_model or self.cfg.policy)
+
+    def _sft(self) -> Outcome:
+        from server.rounds.extract import SFT
+        from server.rounds.train import POLICY, result_counts, train
+
+        n = self._count(SFT)
+        if n == 0:
+            solved = self.m.data.get("extract", {}).get("problems_solved", 0)
+            return Outcome("skipped", f"no SFT data: 0 correct trajectories ({solved} problems "
+                           "solved); the policy is not retrained")  # fmt: skip
+        base = self._base()
+        log.info("sft: %d examples, from %s", n, base)
+        result = train("sft", self.out, self.out / SFT, base, self.cfg.sft, self.cfg.launcher)
+        return Outcome(outputs=[str(POLICY)], counts=result_counts(result))
+
+    def _ppm(self) -> Outcome:
+        from server.rounds.extract import PAIRS
+        from server.rounds.train import PPM, result_counts, train
+
+        n = self._count(PAIRS)
+        if n == 0:
+            return Outcome("skipped", "no preference pairs: no tree held both a correct and a "
+                           "wrong answer under one step; no PPM trained")  # fmt: skip
+        if self.m.phases["sft"].status == "complete":
+            init = str(self.out / "policy")
+        else:
+            init = self._base()
+        log.info("ppm: %d pairs, a fresh head on %s", n, init)
+        result = train("ppm", self.out, self.out / PAIRS, init, self.cfg.ppm_train,
+                       self.cfg.launcher)  # fmt: skip
+        counts = {**result_counts(result), "init": init}
+        return Outcome(outputs=[str(PPM)], counts=counts)
+
+    def _eval(self) -> Outcome:
+        from server.rounds.engines import ModelChoice, input_models
+        from server.rounds.evaluate import EVAL, Side, run_eval
+
+        cfg = self.cfg
+        if not self.inputs.eval_problems:
+            return Outcome("skipped", "no held-out set: pass --eval-data FILE")
+        prev = input_models(cfg)
+        new_policy = self.m.phases["sft"].status == "complete"
+        new_ppm = self.m.phases["ppm"].status == "complete"
+        sides = [Side("previous", prev)] if cfg.eval.previous else []
+        notes = []
+        if new_policy or new_ppm:
+            engine = cfg.eval.engine or (cfg.engine if cfg.engine != "remote" else "vllm")
+            ppm_engine = cfg.ppm_engine if cfg.ppm_engine != "remote" else "transformers"
+            sides.append(Side("new", ModelChoice(
+                policy=str(self.out / "policy") if new_policy else prev.policy,
+                ppm=str(self.out / "ppm") if new_ppm else prev.ppm,
+                engine=engine if new_policy else prev.engine,
+                ppm_engine=ppm_engine if new_ppm else prev.ppm_engine,
+                policy_url=None if new_policy else prev.policy_url,
+                ppm_url=None if new_ppm else prev.ppm_url,
+                prompt_style=None if new_policy else prev.prompt_style,
+            )))  # fmt: skip
+        else:
+            notes.append("nothing was trained: only the inputs are evaluated")
+        if not sides:
+            return Outcome("skipped", "nothing to evaluate (nothing trained, --no-eval-previous)")
+        info = {"round": cfg.round, "data": self.m.inputs["eval_data"].model_dump()}
+        metrics = asyncio.run(run_eval(cfg, self.inputs.eval_problems, sides, self.out,
+                                       components=self.components, info=info))  # fmt: skip
+        self.m.metrics = metrics
+        return Outcome(reason="; ".join(notes) or None,
+                       outputs=[str(EVAL / "report.json"), str(EVAL / "accuracy.png")],
+                       counts={"problems": len(self.inputs.eval_problems),
+                               "sides": [s.name for s in sides]})  # fmt: skip
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+USAGE = """\
+examples:
+  # round 0: GSM8K reference solutions → the first policy
+  python -m server.train_round --bootstrap gsm8k --out runs/round0 --eval-data test.jsonl
+  # round 1: MCTS with the round-0 policy, terminal-guided (no PPM yet)
+  python -m server.train_round --problems train.jsonl --policy runs/round0/policy \\
+      --out runs/round1 --eval-data test.jsonl
+  # round 2+: PPM-augmented MCTS
+  python -m server.train_round --config round.json --policy runs/round1/policy \\
+      --ppm runs/round1/ppm --out runs/round2
+Exit status: 0 done, 1 a phase failed, 2 bad input (nothing run), 130 interrupted.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m server.train_round",
+        description="One round of rStar-Math self-evolution: generate (MCTS with gold answers), "
+        "extract (SFT trajectories, PPM pairs), sft, ppm, eval; recorded in OUT/manifest.json.",
+        epilog=USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    ap.add_argument("--config", help="JSON or TOML file with any of the fields below (flags win)")
+    ap.add_argument("--print-config", action="store_true",
+                    help="print the resolved configuration as JSON and exit")  # fmt: skip
+    add_config_flags(ap)
+    return ap
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None, *, components: Any = None) -> int:
+    args = parser().parse_args(argv)
+    print_config = args.__dict__.pop("print_config", False)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("rstar.round").setLevel(logging.INFO)
+    try:
+        cfg = build_config(args)
+        if print_config:
+            print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+            return 0
+        inputs, _ = preflight(cfg)
+    except (ConfigError, InputError) as e:
+        print(f"train_round: {e}", file=sys.stderr)
+        return 2
+    old = None
+    with contextlib.suppress(ValueError):  # not in the main thread: keep the default
+        old = signal.signal(signal.SIGTERM, _sigterm)  # recorded as "interrupted", like ^C
+    try:
+        return Round(cfg, inputs, components=components).run()
+    except RoundBusy as e:
+        print(f"train_round: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)

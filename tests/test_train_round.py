@@ -1,0 +1,471 @@
+"""`python -m server.train_round` (issue 6): one self-evolution round, end to end.
+
+Fast tests use a scripted policy and the real nsjail sandbox: configuration precedence, bad
+inputs refused (exit 2) before anything runs, a killed generation resumed without repeating a
+finished problem, and the manifest's phase bookkeeping (skips with reasons, re-runs, forced
+phases). Slow tests run the real default model on the transformers engine: a toy round
+(generate → extract → sft → ppm → eval) whose checkpoints load back in transformers and vLLM,
+and a bootstrap round on 3 GSM8K rows.
+
+The 135M default model rarely solves even trivial problems, so the toy round's problem set
+includes one problem whose tree is seeded (hand-built, with a correct and a wrong answer) in the
+resumable trees file: the real model searches the other problems, and training has data either
+way.
+"""
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from clients.eval import Problem
+from search import Budget, Components, SearchConfig
+from search.budget import Usage
+from search.steps import ANSWER_END, render_output, render_step
+from search.tree import Tree
+from server.rounds import generate as gen
+from server.rounds.config import RoundConfig, build_config
+from server.rounds.manifest import Manifest
+from server.rounds.run import Round, main, parser
+from tests.scripted import ScriptedPolicy
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PNG = b"\x89PNG\r\n\x1a\n"
+TOY = [
+    {"id": "seed-6x5", "problem": "What is 6*5?", "answer": "30"},
+    {"id": "add", "problem": "What is 2+3?", "answer": "5"},
+    {"id": "mul", "problem": "What is 4*5?", "answer": "20"},
+]
+EVAL = [
+    {"id": "e1", "problem": "What is 3+4?", "answer": "7"},
+    {"id": "e2", "problem": "What is 2*6?", "answer": "12"},
+]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
+# --- a hand-built tree with a correct and a wrong answer -----------------------------------------
+
+
+def _final(tree: Tree, parent, answer: str, correct: bool, q: float):
+    text = (
+        render_step("# Step 2: multiply\nprint(x * 5)", True)
+        + render_output(answer)
+        + f"The answer is \\boxed{{{answer}}}.{ANSWER_END}\n"
+    )
+    return tree.add(parent, status="terminal", final=True, text=text, reasoning="multiply",
+                    code="print(x * 5)", output=answer, answer=answer,
+                    answer_text=f"The answer is \\boxed{{{answer}}}.", correct=correct,
+                    reward=q, visits=2, value_sum=2 * q)  # fmt: skip
+
+
+def seeded_line(problem: dict) -> str:
+    """A trees-file line for "What is 6*5?": x = 6 → 30 (correct), x = 7 → 35 (wrong)."""
+    tree = Tree(problem["problem"])
+    tree.root.status, tree.root.visits, tree.root.value_sum = "expanded", 4, 0.0
+    good = tree.add(tree.root, status="expanded", text=render_step("# Step 1: set x\nx = 6", False),
+                    reasoning="set x", code="x = 6", visits=2, value_sum=2.0)  # fmt: skip
+    bad = tree.add(tree.root, status="expanded", text=render_step("# Step 1: set x\nx = 7", False),
+                   reasoning="set x", code="x = 7", visits=2, value_sum=-2.0)  # fmt: skip
+    _final(tree, good, "30", True, 1.0)
+    _final(tree, bad, "35", False, -1.0)
+    rec = {"id": problem["id"], "problem": problem["problem"], "gold": problem["answer"],
+           "answer": "30", "correct": True, "solved": True, "reward_source": "gold",
+           "stopped_by": "rollouts", "usage": Usage().model_dump(),
+           "tree": tree.to_dict()}  # fmt: skip
+    return json.dumps(rec)
+
+
+# --- scripted policies ---------------------------------------------------------------------------
+
+
+def times_five(x: int):
+    """One step setting x, then one printing x*5 (so "What is 6*5?" is right with x = 6)."""
+
+    def script(path):
+        if not path:
+            return [f"# Step 1: set x\nx = {x}\n<end_of_step>"]
+        return ["# Step 2: multiply\nprint(x * 5)\n<end_of_code>"]
+
+    return script
+
+
+def problems_of(rows) -> list[Problem]:
+    return [Problem(r["id"], r["problem"], r["answer"], i + 1) for i, r in enumerate(rows)]
+
+
+CONFIG = SearchConfig(candidates=2, max_depth=3, parallel_rollouts=1)
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def test_config_file_then_flags_and_shared_training_flags(tmp_path):
+    cfg_file = tmp_path / "round.json"
+    cfg_file.write_text(json.dumps({
+        "out": "from-file", "policy": "p0", "search": {"rollouts": 8, "candidates": 3},
+        "sft": {"lr": 1e-5}, "eval": {"data": "e.jsonl", "algorithms": ["greedy"]},
+    }))  # fmt: skip
+    args = parser().parse_args([
+        "--config", str(cfg_file), "--rollouts", "2", "--out", "from-flag",
+        "--train-max-steps", "3", "--ppm-max-steps", "5", "--phases", "generate,train",
+        "--eval-algorithms", "greedy,mcts", "--no-final-pairs",
+    ])  # fmt: skip
+    cfg = build_config(args)
+    assert cfg.out == "from-flag" and cfg.policy == "p0"  # flag wins; file kept otherwise
+    assert (cfg.search.rollouts, cfg.search.candidates) == (2, 3)
+    assert cfg.sft.lr == 1e-5 and cfg.sft.max_steps == 3 and cfg.ppm_train.max_steps == 5
+    assert cfg.phases == ["generate", "sft", "ppm"] and cfg.final_pairs is False
+    assert cfg.eval.algorithms == ["greedy", "mcts"] and cfg.eval.data == "e.jsonl"
+    toml = tmp_path / "round.toml"
+    toml.write_text('out = "t"\nengine = "transformers"\n[search]\nmax_depth = 5\n')
+    cfg = build_config(parser().parse_args(["--config", str(toml)]))
+    assert (cfg.out, cfg.engine, cfg.search.max_depth) == ("t", "transformers", 5)
+    # what identifies a round ignores how it runs
+    a = RoundConfig(out="a", engine="vllm", phases=["generate"])
+    b = RoundConfig(out="b", engine="transformers", search={"concurrency": 1})
+    assert a.identity_sha256() == b.identity_sha256()
+    assert a.identity_sha256() != RoundConfig(out="a", top_k=3).identity_sha256()
+
+
+# --- bad inputs ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Fail the test if a round would start (models, sandbox, training)."""
+
+    def boom(self):
+        raise AssertionError("the round started despite bad input")
+
+    monkeypatch.setattr(Round, "run", boom)
+
+
+def test_bad_inputs_exit_2_with_a_clear_message_before_compute(
+    tmp_path, capsys, no_compute, default_model_path
+):
+    good = write_jsonl(tmp_path / "good.jsonl", TOY[1:])
+    out = tmp_path / "out"
+    base = ["--engine", "transformers", "--out", str(out)]
+    notmodel = tmp_path / "notmodel"
+    notmodel.mkdir()
+    (notmodel / "weights.txt").write_text("hi")
+    brokencfg = tmp_path / "brokencfg"
+    brokencfg.mkdir()
+    (brokencfg / "config.json").write_text("{not json")
+    cases = [
+        (["--problems", str(write_jsonl(tmp_path / "noanswer.jsonl", [
+            {"problem": "What is 1+1?", "answer": "2"}, {"problem": "What is 2+2?"}]))],
+         "noanswer.jsonl:2: missing an 'answer' field"),
+        (["--problems", str(write_jsonl(tmp_path / "unreadable.jsonl", [TOY[1], "{oops"]))],
+         "unreadable.jsonl:2: not valid JSON"),
+        (["--problems", str(good), "--policy", str(notmodel)],
+         f"--policy {notmodel}: not a model (no config.json"),
+        (["--problems", str(good), "--policy", str(brokencfg)],
+         "not a model (config.json is not valid JSON"),
+        (["--problems", str(good), "--policy", str(tmp_path / "missing")],
+         "no such directory"),
+        (["--problems", str(good), "--ppm", default_model_path], "not a PPM"),
+        (["--problems", str(tmp_path / "nofile.jsonl")], "nofile.jsonl: no such file"),
+        (["--problems", str(good), "--eval-data", str(tmp_path / "unreadable.jsonl")],
+         "--eval-data: "),
+        (["--problems", str(good), "--rollouts", "0"], "search.rollouts"),
+        (["--problems", str(good), "--phases", "sft"], "phase sft needs extract finished first"),
+        (["--bootstrap", "gsm8k", "--problems", str(good)], "no reference solution"),
+    ]  # fmt: skip
+    for extra, message in cases:
+        assert main([*extra, *base]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err, (extra, err)
+        assert err.startswith("train_round: ")
+        assert not out.exists(), extra  # nothing written
+
+    # an output directory holding another round
+    out.mkdir()
+    other = Manifest(config=RoundConfig(out=str(out), problems=str(good), top_k=3).model_dump(),
+                     identity_sha256=RoundConfig(out=str(out), problems=str(good),
+                                                 top_k=3).identity_sha256())  # fmt: skip
+    other.save(out)
+    before = (out / "manifest.json").read_text()
+    assert main(["--problems", str(good), *base]) == 2
+    err = capsys.readouterr().err
+    assert "holds another round (its configuration differs in: top_k)" in err
+    assert (out / "manifest.json").read_text() == before
+
+
+# --- generation: resumable -----------------------------------------------------------------------
+
+
+async def test_a_killed_generation_resumes_without_repeating_a_finished_problem(tmp_path, sandbox):
+    rows = [dict(TOY[0], id="p1"), dict(TOY[0], id="p2", problem="What is 7*5?", answer="35"),
+            dict(TOY[0], id="p3", problem="What is 8*5?", answer="40")]  # fmt: skip
+    problems = problems_of(rows)
+    first = ScriptedPolicy(default=times_five(6), delay_s=0.2)
+    task = asyncio.create_task(gen.generate(
+        problems, Components(first, sandbox), CONFIG, Budget(rollouts=2), tmp_path,
+        concurrency=1))  # fmt: skip
+    partial = tmp_path / gen.PARTIAL
+    for _ in range(3000):  # the first problem persisted
+        if partial.exists() and partial.read_text().count("\n") >= 1:
+            break
+        await asyncio.sleep(0.02)
+    task.cancel()  # the kill, mid-way through the second problem
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (done,) = lines(partial)
+    assert done["id"] == "p1" and done["correct"] and done["solved"]
+    assert Tree.from_json(json.dumps(done["tree"])).problem == "What is 6*5?"
+    first_line = partial.read_text()
+    # a kill in the middle of a write leaves half a line
+    cut = json.dumps({"id": "p2", "problem": "What is 7*5?", "tree": {"nodes": []}})[:40]
+    partial.write_text(first_line + cut)
+
+    again = ScriptedPolicy(default=times_five(7))
+    counts = await gen.generate(problems, Components(again, sandbox), CONFIG, Budget(rollouts=2),
+                                tmp_path, concurrency=2)  # fmt: skip
+    assert (counts.resumed, counts.searched, counts.finished, counts.problems) == (1, 2, 3, 3)
+    assert not partial.exists()
+    trees = tmp_path / gen.TREES
+    text = trees.read_text()
+    assert text.startswith(first_line)  # the finished line is untouched
+    recs = lines(trees)
+    assert sorted(r["id"] for r in recs) == ["p1", "p2", "p3"]  # each once, the cut line gone
+    asked = {req.prompt.split("<code>")[0] for call in again.calls for req in call}
+    assert not any("What is 6*5?" in p for p in asked)  # p1 was not searched again
+    assert {r["id"]: r["correct"] for r in recs} == {"p1": True, "p2": True, "p3": False}
+    assert counts.solved == 2 and counts.correct == 2
+
+
+async def test_failed_searches_are_kept_out_and_retried(tmp_path, sandbox):
+    problems = problems_of([dict(TOY[0], id="ok"), dict(TOY[0], id="bad", problem="boom")])
+
+    class Exploding(ScriptedPolicy):
+        async def generate(self, requests):
+            if any("boom" in r.prompt for r in requests):
+                raise RuntimeError("engine exploded")
+            return await super().generate(requests)
+
+    comps = Components(Exploding(default=times_five(6)), sandbox)
+    with pytest.raises(gen.GenerateError, match=r"1 of 2 searches failed.*re-run"):
+        await gen.generate(problems, comps, CONFIG, Budget(rollouts=1), tmp_path)
+    assert [r["id"] for r in lines(tmp_path / gen.PARTIAL)] == ["ok"]
+    counts = await gen.generate(problems, comps, CONFIG, Budget(rollouts=1), tmp_path,
+                                max_failure_rate=0.5)  # fmt: skip
+    assert (counts.resumed, counts.failed, counts.finished) == (1, 1, 1)
+    assert (tmp_path / gen.TREES).exists()
+
+
+# --- the orchestration (scripted models) ---------------------------------------------------------
+
+
+def test_a_round_with_nothing_learnt_skips_training_and_says_why(tmp_path, sandbox):
+    """Every answer wrong: 0 trajectories → sft and ppm skipped with reasons, eval of the inputs
+    only; a re-run does nothing; --force-phase extract re-runs extract and what follows."""
+    probs = write_jsonl(tmp_path / "p.jsonl", TOY[:1])
+    evals = write_jsonl(tmp_path / "e.jsonl", [dict(TOY[0], id="e1")])
+    out = tmp_path / "round"
+    policy = ScriptedPolicy(default=times_five(7))  # 35, never 30
+    argv = ["--problems", str(probs), "--out", str(out), "--engine", "transformers",
+            "--rollouts", "2", "--candidates", "2", "--max-depth", "3", "--round", "1",
+            "--eval-data", str(evals), "--eval-algorithms", "greedy,mcts",
+            "--eval-rollouts", "2"]  # fmt: skip
+    assert main(argv, components=Components(policy, sandbox)) == 0
+    m = manifest(out)
+    ph = m["phases"]
+    assert [ph[p]["status"] for p in ("generate", "extract", "sft", "ppm", "eval")] == [
+        "complete", "complete", "skipped", "skipped", "complete"]  # fmt: skip
+    assert "0 correct trajectories" in ph["sft"]["reason"]
+    assert "no preference pairs" in ph["ppm"]["reason"]
+    assert "only the inputs" in ph["eval"]["reason"]
+    assert m["status"] == "complete" and m["round"] == 1 and m["mode"] == "mcts"
+    assert m["data"]["generate"]["solved"] == 0 and m["data"]["extract"]["trajectories"] == 0
+    assert json.loads((out / "data" / "stats.json").read_text())["problems"] == 1
+    assert (out / "data" / "sft.jsonl").read_text() == ""
+    assert m["outputs"] == {"policy": None, "ppm": None, "eval": "eval"}
+    assert m["next_round"]["policy"] == "default" and m["next_round"]["ppm"] is None
+    assert set(m["metrics"]) == {"previous"} and "greedy@1" in m["metrics"]["previous"]
+    assert (out / "eval" / "report.json").exists() and not (out / "eval.partial").exists()
+    assert (out / "eval" / "accuracy.png").read_bytes().startswith(PNG)
+    assert m["inputs"]["problems"]["sha256"] and m["inputs"]["policy"]["kind"] == "model"
+    assert all(ph[p]["seconds"] is not None for p in ph)
+
+    calls = len(policy.calls)
+    assert main(argv, components=Components(policy, sandbox)) == 0
+    assert len(policy.calls) == calls  # every phase already finished: nothing re-run
+    assert len(manifest(out)["runs"]) == 2
+
+    before = manifest(out)["phases"]["extract"]["finished"]
+    assert main([*argv, "--force-phase", "extract"], components=Components(policy, sandbox)) == 0
+    m = manifest(out)
+    assert m["phases"]["generate"]["finished"] == ph["generate"]["finished"]
+    assert m["phases"]["extract"]["started"] >= before
+    assert m["phases"]["eval"]["status"] == "complete"
+    assert len(policy.calls) > calls  # eval re-ran after the forced extract
+
+
+# --- a real toy round (the default model on transformers) ----------------------------------------
+
+TOY_FLAGS = [
+    "--engine", "transformers", "--rollouts", "2", "--candidates", "2", "--max-depth", "3",
+    "--parallel", "2", "--concurrency", "2", "--max-tokens", "400", "--seed", "0",
+    "--train-max-steps", "1", "--train-max-length", "256", "--train-micro-batch-size", "2",
+    "--train-grad-accum", "1", "--train-log-every", "1",
+    "--eval-limit", "2", "--eval-algorithms", "greedy,mcts", "--eval-rollouts", "2",
+    "--eval-max-tokens", "120", "--eval-concurrency", "2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def toy_round(tmp_path_factory, default_model_path):
+    tmp = tmp_path_factory.mktemp("toy")
+    probs = write_jsonl(tmp / "toy.jsonl", TOY)
+    evals = write_jsonl(tmp / "eval.jsonl", EVAL)
+    out = tmp / "round1"
+    (out / "generate").mkdir(parents=True)
+    (out / gen.PARTIAL).write_text(seeded_line(TOY[0]) + "\n")
+    argv = ["--problems", str(probs), "--out", str(out), "--eval-data", str(evals), *TOY_FLAGS]
+    code = main(argv)
+    return out, code, argv
+
+
+@pytest.mark.timeout(600)
+def test_toy_round_runs_every_phase_and_records_it(toy_round):
+    out, code, argv = toy_round
+    assert code == 0
+    m = manifest(out)
+    assert m["status"] == "complete"
+    for p in ("generate", "extract", "sft", "ppm", "eval"):
+        assert m["phases"][p]["status"] == "complete", (p, m["phases"][p])
+        assert m["phases"][p]["seconds"] > 0
+    g = m["data"]["generate"]
+    assert (g["problems"], g["resumed"], g["searched"]) == (3, 1, 2)  # the seeded one kept
+    recs = lines(out / gen.TREES)
+    assert sorted(r["id"] for r in recs) == ["add", "mul", "seed-6x5"]
+    for r in recs:
+        tree = Tree.from_json(json.dumps(r["tree"]))
+        assert tree.problem == r["problem"] and r["usage"]["rollouts"] >= (r["id"] != "seed-6x5")
+    x = m["data"]["extract"]
+    assert x["trajectories"] >= 1 and x["pairs"] >= 2 and x["problems"] == 3
+    stats = json.loads((out / "data" / "stats.json").read_text())
+    assert stats["trajectories"] == x["trajectories"] and stats["steps_per_trajectory"]["2"] >= 1
+    assert len(lines(out / "data" / "sft.jsonl")) == x["trajectories"]
+    assert len(lines(out / "data" / "ppm_pairs.jsonl")) == x["pairs"]
+    assert m["phases"]["sft"]["counts"]["optimizer_steps"] == 1
+    assert m["phases"]["ppm"]["counts"]["init"] == str(out / "policy")
+    assert (out / "logs" / "sft.log").exists() and (out / "logs" / "ppm.log").exists()
+    # evaluated: the inputs against the new checkpoints, on greedy and MCTS
+    assert set(m["metrics"]["previous"]) == set(m["metrics"]["new"]) == {"greedy@1", "mcts@2"}
+    assert set(m["metrics"]["delta_accuracy"]) == {"greedy@1", "mcts@2"}
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert report["problems"] == 2 and report["sides"]["new"]["models"]["prompt_style"] == "bare"
+    assert (out / "eval" / "accuracy.png").read_bytes().startswith(PNG)
+    assert (out / "eval" / "new" / "results.jsonl").exists()
+    assert m["inputs"]["problems"]["sha256"] and m["inputs"]["eval_data"]["rows"] == 2
+    nxt = m["next_round"]
+    assert nxt["policy"] == str((out / "policy").resolve())
+    assert nxt["ppm"] == str((out / "ppm").resolve())
+    assert nxt["env"]["RSTAR_PROMPT_STYLE"] == "bare"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "data", "eval", "generate", "logs", "manifest.json", "policy", "ppm"]  # fmt: skip
+    # a second run finds everything done and runs nothing
+    assert main(argv) == 0
+    m2 = manifest(out)
+    assert m2["phases"] == m["phases"] and len(m2["runs"]) == 2
+
+
+@pytest.mark.timeout(600)
+async def test_toy_round_checkpoints_load_in_transformers(toy_round):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models.hf_reward import TransformersPPM
+    from models.ppm_train import is_ppm
+    from search.protocols import ScoreRequest
+
+    out, code, _ = toy_round
+    assert code == 0
+    tok = AutoTokenizer.from_pretrained(out / "policy")
+    model = AutoModelForCausalLM.from_pretrained(out / "policy")
+    enc = tok("<code>\n# Step 1:", return_tensors="pt")
+    with torch.inference_mode():
+        ids = model.generate(**enc, max_new_tokens=4, do_sample=False,
+                             pad_token_id=tok.eos_token_id)  # fmt: skip
+    assert ids.shape[1] > enc["input_ids"].shape[1]
+    assert is_ppm(out / "ppm")
+    ppm = TransformersPPM(str(out / "ppm"))
+    try:
+        scores = await ppm.score([ScoreRequest("What is 6*5?", ("# Step 1: set x\nx = 6\n",))])
+    finally:
+        ppm.close()
+    assert len(scores) == 1 and -1.0 <= scores[0] <= 1.0
+
+
+@pytest.mark.timeout(600)
+async def test_toy_round_checkpoints_load_in_vllm(toy_round):
+    pytest.importorskip("vllm")
+    from models.settings import ModelSettings
+    from models.vllm_policy import VLLMPolicy
+    from models.vllm_reward import VLLMReward
+    from search.protocols import GenerationRequest, ScoreRequest
+
+    out, code, _ = toy_round
+    assert code == 0
+    settings = ModelSettings(cpu_kv_cache_gb=0.5, max_model_len=1024)
+    policy = VLLMPolicy(str(out / "policy"), settings)
+    try:
+        (gens,) = await policy.generate([GenerationRequest("<code>\n# Step 1:", max_tokens=4)])
+    finally:
+        policy.close()
+    assert gens and gens[0].tokens > 0
+    reward = VLLMReward(str(out / "ppm"), settings)
+    try:
+        (score,) = await reward.score([ScoreRequest("What is 6*5?", ("x = 6\n",))])
+    finally:
+        reward.close()
+    assert -1.0 <= score <= 1.0
+
+
+# --- round 0 -------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not (DATA / "gsm8k_train.jsonl").is_file(), reason="../shared/data absent")
+def test_bootstrap_round_on_three_gsm8k_rows(tmp_path, default_model_path):
+    evals = write_jsonl(tmp_path / "eval.jsonl", EVAL[:1])
+    out = tmp_path / "round0"
+    argv = ["--bootstrap", "gsm8k", "--limit", "3", "--round", "0", "--out", str(out),
+            "--engine", "transformers", "--train-max-steps", "1", "--train-max-length", "512",
+            "--train-micro-batch-size", "2", "--train-grad-accum", "1",
+            "--eval-data", str(evals), "--eval-algorithms", "greedy",
+            "--eval-max-tokens", "64"]  # fmt: skip
+    assert main(argv) == 0
+    m = manifest(out)
+    assert m["mode"] == "bootstrap" and m["round"] == 0 and m["status"] == "complete"
+    assert m["inputs"]["problems"]["path"] == str((DATA / "gsm8k_train.jsonl").resolve())
+    b = m["data"]["bootstrap"]
+    assert b["rows"] == 3 and 1 <= b["verified"] <= 3
+    assert b["verified"] + sum(b["rejected"].values()) == 3
+    trajs = lines(out / gen.TRAJECTORIES)
+    assert len(trajs) == b["verified"] and all(t["source"] == "gsm8k" for t in trajs)
+    assert m["data"]["extract"]["sft_examples"] == b["verified"]
+    assert m["data"]["extract"]["pairs"] == 0
+    assert m["phases"]["sft"]["status"] == "complete"
+    assert m["phases"]["sft"]["counts"]["base_model"] == default_model_path
+    assert m["phases"]["ppm"]["status"] == "skipped"
+    assert "no preference pairs" in m["phases"]["ppm"]["reason"]
+    assert set(m["metrics"]) >= {"previous", "new"}
+    assert m["next_round"]["policy"] == str((out / "policy").resolve())
+    assert m["next_round"]["ppm"] is None
+    assert (out / "policy" / "config.json").exists() and not (out / "ppm").exists()
