@@ -90,6 +90,22 @@ async def solve_all(
     return time.monotonic() - t0, results
 
 
+async def sandbox_counts(url: str) -> dict[str, float]:
+    """Sandbox runs and failures by kind, from the server's /metrics."""
+    async with httpx.AsyncClient() as c:
+        text = (await c.get(f"{url}/metrics")).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("rstar_sandbox_runs_total", "rstar_sandbox_failures_total{")):
+            name, value = line.rsplit(" ", 1)
+            out[name.replace("rstar_sandbox_", "")] = float(value)
+    return out
+
+
+def diff(after: dict[str, float], before: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v - before.get(k, 0):.0f}" for k, v in after.items()) or "none"
+
+
 async def run(args: argparse.Namespace) -> None:
     items = problems(args.problems)
     with tempfile.NamedTemporaryFile(prefix="rstar-server-", suffix=".log", delete=False) as f:
@@ -99,9 +115,12 @@ async def run(args: argparse.Namespace) -> None:
         async with AsyncRstarClient(url) as client:
             print(f"\n{len(items)} GSM8K problems, MCTS, {args.rollouts} rollouts each, cache off")
             print("sequential:")
+            c0 = await sandbox_counts(url)
             t_seq, seq = await solve_all(client, items, args.rollouts, False, False)
+            c1 = await sandbox_counts(url)
             print("concurrent:")
             t_con, con = await solve_all(client, items, args.rollouts, True, False)
+            c2 = await sandbox_counts(url)
             tok_seq = sum(r.usage.tokens for r in seq)
             tok_con = sum(r.usage.tokens for r in con)
 
@@ -117,6 +136,7 @@ async def run(args: argparse.Namespace) -> None:
           f"{len(items) / t_seq * 60:5.2f} problems/min")  # fmt: skip
     print(f"concurrent  {t_con:7.1f}s  {tok_con:6d} tokens  {tok_con / t_con:6.1f} tok/s  "
           f"{len(items) / t_con * 60:5.2f} problems/min")  # fmt: skip
+    print(f"sandbox, sequential: {diff(c1, c0)}; concurrent: {diff(c2, c1)}")
     print(f"concurrent / sequential: {t_seq / t_con:.2f}x wall-clock, "
           f"{(tok_con / t_con) / (tok_seq / t_seq):.2f}x tokens/s (target >= 3x)")  # fmt: skip
     print(f"cold {cold_t:.2f}s ({cold.usage.tokens} tokens, {cold.usage.cache_misses} expansions "

@@ -84,7 +84,8 @@ def load_problems(
     errors: list[str] = []
     first_line: dict[str, int] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # "\n" only: JSON strings may hold other Unicode line breaks (U+2028 in GSM8K train)
+        lines = path.read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e})") from None
     for lineno, line in enumerate(lines, 1):
@@ -295,7 +296,7 @@ def _read_results(path: Path) -> dict[tuple[str, int, str], dict]:
     out: dict[tuple[str, int, str], dict] = {}
     if not path.exists():
         return out
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").split("\n"):
         with contextlib.suppress(ValueError, KeyError, TypeError):
             rec = json.loads(line)
             out[(rec["algorithm"], int(rec["budget"]), str(rec["id"]))] = rec

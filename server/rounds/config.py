@@ -53,6 +53,7 @@ class SearchSettings(_Section):
     time_limit_s: float | None = Field(None, gt=0, description="wall-clock seconds per problem")
     temperature: float = Field(0.7, ge=0)
     c_uct: float = Field(2.0, ge=0)
+    step_max_tokens: int = Field(256, ge=8, description="tokens one step may take")
     seed: int | None = Field(None, description="sampling seed (not honoured by vLLM on CPU)")
     max_failure_rate: float = Field(
         0.0, ge=0, le=1, description="share of problems whose search may fail and the phase "

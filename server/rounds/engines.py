@@ -69,6 +69,7 @@ def search_config(cfg: RoundConfig, settings: ModelSettings, *, for_eval: bool =
         parallel_rollouts=s.parallel,
         c_uct=s.c_uct,
         temperature=s.temperature,
+        step_max_tokens=s.step_max_tokens,
         prompt_style=settings.resolved_prompt_style(),
         seed=s.seed,
     )

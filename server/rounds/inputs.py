@@ -69,7 +69,7 @@ def load_training_problems(cfg: RoundConfig) -> tuple[list[Any], list[dict[str, 
         raise InputError(str(e)) from None
     rows: list[dict[str, Any]] = []
     if cfg.bootstrap:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")
         errors = []
         for p in problems:
             row = json.loads(lines[p.line - 1])

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -34,6 +35,7 @@ from server.rounds.config import (
     add_config_flags,
     build_config,
 )
+from server.rounds.generate import GenerateError
 from server.rounds.inputs import InputError, Inputs, phase_order, preflight
 from server.rounds.manifest import (
     Manifest,
@@ -43,6 +45,7 @@ from server.rounds.manifest import (
     remove_temp_dirs,
     round_lock,
 )
+from server.rounds.train import TrainError
 
 log = logging.getLogger("rstar.round")
 
@@ -111,6 +114,9 @@ class Round:
         except KeyboardInterrupt:
             rec.status, rec.reason = "interrupted", "interrupted (SIGINT/SIGTERM)"
             code = 130
+        except (GenerateError, TrainError) as e:  # expected failures: the message says it all
+            rec.status, rec.reason = "failed", str(e)
+            code = 1
         except Exception as e:
             rec.status, rec.reason = "failed", f"{type(e).__name__}: {e}"
             log.error("%s failed: %s\n%s", phase, rec.reason, traceback.format_exc())
@@ -371,6 +377,14 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None, *, components: Any = None) -> int:
+    # engines and trainers (child processes too) keep to warnings; our log says what happens
+    for var, val in (
+        ("VLLM_LOGGING_LEVEL", "WARNING"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+    ):
+        os.environ.setdefault(var, val)
     args = parser().parse_args(argv)
     print_config = args.__dict__.pop("print_config", False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
