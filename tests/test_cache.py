@@ -12,15 +12,13 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from models import LoadedModels
 from search import Budget, Components, SearchConfig, run_search
 from server.app import create_app
 from server.cache import MemoryCache, RedisCache
 from server.metrics import Metrics
-from server.service import SolverService
-from server.settings import ServerSettings
 from tests.redis_server import redis_server
 from tests.scripted import ScriptedPolicy
+from tests.test_server_lifecycle import scripted_service
 
 PROBLEM = "Tom has 3 boxes of 12 pencils and gives away 7. How many are left?"
 CONFIG = SearchConfig(candidates=2, max_depth=4, parallel_rollouts=2)
@@ -105,17 +103,6 @@ def redis_cache(url, observer=None, timeout_s=0.25, retry_s=60.0):
     return RedisCache(url, 3600, 1 << 20, timeout_s, retry_s, observer)
 
 
-def service_on(sandbox, cache, policy, **settings):
-    svc = SolverService(
-        ServerSettings(**settings),
-        models=LoadedModels(policy, None),
-        sandbox=sandbox,
-        cache=cache,
-    )
-    svc.versions = {"policy": "scripted", "reward_model": None}
-    return svc
-
-
 def client_for(svc):
     app = create_app(svc, manage_service=False)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
@@ -130,8 +117,8 @@ async def test_two_app_instances_share_expansions_through_redis(sandbox, redis_p
     body = {"problem": PROBLEM, "budget": {"rollouts": 4}}
     a_metrics, b_metrics = Metrics(), Metrics()
     pa, pb = ScriptedPolicy(default=finishing), ScriptedPolicy(default=finishing)
-    a = service_on(sandbox, redis_cache(redis_proc.url, a_metrics), pa)
-    b = service_on(sandbox, redis_cache(redis_proc.url, b_metrics), pb)
+    a = scripted_service(sandbox, pa, redis_cache(redis_proc.url, a_metrics))
+    b = scripted_service(sandbox, pb, redis_cache(redis_proc.url, b_metrics))
     a.metrics, b.metrics = a_metrics, b_metrics
     async with client_for(a) as ca, client_for(b) as cb:
         ra = (await ca.post("/solve", json=body)).json()
@@ -160,7 +147,7 @@ async def test_redis_killed_mid_run_the_request_still_succeeds_and_a_metric_says
             return await super().generate(requests)
 
     policy = Policy(default=finishing, delay_s=0.3)
-    svc = service_on(sandbox, None, policy)
+    svc = scripted_service(sandbox, policy)
     svc.cache = redis_cache(redis_proc.url, svc.metrics)
     async with client_for(svc) as c:
         first = asyncio.create_task(

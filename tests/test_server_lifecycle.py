@@ -26,9 +26,10 @@ from tests.test_mcts import endless
 from tests.vllm_server import free_port
 
 
-def scripted_service(sandbox, policy, **settings) -> SolverService:
+def scripted_service(sandbox, policy, cache=None, **settings) -> SolverService:
+    """A solver service on the scripted policy and the given sandbox (and cache, if any)."""
     svc = SolverService(
-        ServerSettings(**settings), models=LoadedModels(policy, None), sandbox=sandbox
+        ServerSettings(**settings), models=LoadedModels(policy, None), sandbox=sandbox, cache=cache
     )
     svc.versions = {"policy": "scripted", "reward_model": None}
     return svc
