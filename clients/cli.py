@@ -296,6 +296,19 @@ async def _solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_models(args: argparse.Namespace) -> None:
+    """A --model/--ppm that is not a model fails here, before an engine starts (ValueError)."""
+    from server.rounds.inputs import InputError, check_model
+
+    try:
+        if args.model and args.engine != "remote":
+            check_model(args.model, "--model")
+        if args.ppm and args.ppm_engine != "remote":
+            check_model(args.ppm, "--ppm", ppm=True)
+    except InputError as e:
+        raise ValueError(str(e)) from None
+
+
 def _eval(args: argparse.Namespace) -> int:
     """`rstar eval`: check the data (before anything starts), then evaluate."""
     from clients import eval as ev
@@ -305,6 +318,8 @@ def _eval(args: argparse.Namespace) -> int:
         keys = ev.plan(args.algorithms, args.budgets)
         if args.concurrency < 1:
             raise ValueError("--concurrency must be at least 1")
+        if not args.url:
+            _check_models(args)
     except (ev.DataError, ValueError) as e:
         print(f"rstar eval: {e}", file=sys.stderr)
         return 2

@@ -145,6 +145,12 @@ def test_the_cli_rejects_bad_input_before_starting_anything(tmp_path, capsys):
     args = ["eval", "--data", str(good), "--engine", "remote", "--out", str(out)]
     assert main(args) == 2
     assert "already holds results: pass --resume" in capsys.readouterr().err
+    # a model path that is not a model: refused before an engine starts
+    args = ["eval", "--data", str(good), "--engine", "transformers"]
+    assert main([*args, "--model", str(tmp_path / "nope")]) == 2
+    assert "--model" in (err := capsys.readouterr().err) and "no such directory" in err
+    assert main([*args, "--ppm", str(out)]) == 2
+    assert "--ppm" in (err := capsys.readouterr().err) and "not a model" in err
 
 
 def test_the_plan_runs_greedy_once():
