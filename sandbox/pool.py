@@ -96,8 +96,10 @@ class _Worker:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
+            # poll, not select: select fails on descriptors above 1024 (a busy server has them)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if not poller.poll(max(1, int(left * 1000))):
                 return None
             chunk = os.read(fd, 1 << 20)
             if not chunk:

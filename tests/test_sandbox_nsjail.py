@@ -3,6 +3,7 @@ keeps serving, and the host is left as it was. Real nsjail, real processes."""
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -236,6 +237,23 @@ def test_closing_the_pool_leaves_no_process_behind():
     while jailed_processes(61300, 2) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert jailed_processes(61300, 2) == []
+
+
+def test_works_when_the_process_holds_more_than_1024_descriptors():
+    """A busy server holds many sockets: the pool's pipes then get numbers above 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        pytest.skip(f"this process may open only {hard} files")
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        pool = create_sandbox(SandboxSettings(backend="nsjail", workers=1, base_uid=61400))
+        with pool:
+            assert pool.run_sync("print(6 * 7)\n", LIMITS).stdout == "42\n"
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
 def test_unusable_nsjail_refuses_to_start_and_says_how_to_fix_it():
