@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run solve test lint bench
+.PHONY: setup run solve test lint bench toy-round
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,18 @@ run: setup
 # One problem in-process, no server: progress, then the trajectory.
 solve: setup
 	$(VENV)/bin/rstar solve "$(PROBLEM)"
+
+# A toy self-evolution on CPU (a few minutes): round 0 = SFT on 16 GSM8K reference solutions,
+# round 1 = MCTS with that policy on 2 train problems, each evaluated on 2 test problems.
+# Re-running resumes (a finished round is kept). The measured, full-size run: scripts/self_evolution.sh
+DATA ?= ../shared/data
+TOY := --engine transformers --candidates 2 --max-depth 3 --train-max-steps 2 --train-grad-accum 1 \
+	--eval-data $(DATA)/gsm8k_test.jsonl --eval-limit 2 --eval-rollouts 2
+toy-round: setup
+	$(PY) -m server.train_round --bootstrap gsm8k --problems $(DATA)/gsm8k_train.jsonl --limit 16 \
+		--round 0 --out runs/toy/r0 $(TOY)
+	$(PY) -m server.train_round --problems $(DATA)/gsm8k_train.jsonl --limit 2 --rollouts 2 \
+		--round 1 --policy runs/toy/r0/policy --out runs/toy/r1 $(TOY)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -56,15 +56,28 @@ def _rows(label: str, path: Path) -> list[dict[str, Any]]:
                 "n": run["n"],
                 "mean_tokens": run["mean_tokens"],
                 "errors": run.get("errors", 0),
+                "records": {r["id"]: bool(r.get("correct")) for r in run.get("records", [])},
             }
         )
     return out
 
 
+def _on_subset(r: dict[str, Any], ids: set[str]) -> str:
+    """Accuracy on the problems the smallest run covered (MCTS runs on fewer problems)."""
+    hits = [r["records"][i] for i in ids if i in r["records"]]
+    if len(hits) < len(ids):
+        return "–"
+    return f"{100 * sum(hits) / len(hits):.1f} % ({sum(hits)} / {len(hits)})"
+
+
 def markdown(table: list[dict[str, Any]]) -> str:
+    # the smallest run's problems: every row is also scored on them, for a like-for-like column
+    smallest = min(table, key=lambda r: r["n"], default=None)
+    ids = set(smallest["records"]) if smallest else set()
     lines = [
-        "| model | algorithm | accuracy | correct / n | mean generated tokens | engine |",
-        "|---|---|---:|---:|---:|---|",
+        f"| model | algorithm | accuracy | correct / n | on the first {len(ids)} "
+        "| mean generated tokens | engine |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for r in table:
         alg = "greedy" if r["algorithm"] == "greedy" else f"{r['algorithm']} @ {r['budget']}"
@@ -73,8 +86,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
         acc = "–" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} %"
         tokens = "–" if r["mean_tokens"] is None else f"{r['mean_tokens']:.0f}"
         lines.append(
-            f"| {r['model']} | {alg} | {acc} | {r['correct']} / {r['n']} | {tokens} "
-            f"| {r['engine'] or '–'} |"
+            f"| {r['model']} | {alg} | {acc} | {r['correct']} / {r['n']} | {_on_subset(r, ids)} "
+            f"| {tokens} | {r['engine'] or '–'} |"
         )
     return "\n".join(lines)
 
@@ -85,7 +98,7 @@ FACTS = {
     "extract": ("problems_solved", "sft_examples", "step_pairs", "final_pairs",
                 "mean_steps_per_trajectory"),
     "sft": ("examples", "optimizer_steps", "tokens", "tokens_per_s", "first_loss", "final_loss"),
-    "ppm": ("pairs", "optimizer_steps", "tokens_per_s", "first_loss", "final_loss"),
+    "ppm": ("examples", "optimizer_steps", "tokens_per_s", "first_loss", "final_loss"),
 }  # fmt: skip
 
 
