@@ -26,7 +26,7 @@ solve: setup
 # Re-running resumes (a finished round is kept). The measured, full-size run: scripts/self_evolution.sh
 DATA ?= ../shared/data
 TOY := --engine transformers --candidates 2 --max-depth 3 --train-max-steps 2 --train-grad-accum 1 \
-	--eval-data $(DATA)/gsm8k_test.jsonl --eval-limit 2 --eval-rollouts 2
+	--eval-data $(DATA)/gsm8k_test.jsonl --eval-limit 2 --eval-rollouts 2 --no-eval-previous
 toy-round: setup
 	$(PY) -m server.train_round --bootstrap gsm8k --problems $(DATA)/gsm8k_train.jsonl --limit 16 \
 		--round 0 --out runs/toy/r0 $(TOY)
