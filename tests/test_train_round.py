@@ -471,3 +471,32 @@ def test_bootstrap_round_on_three_gsm8k_rows(tmp_path, default_model_path):
     assert m["next_round"]["policy"] == str((out / "policy").resolve())
     assert m["next_round"]["ppm"] is None
     assert (out / "policy" / "config.json").exists() and not (out / "ppm").exists()
+
+
+# --- generation against remote servers -----------------------------------------------------------
+
+
+@pytest.mark.timeout(900)
+def test_generation_against_a_local_vllm_serve(tmp_path, default_model_path):
+    """`--engine remote`: the round searches against an OpenAI-compatible server (here a real
+    `vllm serve` of the default model, as a fleet's Service would be), many problems in flight."""
+    pytest.importorskip("vllm")
+    from tests.vllm_server import vllm_server
+
+    probs = write_jsonl(tmp_path / "p.jsonl", TOY[1:])
+    out = tmp_path / "remote"
+    with vllm_server(default_model_path) as url:
+        argv = ["--problems", str(probs), "--out", str(out), "--engine", "remote",
+                "--policy-url", url, "--policy", "test-model", "--prompt-style", "few_shot",
+                "--phases", "generate,extract", "--rollouts", "2", "--candidates", "2",
+                "--max-depth", "2", "--parallel", "2", "--concurrency", "2",
+                "--step-max-tokens", "64"]  # fmt: skip
+        assert main(argv) == 0
+    m = manifest(out)
+    assert m["inputs"]["policy"]["kind"] == "remote"
+    assert m["phases"]["generate"]["status"] == m["phases"]["extract"]["status"] == "complete"
+    assert "sft" not in m["phases"] or m["phases"]["sft"]["status"] != "complete"
+    recs = lines(out / gen.TREES)
+    assert sorted(r["id"] for r in recs) == ["add", "mul"]
+    for r in recs:  # every problem was searched on the server's tokens
+        assert r["usage"]["tokens"] > 0 and Tree.from_json(json.dumps(r["tree"])).root.children
