@@ -10,6 +10,7 @@ MCTS / replay is how much of the engine the search keeps busy (short steps that 
 strings cost more per token than long samples, which MCTS / decode also counts).
 
     python -m benchmarks.engine_throughput [--engines vllm,transformers] [--problems 4]
+    python -m benchmarks.engine_throughput --engines vllm,vllm:bfloat16   # dtypes side by side
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ def problems(n: int) -> list[str]:
 
 
 def make_policy(engine: str, path: str):
+    """`engine` is vllm or transformers, optionally with a dtype: `vllm:bfloat16`."""
+    engine, _, dtype = engine.partition(":")
     if engine == "vllm":
         from models.vllm_policy import VLLMPolicy
 
-        return VLLMPolicy(path, ModelSettings(cpu_kv_cache_gb=2))
+        return VLLMPolicy(path, ModelSettings(cpu_kv_cache_gb=2, dtype=dtype or "auto"))
     from models.hf_policy import TransformersPolicy
 
     return TransformersPolicy(path)

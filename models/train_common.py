@@ -102,17 +102,17 @@ def read_jsonl(path: str | Path, cls: type[Record]) -> list[Record]:
 
 
 def resolve_precision(precision: Precision) -> Precision:
-    """What "auto" means here. On a CPU, bf16 autocast only pays with native bf16 (AVX512-BF16
-    or AMX); an AVX2-only CPU emulates it, several times slower than fp32 (measured on an AVX2
-    EPYC: a 135M model's SFT stalled in bf16 and ran at 36 tokens/s in fp32)."""
+    """What "auto" means here: bf16 where the hardware has it natively (an AVX2-only CPU
+    emulates it: there a 135M model's SFT stalled in bf16 and ran at 36 tokens/s in fp32)."""
     import torch
+
+    from models.hardware import cpu_has_native_bf16
 
     if precision != "auto":
         return precision
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return "bf16" if native else "no"
+    return "bf16" if cpu_has_native_bf16() else "no"
 
 
 def make_accelerator(hp: TrainHParams) -> Any:

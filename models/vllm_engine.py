@@ -6,9 +6,18 @@ import logging
 import os
 from typing import Any, Literal
 
+from models.hardware import cpu_has_native_bf16
 from models.settings import ModelSettings
 
 log = logging.getLogger(__name__)
+
+
+def engine_dtype(dtype: str, on_cpu: bool) -> str:
+    """vLLM's "auto" runs fp32 checkpoints in bf16 on x86 CPUs; a CPU without native bf16
+    emulates it (the default model decoded at 8 tokens/s in bf16, 33 in fp32, on 2 AVX2 cores)."""
+    if on_cpu and dtype == "auto" and not cpu_has_native_bf16():
+        return "float32"
+    return dtype
 
 
 def make_engine(model: str, settings: ModelSettings, runner: Literal["generate", "pooling"]) -> Any:
@@ -19,6 +28,7 @@ def make_engine(model: str, settings: ModelSettings, runner: Literal["generate",
     from vllm.v1.engine.async_llm import AsyncLLM
 
     on_cpu = current_platform.is_cpu()
+    dtype = engine_dtype(settings.dtype, on_cpu)
     if on_cpu:
         os.environ.setdefault(
             "VLLM_CPU_KVCACHE_SPACE", str(max(1, round(settings.cpu_kv_cache_gb)))
@@ -26,12 +36,14 @@ def make_engine(model: str, settings: ModelSettings, runner: Literal["generate",
     args = AsyncEngineArgs(
         model=model,
         runner=runner,
-        dtype=settings.dtype,
+        dtype=dtype,
         max_model_len=settings.max_model_len,
         enforce_eager=on_cpu,
         enable_prefix_caching=True if runner == "generate" else None,
         gpu_memory_utilization=settings.gpu_memory_utilization,
         disable_log_stats=True,
     )
-    log.info("starting vLLM (%s, %s) for %s", "cpu" if on_cpu else "gpu", runner, model)
+    log.info(
+        "starting vLLM (%s, %s, dtype %s) for %s", "cpu" if on_cpu else "gpu", runner, dtype, model
+    )
     return AsyncLLM.from_engine_args(args)

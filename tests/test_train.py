@@ -16,7 +16,6 @@ from models.train_common import (
     TrainHParams,
     length_grouped_batches,
     lr_at,
-    resolve_precision,
     total_steps,
 )
 from search.extract import PreferencePair, SftExample, Trajectory, TrajectoryStep, render_sft
@@ -92,21 +91,6 @@ def test_lr_schedule_and_step_count():
     assert lrs[0] == pytest.approx(1e-5) and lrs[9] == pytest.approx(1e-4)  # warm-up
     assert lrs[10] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-5, rel=0.01)
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
-
-
-def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for avx512_bf16, amx, expected in ((False, False, "no"), (True, False, "bf16"),
-                                       (False, True, "bf16")):  # fmt: skip
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
-        assert resolve_precision("auto") == expected
-    assert resolve_precision("bf16") == "bf16" and resolve_precision("no") == "no"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert resolve_precision("auto") == "fp16"
 
 
 def test_length_grouped_batches_cover_everything_once():
