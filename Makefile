@@ -21,8 +21,8 @@ run: setup
 solve: setup
 	$(VENV)/bin/rstar solve "$(PROBLEM)"
 
-# A toy self-evolution on CPU (a few minutes): round 0 = SFT on 16 GSM8K reference solutions,
-# round 1 = MCTS with that policy on 2 train problems, each evaluated on 2 test problems.
+# A toy self-evolution on CPU (tens of minutes on 2 cores): round 0 = SFT on 16 GSM8K reference
+# solutions, round 1 = MCTS with that policy on 2 train problems, each evaluated on 2 test problems.
 # Re-running resumes (a finished round is kept). The measured, full-size run: scripts/self_evolution.sh
 DATA ?= ../shared/data
 TOY := --engine transformers --candidates 2 --max-depth 3 --train-max-steps 2 --train-grad-accum 1 \
