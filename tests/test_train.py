@@ -12,12 +12,7 @@ import pytest
 
 from models.ppm import pairwise_loss
 from models.sft import IGNORE, tokenize_example, train_sft
-from models.train_common import (
-    TrainHParams,
-    length_grouped_batches,
-    lr_at,
-    total_steps,
-)
+from models.train_common import TrainHParams, length_grouped_batches, lr_at, total_steps
 from search.extract import PreferencePair, SftExample, Trajectory, TrajectoryStep, render_sft
 from search.protocols import ScoreRequest
 from search.steps import render_output, render_step

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from models.hardware import cpu_has_native_bf16
+from models.vllm_engine import engine_dtype
 
 
 def free_port() -> int:
@@ -34,8 +34,7 @@ def vllm_server(model: str, *args: str, timeout_s: float = 600) -> Iterator[str]
         "--enforce-eager", "--max-model-len", "2048", "--served-model-name", "test-model",
         *args,
     ]  # fmt: skip
-    if not cpu_has_native_bf16():  # as models/vllm_engine.py does in-process
-        cmd += ["--dtype", "float32"]
+    cmd += ["--dtype", engine_dtype("auto", on_cpu=True)]  # the in-process engine's choice
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     log = open(os.devnull, "w")  # noqa: SIM115
     proc = subprocess.Popen(
