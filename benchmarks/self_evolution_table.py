@@ -18,7 +18,8 @@ SOURCES = (
     ("default model, no training", ("base/report.json",)),
     ("round 0: bootstrap SFT",
      ("r0/eval/new/report.json", "r0-greedy/report.json", "r0-mcts/report.json")),
-    ("round 1: MCTS data, new policy + PPM", ("r1/eval/new/report.json", "r1-mcts/report.json")),
+    ("round 1: MCTS data, new policy + PPM",
+     ("r1/eval/new/report.json", "r1-greedy/report.json", "r1-mcts/report.json")),
 )  # fmt: skip
 
 
@@ -30,11 +31,16 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def rows(runs: Path) -> list[dict[str, Any]]:
-    out = []
+    """One row per model and run; where two reports ran the same one (a round's own eval and a
+    later, larger `rstar eval`), the one over more problems."""
+    best: dict[tuple, dict[str, Any]] = {}
     for label, rels in SOURCES:
         for rel in rels:
-            out += _rows(label, runs / rel)
-    return out
+            for r in _rows(label, runs / rel):
+                key = (label, r["algorithm"], r["budget"], r["ppm"])
+                if key not in best or r["n"] > best[key]["n"]:
+                    best[key] = r
+    return list(best.values())
 
 
 def _rows(label: str, path: Path) -> list[dict[str, Any]]:

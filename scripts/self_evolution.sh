@@ -6,6 +6,7 @@
 #   r0-greedy round 0's policy greedy with `rstar eval` (when r0 trained on another machine)
 #   r1        round 1: MCTS with round 0's policy over R1_N train problems (gold answer as the
 #             terminal reward) → new policy (SFT from round 0's) + PPM; eval: greedy
+#   r1-greedy round 1's policy greedy with `rstar eval` (on N_EVAL, when its round ran a smaller eval)
 #   mcts      MCTS at EVAL_ROLLOUTS on the first M_N test problems: round 0 (no PPM) and round 1
 #   plot      the four algorithms at PLOT_BUDGETS on the first M_N, last round's models
 # Then `python -m benchmarks.self_evolution_table $RUNS --plot …` prints the table.
@@ -77,6 +78,11 @@ for s in $STAGES; do
         --rollouts "$R1_ROLLOUTS" "${SEARCH[@]}" --concurrency "$GEN_CONC" \
         "${ROUND_EVAL[@]}" $R1_TRAIN_FLAGS $R1_FLAGS
       ;;
+    r1-greedy)
+      stage "round 1's policy, greedy"
+      rstar_eval --limit "$N_EVAL" --algorithms greedy --model "$RUNS/r1/policy" \
+        --concurrency "$EVAL_CONC" --out "$RUNS/r1-greedy"
+      ;;
     mcts)
       stage "MCTS @ $EVAL_ROLLOUTS on the first $M_N: round 0 (no PPM), then the last round"
       rstar_eval --limit "$M_N" --algorithms mcts --budgets "$EVAL_ROLLOUTS" "${SEARCH[@]}" \
@@ -91,7 +97,7 @@ for s in $STAGES; do
       rstar_eval --limit "$M_N" --budgets "$PLOT_BUDGETS" "${SEARCH[@]}" "${LAST[@]}" \
         --concurrency "$GEN_CONC" --out "$RUNS/plot"
       ;;
-    *) echo "unknown stage $s (r0 base r0-greedy r1 mcts plot)" >&2; exit 2 ;;
+    *) echo "unknown stage $s (r0 base r0-greedy r1 r1-greedy mcts plot)" >&2; exit 2 ;;
   esac
 done
 stage done
