@@ -32,12 +32,13 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def rows(runs: Path) -> list[dict[str, Any]]:
     """One row per model and run; where two reports ran the same one (a round's own eval and a
-    later, larger `rstar eval`), the one over more problems."""
+    later, larger `rstar eval`), the one over more problems. Greedy never reads the PPM, so a
+    greedy run with one loaded is the same run as one without."""
     best: dict[tuple, dict[str, Any]] = {}
     for label, rels in SOURCES:
         for rel in rels:
             for r in _rows(label, runs / rel):
-                key = (label, r["algorithm"], r["budget"], r["ppm"])
+                key = (label, r["algorithm"], r["budget"], r["ppm"] and r["algorithm"] != "greedy")
                 if key not in best or r["n"] > best[key]["n"]:
                     best[key] = r
     return list(best.values())
@@ -60,6 +61,7 @@ def _rows(label: str, path: Path) -> list[dict[str, Any]]:
                 "accuracy": run["accuracy"],
                 "correct": run["correct"],
                 "n": run["n"],
+                "answered": run.get("answered"),
                 "mean_tokens": run["mean_tokens"],
                 "errors": run.get("errors", 0),
                 "records": {r["id"]: bool(r.get("correct")) for r in run.get("records", [])},
@@ -82,8 +84,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
     ids = set(smallest["records"]) if smallest else set()
     lines = [
         f"| model | algorithm | accuracy | correct / n | on the first {len(ids)} "
-        "| mean generated tokens | engine |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| reached an answer | mean generated tokens | engine |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in table:
         alg = "greedy" if r["algorithm"] == "greedy" else f"{r['algorithm']} @ {r['budget']}"
@@ -91,9 +93,10 @@ def markdown(table: list[dict[str, Any]]) -> str:
             alg += " (PPM)" if r["ppm"] else " (no PPM: answer agreement)"
         acc = "–" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} %"
         tokens = "–" if r["mean_tokens"] is None else f"{r['mean_tokens']:.0f}"
+        answered = "–" if r["answered"] is None else f"{r['answered']} / {r['n']}"
         lines.append(
             f"| {r['model']} | {alg} | {acc} | {r['correct']} / {r['n']} | {_on_subset(r, ids)} "
-            f"| {tokens} | {r['engine'] or '–'} |"
+            f"| {answered} | {tokens} | {r['engine'] or '–'} |"
         )
     return "\n".join(lines)
 
@@ -145,12 +148,15 @@ def plot(table: list[dict[str, Any]], path: Path) -> Path:
     ]
     ys = [r["accuracy"] or 0.0 for r in table]
     bars = ax.bar(range(len(ys)), ys, color=[f"C{i % 10}" for i in range(len(ys))])
-    ax.bar_label(bars, labels=[f"{100 * y:.1f}%" for y in ys], fontsize=8)
+    ax.bar_label(
+        bars,
+        labels=[f"{100 * y:.1f}% of {r['n']}" for y, r in zip(ys, table, strict=True)],
+        fontsize=8,
+    )
     ax.set_xticks(range(len(ys)), labels, fontsize=8)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylabel("accuracy")
-    n = table[0]["n"] if table else 0
-    ax.set_title(f"GSM8K test, first {n} problems: accuracy by round", fontsize=10)
+    ax.set_title("GSM8K test (the first n problems): accuracy by round", fontsize=10)
     fig.savefig(path, dpi=120)
     return path
 

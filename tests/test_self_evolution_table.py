@@ -21,6 +21,7 @@ def report(path: Path, algorithm: str, budget: int, correct_ids, ids, ppm=None) 
                         "accuracy": len(correct_ids) / len(ids),
                         "correct": len(correct_ids),
                         "n": len(ids),
+                        "answered": len(ids) - 1,
                         "mean_tokens": 100.0,
                         "records": records,
                     }
@@ -34,7 +35,7 @@ def test_rows_keep_the_larger_run_and_score_every_row_on_the_smallest(tmp_path):
     ids20 = [f"q{i}" for i in range(20)]
     ids200 = [f"q{i}" for i in range(200)]
     report(tmp_path / "base/report.json", "greedy", 1, {"q0", "q50"}, ids200)
-    report(tmp_path / "r1/eval/new/report.json", "greedy", 1, set(), ids20)
+    report(tmp_path / "r1/eval/new/report.json", "greedy", 1, set(), ids20, ppm="r1/ppm")
     report(tmp_path / "r1-greedy/report.json", "greedy", 1, {"q1", "q2", "q150"}, ids200)
     report(tmp_path / "r1-mcts/report.json", "mcts", 4, {"q1"}, ids20[:5], ppm="r1/ppm")
 
@@ -46,6 +47,6 @@ def test_rows_keep_the_larger_run_and_score_every_row_on_the_smallest(tmp_path):
     ]
     md = table.markdown(rows).splitlines()
     assert "on the first 5" in md[0]
-    assert "| 1.0 % | 2 / 200 | 20.0 % (1 / 5) |" in md[2]
+    assert "| 1.0 % | 2 / 200 | 20.0 % (1 / 5) | 199 / 200 |" in md[2]
     assert "| 1.5 % | 3 / 200 | 40.0 % (2 / 5) |" in md[3]
     assert "mcts @ 4 (PPM)" in md[4]
