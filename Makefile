@@ -21,7 +21,7 @@ run: setup
 solve: setup
 	$(VENV)/bin/rstar solve "$(PROBLEM)"
 
-# A toy self-evolution on CPU (~6 min on 2 cores after setup): round 0 = SFT on 16 GSM8K reference
+# A toy self-evolution on CPU (~8 min on 2 cores after setup): round 0 = SFT on 16 GSM8K reference
 # solutions (8 steps: enough to learn the step format), round 1 = MCTS with that policy on 2 train
 # problems, each evaluated on 2 test problems. Round 1 rarely solves a problem at this size, and
 # then says so and trains nothing (CI's toy round seeds one tree to cover every phase).
