@@ -32,13 +32,12 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def rows(runs: Path) -> list[dict[str, Any]]:
     """One row per model and run; where two reports ran the same one (a round's own eval and a
-    later, larger `rstar eval`), the one over more problems. Greedy never reads the PPM, so a
-    greedy run with one loaded is the same run as one without."""
+    later, larger `rstar eval`), the one over more problems."""
     best: dict[tuple, dict[str, Any]] = {}
     for label, rels in SOURCES:
         for rel in rels:
             for r in _rows(label, runs / rel):
-                key = (label, r["algorithm"], r["budget"], r["ppm"] and r["algorithm"] != "greedy")
+                key = (label, r["algorithm"], r["budget"], r["ppm"])
                 if key not in best or r["n"] > best[key]["n"]:
                     best[key] = r
     return list(best.values())
@@ -55,7 +54,8 @@ def _rows(label: str, path: Path) -> list[dict[str, Any]]:
             {
                 "model": label,
                 "engine": models.get("policy_engine"),
-                "ppm": bool(models.get("reward_model")),
+                # greedy never reads the PPM: with one loaded it is the same run as without
+                "ppm": bool(models.get("reward_model")) and run["algorithm"] != "greedy",
                 "algorithm": run["algorithm"],
                 "budget": run["budget"],
                 "accuracy": run["accuracy"],

@@ -22,6 +22,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from models.hardware import cpu_has_native_bf16
+
 log = logging.getLogger("models.train")
 
 Precision = Literal["auto", "no", "bf16", "fp16"]
@@ -105,8 +107,6 @@ def resolve_precision(precision: Precision) -> Precision:
     """What "auto" means here: bf16 where the hardware has it natively (an AVX2-only CPU
     emulates it: there a 135M model's SFT stalled in bf16 and ran at 36 tokens/s in fp32)."""
     import torch
-
-    from models.hardware import cpu_has_native_bf16
 
     if precision != "auto":
         return precision

@@ -32,9 +32,9 @@ def vllm_server(model: str, *args: str, timeout_s: float = 600) -> Iterator[str]
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
         "--host", "127.0.0.1", "--port", str(port),
         "--enforce-eager", "--max-model-len", "2048", "--served-model-name", "test-model",
+        "--dtype", engine_dtype("auto", on_cpu=True),  # the in-process engine's choice
         *args,
     ]  # fmt: skip
-    cmd += ["--dtype", engine_dtype("auto", on_cpu=True)]  # the in-process engine's choice
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     log = open(os.devnull, "w")  # noqa: SIM115
     proc = subprocess.Popen(
