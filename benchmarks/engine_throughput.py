@@ -11,6 +11,8 @@ strings cost more per token than long samples, which MCTS / decode also counts).
 
     python -m benchmarks.engine_throughput [--engines vllm,transformers] [--problems 4]
     python -m benchmarks.engine_throughput --engines vllm,vllm:bfloat16   # dtypes side by side
+    python -m benchmarks.engine_throughput --engines vllm:auto:1,vllm:auto:0  # cores left to
+                                          # vLLM-CPU's scheduler (its rule: 1; ours on 2 cores: 0)
 """
 
 from __future__ import annotations
@@ -43,12 +45,19 @@ def problems(n: int) -> list[str]:
 
 
 def make_policy(engine: str, path: str):
-    """`engine` is vllm or transformers, optionally with a dtype: `vllm:bfloat16`."""
-    engine, _, dtype = engine.partition(":")
+    """`engine` is vllm or transformers; vllm optionally with a dtype and, on CPU, the cores
+    its compute threads leave free: `vllm:bfloat16`, `vllm:auto:1`."""
+    engine, _, rest = engine.partition(":")
+    dtype, _, reserved = rest.partition(":")
     if engine == "vllm":
         from models.vllm_policy import VLLMPolicy
 
-        return VLLMPolicy(path, ModelSettings(cpu_kv_cache_gb=2, dtype=dtype or "auto"))
+        settings = ModelSettings(
+            cpu_kv_cache_gb=2,
+            dtype=dtype or "auto",
+            cpu_reserved_cores=int(reserved) if reserved else None,
+        )
+        return VLLMPolicy(path, settings)
     from models.hf_policy import TransformersPolicy
 
     return TransformersPolicy(path)

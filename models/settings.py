@@ -44,6 +44,12 @@ class ModelSettings(BaseSettings):
     cpu_kv_cache_gb: float = Field(
         2.0, gt=0, description="vLLM on CPU: host RAM reserved for the KV cache"
     )
+    cpu_reserved_cores: int | None = Field(
+        None,
+        ge=0,
+        description="vLLM on CPU: cores its compute threads leave to its scheduler and the search;"
+        " unset = 0 on hosts with at most 2 cores, else vLLM's own rule (1)",
+    )
     remote_timeout_s: float = Field(300.0, gt=0)
     remote_api_key: SecretStr | None = Field(None, description="bearer token for remote servers")
 

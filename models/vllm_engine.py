@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import MutableMapping
 from typing import Any, Literal
 
 from models.hardware import cpu_has_native_bf16
@@ -20,9 +21,30 @@ def engine_dtype(dtype: str, on_cpu: bool) -> str:
     return dtype
 
 
+def cpu_reserved_cores(setting: int | None) -> int | None:
+    """vLLM-CPU keeps one core free of its compute threads for its scheduler; on a 2-core host
+    that idles half the machine (batched decode of the default model: 63 tokens/s with one
+    thread, 105 with two). None = leave vLLM's rule (and any VLLM_CPU_* variable) alone."""
+    if setting is not None:
+        return setting
+    return 0 if len(os.sched_getaffinity(0)) <= 2 else None
+
+
+def set_cpu_env(settings: ModelSettings, environ: MutableMapping[str, str]) -> None:
+    """vLLM-CPU reads these in its engine process; a VLLM_CPU_* variable already set wins over
+    a default of ours, an explicit setting over both."""
+    environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(settings.cpu_kv_cache_gb))))
+    reserved = cpu_reserved_cores(settings.cpu_reserved_cores)
+    if settings.cpu_reserved_cores is not None:
+        environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved)
+    elif reserved is not None:
+        environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(reserved))
+
+
 def make_engine(model: str, settings: ModelSettings, runner: Literal["generate", "pooling"]) -> Any:
-    """An `AsyncLLM` for `model`. On CPU: eager mode (starts in ~35 s instead of minutes) and an
-    explicit KV-cache size, since vLLM-CPU reserves that much host RAM up front."""
+    """An `AsyncLLM` for `model`. On CPU: eager mode (starts in ~35 s instead of minutes), an
+    explicit KV-cache size, since vLLM-CPU reserves that much host RAM up front, and its compute
+    threads on every core of a small host."""
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.platforms import current_platform
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -30,9 +52,7 @@ def make_engine(model: str, settings: ModelSettings, runner: Literal["generate",
     on_cpu = current_platform.is_cpu()
     dtype = engine_dtype(settings.dtype, on_cpu)
     if on_cpu:
-        os.environ.setdefault(
-            "VLLM_CPU_KVCACHE_SPACE", str(max(1, round(settings.cpu_kv_cache_gb)))
-        )
+        set_cpu_env(settings, os.environ)
     args = AsyncEngineArgs(
         model=model,
         runner=runner,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from models.vllm_engine import engine_dtype
+from models.vllm_engine import cpu_reserved_cores, engine_dtype
 
 
 def free_port() -> int:
@@ -36,6 +36,8 @@ def vllm_server(model: str, *args: str, timeout_s: float = 600) -> Iterator[str]
         *args,
     ]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    if (reserved := cpu_reserved_cores(None)) is not None:  # as the in-process engine
+        env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(reserved))
     log = open(os.devnull, "w")  # noqa: SIM115
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
