@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import time
@@ -220,7 +221,11 @@ class InProcessSolver:
 
         budget = Budget(rollouts=rollouts, max_tokens=self.max_tokens,
                         time_limit_s=self.time_limit_s)  # fmt: skip
-        r = await run_search(algorithm, problem, self.components, budget, self.config)  # type: ignore[arg-type]
+        components = self.components
+        if algorithm == "greedy" and components.reward_model is not None:
+            # one chain: its scores choose nothing, and on a CPU they cost as much as the chain
+            components = dataclasses.replace(components, reward_model=None)
+        r = await run_search(algorithm, problem, components, budget, self.config)  # type: ignore[arg-type]
         return Outcome(r.answer, r.usage.tokens, r.usage.elapsed_s, r.stopped_by, r.usage.rollouts)
 
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from clients import eval as ev
 from clients.cli import main
 from search import Components, SearchConfig
-from tests.scripted import ScriptedPolicy
+from tests.scripted import ScriptedPolicy, ScriptedReward
 from tests.test_server_lifecycle import scripted_service, serving
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -161,6 +161,15 @@ def test_the_plan_runs_greedy_once():
 
 
 # --------------------------------------------------------------------------- in-process
+
+
+async def test_greedy_is_evaluated_without_scoring_its_one_chain(sandbox, data):
+    """Its answer cannot depend on the reward model; best-of-N's does, and is scored."""
+    reward = ScriptedReward()
+    s = ev.InProcessSolver(Components(ScriptedPolicy(default=thirty), sandbox, reward), CONFIG)
+    problem = ev.load_problems(data)[0].problem
+    assert (await s.solve(problem, "greedy", 1)).answer == "30" and reward.calls == []
+    assert (await s.solve(problem, "best_of_n", 2)).answer == "30" and reward.calls
 
 
 async def test_an_in_process_eval_grades_reports_and_plots(sandbox, data, tmp_path):
