@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import httpx
 
-from models.vllm_engine import cpu_reserved_cores, engine_dtype
+from models.settings import ModelSettings
+from models.vllm_engine import engine_dtype, set_cpu_env
 
 
 def free_port() -> int:
@@ -36,8 +37,7 @@ def vllm_server(model: str, *args: str, timeout_s: float = 600) -> Iterator[str]
         *args,
     ]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
-    if (reserved := cpu_reserved_cores(None)) is not None:  # as the in-process engine
-        env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(reserved))
+    set_cpu_env(ModelSettings(), env)  # as the in-process engine (its 1 GB KV cache kept)
     log = open(os.devnull, "w")  # noqa: SIM115
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
