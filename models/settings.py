@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.default_model import embedded
 from search.steps import PromptStyle
 
 PolicyEngine = Literal["vllm", "transformers", "remote"]
@@ -15,17 +16,20 @@ RewardKind = Literal["ppm", "step_tag_prm"]
 
 
 class ModelSettings(BaseSettings):
-    """Policy and reward model. `default` means the embedded SmolLM2-135M-Instruct."""
+    """Policy and reward model. `default` is the embedded Qwen2.5-Coder-0.5B-Instruct, `tiny`
+    the embedded SmolLM2-135M-Instruct (tests, quick demos)."""
 
     model_config = SettingsConfigDict(env_prefix="RSTAR_", extra="ignore")
 
-    policy_model: str = Field("default", description="local path, hub id, or 'default'")
+    policy_model: str = Field(
+        "default", description="local path, hub id, 'default' (Qwen2.5-Coder-0.5B) or 'tiny'"
+    )
     policy_engine: PolicyEngine = Field("vllm", description="vllm | transformers | remote")
     policy_url: str | None = Field(
         None, description="OpenAI-compatible server for policy_engine=remote (root or …/v1)"
     )
     prompt_style: PromptStyle | None = Field(
-        None, description="few_shot | bare (default: few_shot for the default model, else bare)"
+        None, description="few_shot | bare (default: few_shot for an embedded model, else bare)"
     )
 
     ppm_model: str | None = Field(None, description="reward model path/id; unset = no PPM")
@@ -56,4 +60,4 @@ class ModelSettings(BaseSettings):
     def resolved_prompt_style(self) -> PromptStyle:
         if self.prompt_style is not None:
             return self.prompt_style
-        return "few_shot" if self.policy_model in ("", "default") else "bare"
+        return "few_shot" if embedded(self.policy_model) else "bare"

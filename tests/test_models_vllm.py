@@ -17,10 +17,10 @@ from tests.model_fixtures import SCORE_REQUESTS as REQS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def vllm_policy(default_model_path):
+def vllm_policy(tiny_model_path):
     from models.vllm_policy import VLLMPolicy
 
-    policy = VLLMPolicy(default_model_path, SETTINGS)
+    policy = VLLMPolicy(tiny_model_path, SETTINGS)
     yield policy
     policy.close()
 

