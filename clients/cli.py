@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from search.steps import PROMPT_STYLES
+
 # Quiet engines unless asked (the CLI shows its own progress), and keep their logs off stdout,
 # which belongs to the answer (and to --json).
 for _var, _val in (
@@ -69,7 +71,7 @@ def _add_model_args(m: Any) -> None:
     m.add_argument("--policy-url", help="OpenAI-compatible server for --engine remote")
     m.add_argument("--ppm", help="reward model path or hub id (default: none → agreement)")
     m.add_argument("--ppm-engine", choices=["transformers", "vllm", "remote"])
-    m.add_argument("--prompt-style", choices=["few_shot", "bare"])
+    m.add_argument("--prompt-style", choices=PROMPT_STYLES)
 
 
 def _csv(kind: type) -> Any:

@@ -32,15 +32,18 @@ STEP_STOPS: tuple[str, ...] = (STEP_END, CODE_END, OUTPUT, USER, ANSWER_END, OUT
 CODE_ENDS: tuple[str, ...] = (CODE_END, OUTPUT, OUTPUT_END)
 ANSWER_STOPS: tuple[str, ...] = (ANSWER_END, USER)
 
-PromptStyle = Literal["few_shot", "bare"]
+PromptStyle = Literal["few_shot", "chat", "system", "bare"]
+PROMPT_STYLES: tuple[str, ...] = ("few_shot", "chat", "system", "bare")
 
 _ASSISTANT_OPENING = "Let's think step by step and solve the problem with code."
 
-# Two worked examples for models never trained on the format (written for this project).
-_FEW_SHOT = r"""<|user|>:
-Tom buys 3 boxes of 12 pencils and gives away 7 pencils. How many pencils does he have left?
-<|assistant|>: Let's think step by step and solve the problem with code.
-<code>
+# Worked examples for models never trained on the format (written for this project, not
+# taken from any benchmark): (problem, the assistant's solution after the opening line).
+_EXAMPLES: tuple[tuple[str, str], ...] = (
+    (
+        "Tom buys 3 boxes of 12 pencils and gives away 7 pencils. How many pencils does he have "
+        "left?",
+        r"""<code>
 # Step 1: Count the pencils Tom buys.
 bought = 3 * 12
 <end_of_step>
@@ -53,12 +56,11 @@ print(left)
 <output>
 29
 <end_of_output>
-<answer>Tom has \boxed{29} pencils left.<end_of_answer>
-
-<|user|>:
-What is the sum of all values of $x$ such that $x^2 - 5x + 6 = 0$?
-<|assistant|>: Let's think step by step and solve the problem with code.
-<code>
+<answer>Tom has \boxed{29} pencils left.<end_of_answer>""",
+    ),
+    (
+        "What is the sum of all values of $x$ such that $x^2 - 5x + 6 = 0$?",
+        r"""<code>
 # Step 1: Solve the quadratic equation with sympy.
 import sympy as sp
 x = sp.symbols('x')
@@ -70,19 +72,101 @@ print(sum(roots))
 <output>
 5
 <end_of_output>
-<answer>The sum of the roots is \boxed{5}.<end_of_answer>
+<answer>The sum of the roots is \boxed{5}.<end_of_answer>""",
+    ),
+    (
+        "A bakery sells muffins for $3 each and cookies for $1.50 each. On Monday it sold 24 "
+        "muffins and twice as many cookies as muffins. How much money did it make on Monday?",
+        r"""<code>
+# Step 1: The bakery sold twice as many cookies as muffins.
+muffins = 24
+cookies = 2 * muffins
+<end_of_step>
+# Step 2: Money from muffins and from cookies.
+muffin_money = muffins * 3
+cookie_money = cookies * 1.50
+<end_of_step>
+# Step 3: Now print the final answer: the total money.
+print(muffin_money + cookie_money)
+<end_of_code>
+<output>
+144.0
+<end_of_output>
+<answer>The bakery made \boxed{144} dollars on Monday.<end_of_answer>""",
+    ),
+    (
+        "Maria reads 15 pages on each weekday and 30 pages on each day of the weekend. How many "
+        "weeks does she need to finish a 600-page book?",
+        r"""<code>
+# Step 1: Pages Maria reads in one week: 5 weekdays and 2 weekend days.
+pages_per_week = 15 * 5 + 30 * 2
+<end_of_step>
+# Step 2: She needs whole weeks, so round the number of weeks up.
+import math
+weeks = math.ceil(600 / pages_per_week)
+<end_of_step>
+# Step 3: Now print the final answer.
+print(weeks)
+<end_of_code>
+<output>
+5
+<end_of_output>
+<answer>Maria needs \boxed{5} weeks.<end_of_answer>""",
+    ),
+)
 
-"""
+# The format, stated for instruct models (the `chat` and `system` styles).
+SYSTEM_PROMPT = """You solve math problems by writing Python code step by step.
+Write each step as a comment `# Step k: <reasoning>` followed by the Python code of that step, \
+and end every step with <end_of_step>. Keep the variables of earlier steps: all steps form one \
+program. The last step prints the final answer and ends with <end_of_code>. The program's output \
+then appears between <output> and <end_of_output>, and you finish with \
+<answer>...\\boxed{answer}<end_of_answer>, the answer as a number or expression without units.
+Use plain Python; the math, numpy and sympy modules are available."""
+
+# ChatML, the chat template of both embedded models (Qwen2.5 and SmolLM2-Instruct); a test
+# checks it against the default model's own template.
+_IM_START, _IM_END = "<|im_start|>", "<|im_end|>"
 
 
-def render_header(problem: str) -> str:
+def _chatml(role: str, content: str) -> str:
+    return f"{_IM_START}{role}\n{content}{_IM_END}\n"
+
+
+def _plain_examples(n: int) -> str:
+    return "".join(
+        f"{USER}:\n{p}\n{ASSISTANT}: {_ASSISTANT_OPENING}\n{sol}\n\n" for p, sol in _EXAMPLES[:n]
+    )
+
+
+def _chat_prefix(examples: int) -> str:
+    turns = [_chatml("system", SYSTEM_PROMPT)]
+    for p, sol in _EXAMPLES[:examples]:
+        turns += [_chatml("user", p), _chatml("assistant", f"{_ASSISTANT_OPENING}\n{sol}")]
+    return "".join(turns)
+
+
+# few_shot: two plain-text examples (for base-like models); chat: the system prompt and all
+# worked examples as earlier turns of a chat; system: the system prompt alone; bare: nothing
+# (models trained on the format).
+_PREFIX: dict[str, str] = {
+    "few_shot": _plain_examples(2),
+    "chat": _chat_prefix(len(_EXAMPLES)),
+    "system": _chat_prefix(0),
+    "bare": "",
+}
+
+
+def render_header(problem: str, style: PromptStyle = "bare") -> str:
+    if style in ("chat", "system"):
+        head = f"{_IM_START}user\n{problem.strip()}{_IM_END}\n{_IM_START}assistant\n"
+        return f"{head}{_ASSISTANT_OPENING}\n{CODE}\n"
     return f"{USER}:\n{problem.strip()}\n{ASSISTANT}: {_ASSISTANT_OPENING}\n{CODE}\n"
 
 
 def render_prompt(problem: str, steps: Sequence[str], style: PromptStyle = "few_shot") -> str:
     """The prompt that asks for the next step after `steps` (rendered step texts)."""
-    prefix = _FEW_SHOT if style == "few_shot" else ""
-    return prefix + render_header(problem) + "".join(steps)
+    return _PREFIX[style] + render_header(problem, style) + "".join(steps)
 
 
 def render_step(body: str, final: bool) -> str:

@@ -102,6 +102,8 @@ def test_rstar_serve_solves_a_gsm8k_problem_on_the_default_model(default_model_p
     assert out["models"]["policy"] == "default"
     assert out["models"]["versions"]["policy"].startswith(DEFAULT.dir_name)
     assert out["usage"]["tokens"] > 0 and out["usage"]["sandbox_runs"] > 0
-    assert out["correct"] in (True, False)  # graded against the gold answer
-    if out["answer"] is not None:
+    if out["answer"] is None:  # two rollouts may reach no answer: nothing to grade
+        assert out["correct"] is None
+    else:
+        assert out["correct"] in (True, False)  # graded against the gold answer
         assert out["steps"] and all(s["code"] for s in out["steps"])
