@@ -53,6 +53,23 @@ def test_converted_default_has_the_ggufs_next_token_logits(default_model_path, t
             assert int(got.argmax()) == int(w.argmax())
 
 
+def test_chat_prompt_is_the_default_models_own_chat_template(default_model_path):
+    """The `chat` style renders what the model's tokenizer renders for the same messages."""
+    from transformers import AutoTokenizer
+
+    from search import steps
+
+    tok = AutoTokenizer.from_pretrained(default_model_path)
+    messages = [{"role": "system", "content": steps.SYSTEM_PROMPT}]
+    for problem, solution in steps._EXAMPLES:
+        answer = f"{steps._ASSISTANT_OPENING}\n{solution}"
+        messages += [{"role": "user", "content": problem}, {"role": "assistant", "content": answer}]
+    messages.append({"role": "user", "content": "What is 2+2?"})
+    want = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    got = steps.render_prompt("What is 2+2?", [], "chat")
+    assert got == f"{want}{steps._ASSISTANT_OPENING}\n<code>\n"
+
+
 @contextlib.contextmanager
 def rstar_serve(env: dict[str, str], timeout_s: float = 600):
     """`rstar serve` as `make run` starts it, on a free port; yields its URL once ready."""

@@ -37,18 +37,34 @@ def test_few_shot_prompt_ends_with_the_problem_and_prior_steps():
     )
 
 
-def test_child_prompt_extends_parent_prompt():
+@pytest.mark.parametrize(("style", "examples"), [("chat", 4), ("system", 0)])
+def test_chat_prompts_state_the_format_and_leave_the_assistant_turn_open(style, examples):
+    step = render_step("# Step 1: x\nx = 2 + 2", final=False)
+    p = render_prompt("What is 2+2?", [step], style=style)
+    assert p.startswith(f"<|im_start|>system\n{steps.SYSTEM_PROMPT}<|im_end|>\n")
+    assert p.count("<|im_start|>user\n") == examples + 1
+    assert p.count("<|im_start|>assistant\n") == examples + 1
+    assert p.endswith(
+        "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\nLet's think step by "
+        "step and solve the problem with code.\n<code>\n# Step 1: x\nx = 2 + 2\n<end_of_step>\n"
+    )
+    assert "<|user|>" not in p
+
+
+@pytest.mark.parametrize("style", steps.PROMPT_STYLES)
+def test_child_prompt_extends_parent_prompt(style):
     """Prefix caching relies on every child's prompt starting with its parent's."""
     s1 = render_step("# Step 1\na = 1", False)
     s2 = render_step("# Step 2\nprint(a)", True)
-    assert render_prompt("P", [s1, s2]).startswith(render_prompt("P", [s1]))
+    assert render_prompt("P", [s1, s2], style).startswith(render_prompt("P", [s1], style))
 
 
 async def test_few_shot_examples_are_valid_and_their_code_prints_their_output(sandbox):
     """The examples teach the format, so they must obey it: every step parses and the code
     of each example prints the output it shows."""
-    examples = re.findall(r"<code>\n(.*?)<output>\n(.*?)\n<end_of_output>", steps._FEW_SHOT, re.S)
-    assert len(examples) == 2
+    text = "".join(solution for _, solution in steps._EXAMPLES)
+    examples = re.findall(r"<code>\n(.*?)<output>\n(.*?)\n<end_of_output>", text, re.S)
+    assert len(examples) == len(steps._EXAMPLES) == 4
     for body, shown in examples:
         parts = re.split(rf"\n({STEP_END}|{CODE_END})\n", body)
         parsed = [parse_step(t, stop) for t, stop in zip(parts[0::2], parts[1::2], strict=False)]
