@@ -54,6 +54,13 @@ class ModelSettings(BaseSettings):
         description="vLLM on CPU: cores its compute threads leave to its scheduler and the search;"
         " unset = 0 on hosts with at most 2 cores, else vLLM's own rule (1)",
     )
+    block_size: int | None = Field(
+        None,
+        ge=16,
+        description="vLLM KV-cache block size (tokens); unset = 32 on CPU (vLLM-CPU's 128 "
+        "caches only whole blocks, so every child step re-prefilled up to 127 tokens), "
+        "vLLM's choice on GPU",
+    )
     remote_timeout_s: float = Field(300.0, gt=0)
     remote_api_key: SecretStr | None = Field(None, description="bearer token for remote servers")
 

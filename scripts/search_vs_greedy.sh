@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Does search help the untrained default model? (issue 14) Resumable: re-run after a stop, and
+# every stage continues where its results.jsonl ended. Stages:
+#   greedy   greedy on the first N_GREEDY GSM8K test problems
+#   search   self-consistency, best-of-N and MCTS at BUDGETS on the first N_SEARCH
+#   math     the same searches (and greedy) on the first N_MATH MATH-500 problems
+# The runs land in $OUT/<stage>/ (report.json, results.jsonl, accuracy_vs_tokens.png), small
+# enough to commit as they grow. Same prompt (the default's) and search settings everywhere;
+# nothing here was tuned on the test problems.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-../shared/data}
+OUT=${OUT:-docs/measured/search}
+STAGES=${STAGES:-greedy search math}
+N_GREEDY=${N_GREEDY:-200}
+N_SEARCH=${N_SEARCH:-100}
+N_MATH=${N_MATH:-100}
+BUDGETS=${BUDGETS:-4,8}
+CONC=${CONC:-8}
+SEARCH_ALGOS=${SEARCH_ALGOS:-self_consistency,best_of_n,mcts}
+
+stage() { echo "=== $(date -u +%H:%M:%S) $*"; }
+rstar_eval() { $PY -m clients.cli eval --model default --concurrency "$CONC" --resume "$@"; }
+
+for s in $STAGES; do
+  case $s in
+    greedy)
+      stage "greedy on $N_GREEDY GSM8K test problems"
+      rstar_eval --data "$DATA/gsm8k_test.jsonl" --limit "$N_GREEDY" --algorithms greedy \
+        --out "$OUT/gsm8k-greedy" ;;
+    search)
+      stage "$SEARCH_ALGOS at $BUDGETS on $N_SEARCH GSM8K test problems"
+      rstar_eval --data "$DATA/gsm8k_test.jsonl" --limit "$N_SEARCH" \
+        --algorithms "$SEARCH_ALGOS" --budgets "$BUDGETS" --out "$OUT/gsm8k-search" ;;
+    math)
+      stage "greedy and $SEARCH_ALGOS at $BUDGETS on $N_MATH MATH-500 problems"
+      rstar_eval --data "$DATA/math500_test.jsonl" --limit "$N_MATH" \
+        --algorithms "greedy,$SEARCH_ALGOS" --budgets "$BUDGETS" --out "$OUT/math500" ;;
+    *) echo "unknown stage $s" >&2; exit 2 ;;
+  esac
+done
