@@ -6,17 +6,14 @@ The rest of the suite runs on the tiny model; these are the tests about the defa
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from models.default_model import EMBEDDED, assemble_gguf
-from tests.vllm_server import free_port
+from tests.vllm_server import free_port, serving_process
 
 DEFAULT = EMBEDDED["default"]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -75,29 +72,10 @@ def rstar_serve(env: dict[str, str], timeout_s: float = 600):
     """`rstar serve` as `make run` starts it, on a free port; yields its URL once ready."""
     port = free_port()
     env = {**os.environ, **env, "RSTAR_HOST": "127.0.0.1", "RSTAR_PORT": str(port)}
-    log = open(os.devnull, "w")  # noqa: SIM115
-    cmd = [sys.executable, "-m", "clients.cli", "serve"]
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert proc.poll() is None, f"rstar serve exited with {proc.returncode}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"rstar serve not ready in {timeout_s}s"
-            time.sleep(1)
+    cmd = [sys.executable, "-m", "clients.cli", "serve"]
+    with serving_process(cmd, env, f"{url}/readyz", timeout_s):
         yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 @pytest.mark.timeout(1200)

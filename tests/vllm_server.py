@@ -38,6 +38,15 @@ def vllm_server(model: str, *args: str, timeout_s: float = 600) -> Iterator[str]
     ]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     set_cpu_env(ModelSettings(), env)  # as the in-process engine (its 1 GB KV cache kept)
+    with serving_process(cmd, env, f"http://127.0.0.1:{port}/health", timeout_s):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@contextlib.contextmanager
+def serving_process(
+    cmd: list[str], env: dict[str, str], ready_url: str, timeout_s: float
+) -> Iterator[None]:
+    """Runs `cmd` in its own session until `ready_url` answers 200; stops the whole group after."""
     log = open(os.devnull, "w")  # noqa: SIM115
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -46,19 +55,19 @@ def vllm_server(model: str, *args: str, timeout_s: float = 600) -> Iterator[str]
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"vllm serve exited with {proc.returncode}: {' '.join(cmd)}")
+                raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"vllm serve did not become healthy in {timeout_s}s")
+                raise TimeoutError(f"{' '.join(cmd)}: {ready_url} not ready in {timeout_s}s")
             time.sleep(1)
-        yield f"http://127.0.0.1:{port}/v1"
+        yield
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
