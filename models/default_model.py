@@ -69,7 +69,6 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         licence="Apache-2.0",
     ),
 }
-DEFAULT_MODEL_NAME = EMBEDDED["default"].name
 
 
 def embedded(name: str | None) -> EmbeddedModel | None:
@@ -192,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         spec = EMBEDDED.get(name)
         if spec is None:
-            print(f"unknown embedded model {name!r}; choose from {', '.join(EMBEDDED)}")
+            print(f"unknown embedded model {name!r}; choose from {', '.join(EMBEDDED)}",
+                  file=sys.stderr)  # fmt: skip
             return 2
         try:
             print(f"{name}: {ensure_model(spec)}")

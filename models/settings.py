@@ -29,7 +29,9 @@ class ModelSettings(BaseSettings):
         None, description="OpenAI-compatible server for policy_engine=remote (root or …/v1)"
     )
     prompt_style: PromptStyle | None = Field(
-        None, description="few_shot | bare (default: few_shot for an embedded model, else bare)"
+        None,
+        description="few_shot | chat | system | bare (default: few_shot for an embedded model, "
+        "else bare)",
     )
 
     ppm_model: str | None = Field(None, description="reward model path/id; unset = no PPM")

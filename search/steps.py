@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 CODE = "<code>"
 STEP_END = "<end_of_step>"
@@ -33,7 +33,7 @@ CODE_ENDS: tuple[str, ...] = (CODE_END, OUTPUT, OUTPUT_END)
 ANSWER_STOPS: tuple[str, ...] = (ANSWER_END, USER)
 
 PromptStyle = Literal["few_shot", "chat", "system", "bare"]
-PROMPT_STYLES: tuple[str, ...] = ("few_shot", "chat", "system", "bare")
+PROMPT_STYLES: tuple[str, ...] = get_args(PromptStyle)
 
 _ASSISTANT_OPENING = "Let's think step by step and solve the problem with code."
 
@@ -158,9 +158,9 @@ _PREFIX: dict[str, str] = {
 
 
 def render_header(problem: str, style: PromptStyle = "bare") -> str:
-    if style in ("chat", "system"):
-        head = f"{_IM_START}user\n{problem.strip()}{_IM_END}\n{_IM_START}assistant\n"
-        return f"{head}{_ASSISTANT_OPENING}\n{CODE}\n"
+    if style in ("chat", "system"):  # the assistant's turn stays open for the steps
+        opening = f"{_IM_START}assistant\n{_ASSISTANT_OPENING}\n{CODE}\n"
+        return _chatml("user", problem.strip()) + opening
     return f"{USER}:\n{problem.strip()}\n{ASSISTANT}: {_ASSISTANT_OPENING}\n{CODE}\n"
 
 

@@ -111,7 +111,7 @@ class RoundConfig(_Section):
     ppm_engine: RewardEngine = Field("transformers", description="PPM engine")
     ppm_url: str | None = Field(None, description="vLLM pooling server (ppm_engine remote)")
     prompt_style: PromptStyle | None = Field(
-        None, description="default: few_shot for the default model, else bare"
+        None, description="default: few_shot for an embedded model, else bare"
     )
     max_model_len: int | None = Field(None, ge=256, description="engine context (RSTAR_*)")
     cpu_kv_cache_gb: float | None = Field(None, gt=0)

@@ -23,7 +23,7 @@ class ModelChoice:
     ppm_engine: RewardEngine
     policy_url: str | None = None
     ppm_url: str | None = None
-    prompt_style: Any = None  # None: few_shot for the default model, else bare
+    prompt_style: Any = None  # None: few_shot for an embedded model, else bare
 
 
 def model_settings(cfg: RoundConfig, choice: ModelChoice) -> ModelSettings:
