@@ -188,6 +188,7 @@ class Outcome:
     seconds: float
     stopped_by: str | None = None
     rollouts: int = 0
+    tree: dict[str, Any] | None = None  # search.tree_stats of its tree, when the solver has it
 
 
 class Solver(Protocol):
@@ -218,6 +219,7 @@ class InProcessSolver:
 
     async def solve(self, problem: str, algorithm: str, rollouts: int) -> Outcome:
         from search import Budget, run_search
+        from search.tree_stats import tree_stats
 
         budget = Budget(rollouts=rollouts, max_tokens=self.max_tokens,
                         time_limit_s=self.time_limit_s)  # fmt: skip
@@ -226,7 +228,8 @@ class InProcessSolver:
             # one chain: its scores choose nothing, and on a CPU they cost as much as the chain
             components = dataclasses.replace(components, reward_model=None)
         r = await run_search(algorithm, problem, components, budget, self.config)  # type: ignore[arg-type]
-        return Outcome(r.answer, r.usage.tokens, r.usage.elapsed_s, r.stopped_by, r.usage.rollouts)
+        return Outcome(r.answer, r.usage.tokens, r.usage.elapsed_s, r.stopped_by, r.usage.rollouts,
+                       tree_stats(r.tree, r.usage))  # fmt: skip
 
 
 class RemoteSolver:
@@ -387,6 +390,13 @@ async def evaluate(
                     out = Outcome(None, 0, round(time.monotonic() - t0, 4))
                     error = f"{type(e).__name__}: {e}"
                 correct = out.answer is not None and await grader.aequal(p.answer, out.answer)
+                tree = None
+                if out.tree is not None:  # was the gold answer among those the search reached?
+                    tree = dict(out.tree, gold_among=False)
+                    for candidate in out.tree["candidates"]:
+                        if await grader.aequal(p.answer, candidate):
+                            tree["gold_among"] = True
+                            break
             rec = {
                 "algorithm": key.algorithm,
                 "budget": key.budget,
@@ -400,6 +410,8 @@ async def evaluate(
                 "stopped_by": out.stopped_by,
                 "error": error,
             }
+            if tree is not None:
+                rec["tree"] = tree
             sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
             sink.flush()
             records[(key.algorithm, key.budget, p.id)] = rec
@@ -451,10 +463,43 @@ def build_report(
             "answered": sum(r["answer"] is not None for r in recs),
             "errors": sum(bool(r.get("error")) for r in recs),
             "complete": n == len(problems),
+            **({"tree": summary} if (summary := tree_summary(recs)) else {}),
             "records": [{f: r.get(f) for f in ("id", "gold", "answer", "correct", "tokens",
                          "seconds", "rollouts", "stopped_by", "error")} for r in recs],
         })  # fmt: skip
     return {"status": status, **info, "problems": len(problems), "runs": runs}
+
+
+def tree_summary(recs: Sequence[dict]) -> dict[str, Any] | None:
+    """Where one (algorithm, budget)'s steps went, over the records that carry tree statistics:
+    the shares of generated steps dropped as invalid (by kind) and as duplicates, the mean
+    depth reached, and how often the gold answer was among the candidates (`gold_reached`)
+    against how often it was the one returned when it was (`picked_when_reached`)."""
+    trees = [(r, t) for r in recs if (t := r.get("tree"))]
+    if not trees:
+        return None
+    steps = sum(t["steps"] for _, t in trees)
+    invalid = sum(t["invalid"] for _, t in trees)
+    dups = sum(t["duplicates"] for _, t in trees)
+    kinds: dict[str, int] = {}
+    for _, t in trees:
+        for kind, n in t["invalid_by_kind"].items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    reached = [r for r, t in trees if t["gold_among"]]
+    n = len(trees)
+    return {
+        "n": n,
+        "invalid_share": round(invalid / steps, 4) if steps else None,
+        "invalid_by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "duplicate_share": round(dups / (steps + dups), 4) if steps + dups else None,
+        "mean_steps": round(steps / n, 2),
+        "mean_max_depth": round(sum(t["max_depth"] for _, t in trees) / n, 2),
+        "mean_candidates": round(sum(len(t["candidates"]) for _, t in trees) / n, 2),
+        "gold_reached": round(len(reached) / n, 4),
+        "picked_when_reached": (
+            round(sum(bool(r["correct"]) for r in reached) / len(reached), 4) if reached else None
+        ),
+    }
 
 
 # --------------------------------------------------------------------------- outputs

@@ -198,6 +198,12 @@ async def test_an_in_process_eval_grades_reports_and_plots(sandbox, data, tmp_pa
         assert all(r["answer"] == "30" and r["tokens"] > 0 for r in recs.values())
     mcts2 = next(r for r in report["runs"] if r["algorithm"] == "mcts" and r["budget"] == 2)
     assert all(r["rollouts"] == 2 for r in mcts2["records"])
+    for run in report["runs"]:  # every search reached 30 only, with no step dropped
+        tree = run["tree"]
+        assert (tree["n"], tree["invalid_share"], tree["mean_candidates"]) == (3, 0.0, 1.0)
+        assert tree["mean_max_depth"] == 2.0 and tree["invalid_by_kind"] == {}
+        assert tree["gold_reached"] == pytest.approx(2 / 3, abs=1e-4)
+        assert tree["picked_when_reached"] == 1.0
     assert json.loads((out / "report.json").read_text()) == report
     lines = (out / "results.jsonl").read_text().splitlines()
     assert len(lines) == 21 and {json.loads(x)["id"] for x in lines} == {"p1", "p2", "p3"}
@@ -208,6 +214,34 @@ async def test_an_in_process_eval_grades_reports_and_plots(sandbox, data, tmp_pa
     table = Console(file=io.StringIO(), width=120)
     table.print(ev.table(report))
     assert "MCTS" in table.file.getvalue() and "66.7%" in table.file.getvalue()
+
+
+def test_tree_statistics_count_dropped_steps_by_kind_and_the_answers_reached():
+    from search.budget import Usage
+    from search.tree import Tree
+    from search.tree_stats import tree_stats
+
+    tree = Tree("p")
+    a = tree.add(tree.root, status="open")
+    tree.add(a, status="terminal", answer="4")
+    tree.add(a, status="terminal", answer="4")
+    tree.add(a, status="terminal", answer="5")
+    tree.add(tree.root, status="invalid", error="runtime: NameError: x")
+    tree.add(a, status="invalid", error="malformed: empty step")
+    tree.add(a, status="invalid", error="runtime: ZeroDivisionError")
+    stats = tree_stats(tree, Usage(duplicates=2))
+    assert stats == {
+        "steps": 7, "invalid": 3, "invalid_by_kind": {"runtime": 2, "malformed": 1},
+        "duplicates": 2, "terminals": 3, "max_depth": 2, "candidates": {"4": 2, "5": 1},
+    }  # fmt: skip
+    recs = [{"correct": False, "tree": dict(stats, gold_among=True)},
+            {"correct": True, "tree": dict(stats, gold_among=True)},
+            {"correct": False, "tree": dict(stats, gold_among=False)}]  # fmt: skip
+    summary = ev.tree_summary(recs)
+    assert summary["invalid_share"] == round(9 / 21, 4)
+    assert summary["duplicate_share"] == round(6 / 27, 4)
+    assert summary["gold_reached"] == round(2 / 3, 4) and summary["picked_when_reached"] == 0.5
+    assert ev.tree_summary([{"correct": True}]) is None
 
 
 async def test_resume_skips_finished_problems_and_retries_failed_ones(sandbox, data, tmp_path):

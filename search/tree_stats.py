@@ -1,0 +1,39 @@
+"""What a finished search tree says about where its budget went (issue 14's tree statistics).
+
+Small enough to keep one record per searched problem: the node counts by fate, why steps were
+dropped, how deep the search got and which distinct answers it reached, so an evaluation can
+tell a policy that writes broken steps from a search that finds the right answer and then
+does not pick it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from search.budget import Usage
+from search.tree import Tree
+
+
+def invalid_kind(error: str | None) -> str:
+    """The family of a dropped step's error: the text before its first colon ("malformed",
+    "syntax", "runtime", "timeout", "too deep", "no answer", a sandbox kill)."""
+    return (error or "unknown").split(":", 1)[0].strip() or "unknown"
+
+
+def tree_stats(tree: Tree, usage: Usage) -> dict[str, Any]:
+    """Counts over the steps a search generated (the root excluded). `duplicates` are the
+    generations dropped before they became nodes, as repeats of a sibling."""
+    steps = [n for n in tree if n.parent is not None]
+    invalid = [n for n in steps if n.status == "invalid"]
+    terminals = [n for n in steps if n.status == "terminal"]
+    answers = Counter(n.answer for n in terminals if n.answer is not None)
+    return {
+        "steps": len(steps),
+        "invalid": len(invalid),
+        "invalid_by_kind": dict(Counter(invalid_kind(n.error) for n in invalid).most_common()),
+        "duplicates": usage.duplicates,
+        "terminals": len(terminals),
+        "max_depth": max((n.depth for n in steps), default=0),
+        "candidates": dict(answers.most_common()),
+    }
