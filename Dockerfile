@@ -75,7 +75,10 @@ ENV PYTHONUNBUFFERED=1 \
     RSTAR_MODEL_CACHE=/models/rstar
 # A non-root user owns the image's writable places. The sandbox needs the container to run as
 # root (it then runs step code as uid 61000+i); as this user it would need a user namespace,
-# which default container runtimes refuse, and the entrypoint says so.
+# which default container runtimes refuse, and the entrypoint says so. Per-jail cgroup limits
+# (memory, pids, CPU; RSTAR_SANDBOX_CGROUPS=auto) need a writable /sys/fs/cgroup: `docker run
+# --privileged`, or `--cgroupns=private` with a cgroup v2 tree delegated read-write; otherwise
+# the start-up log line says "cgroup limits off (...)" and the jail's rlimits are the limits.
 RUN groupadd --system --gid 10001 rstar \
     && useradd --system --uid 10001 --gid rstar --create-home --home-dir /home/rstar \
        --shell /usr/sbin/nologin rstar \

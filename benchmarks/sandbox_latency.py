@@ -4,6 +4,12 @@ Prints figures; it is not a test. For each kind of step, every backend runs the 
 warm pool and the fresh jails run with as many steps in flight as the machine has cores.
 
     python -m benchmarks.sandbox_latency [--steps 200] [--fresh-steps 20]
+    python -m benchmarks.sandbox_latency --hardening [--steps 400]
+
+`--hardening` measures what the syscall policy and the cgroup limits cost instead: two warm
+pools side by side, one without them (RSTAR_SANDBOX_SECCOMP=false, RSTAR_SANDBOX_CGROUPS=off)
+and one as configured by default, their steps interleaved in rounds so that the machine's noise
+falls on both alike.
 """
 
 from __future__ import annotations
@@ -61,14 +67,63 @@ def measure(fn, code: str, n: int, parallel: int, gap_s: float = 0.0) -> dict[st
     }
 
 
+def compare_hardening(steps: int, cores: int, rounds: int = 4) -> None:
+    variants = {
+        "without policy and cgroups": SandboxSettings(
+            backend="nsjail", workers=cores, seccomp=False, cgroups="off", base_uid=62000
+        ),
+        "with policy and cgroups": SandboxSettings(backend="nsjail", workers=cores, base_uid=62100),
+    }
+    pools = {name: create_sandbox(s) for name, s in variants.items()}
+    for pool in pools.values():
+        pool.start()
+    results: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    try:
+        for r in range(rounds):
+            for step, code in STEPS.items():
+                for name, pool in pools.items():
+
+                    def warm(c: str, pool=pool) -> None:
+                        res = pool.run_sync(c)
+                        assert res.ok, res
+
+                    for par in (1, cores):
+                        m = measure(warm, code, max(1, steps // rounds), par)
+                        results.setdefault((step, name, par), []).append(m)
+            print(f"  round {r + 1}/{rounds} done", flush=True)
+    finally:
+        for pool in pools.values():
+            pool.close()
+    print(f"\nHardening cost per step ({cores} cores, {steps} steps each, {rounds} interleaved "
+          "rounds; p50 is the median of the rounds' medians):")  # fmt: skip
+    print(f"{'step':8} {'pool':28} {'in flight':>9} {'p50 ms':>9} {'p95 ms':>9} {'steps/s':>9}")
+    for (step, name, par), ms in results.items():
+        p50 = statistics.median(m["p50_ms"] for m in ms)
+        p95 = statistics.median(m["p95_ms"] for m in ms)
+        rate = statistics.median(m["steps_per_s"] for m in ms)
+        print(f"{step:8} {name:28} {par:9} {p50:9.2f} {p95:9.2f} {rate:9.1f}")
+    names = list(variants)
+    for step in STEPS:
+        for par in (1, cores):
+            a, b = (statistics.median(m["p50_ms"] for m in results[(step, n, par)]) for n in names)
+            print(f"{step} with {par} in flight: the policy and cgroups add {b - a:+.2f} ms p50 "
+                  "per step (target <= 1 ms)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--steps", type=int, default=200, help="steps per backend (warm pool, exec)")
     ap.add_argument("--fresh-steps", type=int, default=20, help="steps for fresh jails (slow)")
+    ap.add_argument(
+        "--hardening", action="store_true", help="the policy's and cgroups' cost, side by side"
+    )
     args = ap.parse_args()
     cores = os.cpu_count() or 1
+    if args.hardening:
+        compare_hardening(args.steps, cores)
+        return
     settings = SandboxSettings(backend="nsjail", workers=cores)
     pool = create_sandbox(settings)
     t = time.perf_counter()

@@ -6,19 +6,25 @@ namespace with nothing but loopback); its own PID namespace (the worker is PID 1
 everything after each run); an unprivileged uid (as root: uid base_uid+i in no user
 namespace, so each worker's process count is its own; otherwise: a user namespace mapping
 uid 65534 inside to the caller's uid); rlimits on processes, files, file size and address
-space; the environment cleared.
+space; the environment cleared; a seccomp-bpf policy (sandbox/policy.py); and, where the
+host offers them, cgroup limits per jail (sandbox/cgroups.py).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import sysconfig
 from pathlib import Path
 
+from sandbox import cgroups
+from sandbox.policy import DENIED, kafel_policy
 from sandbox.pool import WORKER_SOURCE, SandboxUnavailable, WorkerPool
 from sandbox.settings import SandboxSettings
 from search.protocols import ExecLimits
+
+log = logging.getLogger(__name__)
 
 SCRATCH = "/sandbox"
 HINT = (
@@ -64,7 +70,13 @@ def _mounts() -> list[str]:
     return [*args, "-B", "/dev/null", "-R", "/dev/urandom"]
 
 
-def jail_argv(index: int, settings: SandboxSettings) -> list[str]:
+def jail_limits(settings: SandboxSettings) -> cgroups.JailLimits:
+    return cgroups.JailLimits(settings.jail_memory, settings.max_processes, settings.jail_cpus)
+
+
+def jail_argv(
+    index: int, settings: SandboxSettings, cgroup: cgroups.CgroupPlan | None = None
+) -> list[str]:
     if os.geteuid() == 0:
         uid = str(settings.base_uid + index)
         identity = ["--disable_clone_newuser", "-u", uid, "-g", uid]
@@ -92,6 +104,8 @@ def jail_argv(index: int, settings: SandboxSettings) -> list[str]:
         "--rlimit_nproc", str(settings.max_processes),
         "--rlimit_nofile", "64",
         "--rlimit_fsize", str(settings.scratch_mb),
+        *(["--seccomp_string", kafel_policy()] if settings.seccomp else []),
+        *(cgroup.argv if cgroup else []),
         *_mounts(),
         "-m", f"none:{SCRATCH}:tmpfs:size={settings.scratch_mb * 1024 * 1024}",
         "--cwd", SCRATCH,
@@ -101,11 +115,26 @@ def jail_argv(index: int, settings: SandboxSettings) -> list[str]:
     ]  # fmt: skip
 
 
+def describe(settings: SandboxSettings, cgroup: cgroups.CgroupPlan) -> str:
+    """The startup line that says which limits are in force."""
+    denied = sum(len(f) for f in DENIED.values()) + 2  # and namespace-making clone, clone3
+    policy = f"seccomp policy on ({denied} syscalls denied)" if settings.seccomp else (
+        "seccomp policy OFF (RSTAR_SANDBOX_SECCOMP=false)")  # fmt: skip
+    return (
+        f"sandbox: nsjail, {settings.workers} worker(s); {policy}; "
+        f"{cgroup.describe(jail_limits(settings))}; rlimits per jail: address space 8 GiB, "
+        f"processes {settings.max_processes}, open files 64, file size {settings.scratch_mb} MiB;"
+        f" per step: {settings.memory_mb} MiB address space, {settings.timeout_s:g} s"
+    )
+
+
 def nsjail_pool(settings: SandboxSettings | None = None) -> WorkerPool:
     s = settings or SandboxSettings()
+    cgroup = cgroups.plan(s.cgroups, jail_limits(s))
+    log.info(describe(s, cgroup))
     return WorkerPool(
         "nsjail",
-        lambda i: jail_argv(i, s),
+        lambda i: jail_argv(i, s, cgroup),
         s.workers,
         ExecLimits(timeout_s=s.timeout_s, memory_mb=s.memory_mb, output_bytes=s.output_bytes),
         unavailable_hint=HINT,

@@ -26,4 +26,19 @@ class SandboxSettings(BaseSettings):
         61000, ge=1000, description="as root, worker i runs as uid/gid base_uid+i"
     )
     scratch_mb: int = Field(16, ge=1, description="size of each worker's private tmpfs")
-    max_processes: int = Field(32, ge=4, description="RLIMIT_NPROC inside the jail")
+    max_processes: int = Field(32, ge=4, description="RLIMIT_NPROC (and pids.max) per jail")
+    seccomp: bool = Field(
+        True, description="the syscall policy of sandbox/policy.py (off only to measure its cost)"
+    )
+    cgroups: Literal["auto", "v2", "v1", "off"] = Field(
+        "auto", description="per-jail cgroup limits: the first hierarchy that works, or none"
+    )
+    jail_memory_mb: int | None = Field(
+        None, ge=64, description="cgroup memory per jail, tmpfs included "
+        "(default: memory_mb + scratch_mb + 256 for the worker itself)",
+    )  # fmt: skip
+    jail_cpus: float = Field(1.0, gt=0, le=64, description="cgroup CPU share per jail")
+
+    @property
+    def jail_memory(self) -> int:
+        return self.jail_memory_mb or self.memory_mb + self.scratch_mb + 256

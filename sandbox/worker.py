@@ -14,8 +14,9 @@ limits, and an audit hook that refuses to start programs or fork (so `os.system`
 and fork bombs fail as a clean error; the jail's limits are what contain code that gets past
 it). The parent enforces the wall clock, reads output up to a cap, then kills the child's
 process group and, when it is PID 1 of its own PID namespace (in the jail), every other process
-in it, and deletes the directory it made for the run, so nothing of one execution survives
-into the next.
+in it, and then empties the whole scratch directory — the run's own directory and anything the
+step wrote beside it — so nothing of one execution survives into the next, and the space one
+filled is free again before the next one starts.
 
 Usage: python -I worker.py [SCRATCH_DIR]   (runs get fresh directories inside SCRATCH_DIR; a
 temporary directory, removed at exit, when none is given)
@@ -167,6 +168,20 @@ def _remove(path):
     shutil.rmtree(path, onerror=retry)
 
 
+def _wipe(scratch):
+    """Empty the scratch directory (the step runs as this worker's uid, so it could write there
+    and chmod it): the next execution finds nothing of this one, and all its space."""
+    with contextlib.suppress(OSError):
+        os.chmod(scratch, 0o700)
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(scratch):
+            if entry.is_dir(follow_symlinks=False):
+                _remove(entry.path)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
 def _result(ok=False, stdout="", stderr="", error=None, timed_out=False, killed=None, elapsed=0.0):
     return {"ok": ok, "stdout": stdout, "stderr": stderr, "error": error,
             "timed_out": timed_out, "killed": killed, "elapsed_s": elapsed}  # fmt: skip
@@ -177,6 +192,7 @@ class _Zygote:
     previous child) happen while the worker is idle, not while a caller waits."""
 
     def __init__(self, scratch, keep):
+        self.scratch = scratch
         self.run_dir = tempfile.mkdtemp(prefix="run-", dir=scratch)
         req_r, self.req_w = os.pipe()
         self.out_r, out_w = os.pipe()
@@ -255,13 +271,13 @@ class _Zygote:
                         timed_out, killed, elapsed)  # fmt: skip
 
     def finish(self):
-        """Kill whatever the run left, reap it, delete its directory."""
+        """Kill whatever the run left, reap it, empty the scratch directory."""
         if self.req_w is not None:  # never used: let it exit on an empty request
             os.close(self.req_w)
         _sweep()
         for fd in (self.out_r, self.err_r, self.st_r, self.pidfd):
             os.close(fd)
-        _remove(self.run_dir)
+        _wipe(self.scratch)
 
 
 def _verdict(out, err, reported, status, timeout, cap, timed_out, killed, elapsed):
