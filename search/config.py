@@ -45,6 +45,7 @@ class SearchProgress:
     elapsed_s: float
     best_answer: str | None
     best_score: float | None
+    tree_nodes: list[dict] | None = None  # with Components.progress_tree: nodes new or changed
 
 
 @dataclass
@@ -58,5 +59,6 @@ class Components:
     reward_model: RewardModel | None = None
     grader: Grader = field(default_factory=default_grader)
     progress: Callable[[SearchProgress], None] | None = None
+    progress_tree: bool = False  # progress also carries the nodes each wave added or changed
     cache: ExpansionCache | None = None
     cache_namespace: str = ""

@@ -32,7 +32,7 @@ from search.steps import (
     render_step,
     syntax_error,
 )
-from search.tree import Node, Tree
+from search.tree import Node, Tree, node_dict
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Expander:
         self.limits = ExecLimits(timeout_s=config.exec_timeout_s)
         self._seed = config.seed
         self._seen: dict[int, set[str]] = {}  # per parent: keys of its children, for de-dup
+        self._shown: dict[int, tuple] = {}  # per node: what the last progress report said of it
 
     @property
     def usage(self):
@@ -91,8 +92,21 @@ class Expander:
                 elapsed_s=self.tracker.elapsed(),
                 best_answer=best.answer if best else None,
                 best_score=self.judge.score(best) if best else None,
+                tree_nodes=self._changed_nodes() if self.c.progress_tree else None,
             )
         )
+
+    def _changed_nodes(self) -> list[dict]:
+        """The nodes added or changed since the last report, so that a live view of a tree of
+        thousands of nodes receives a wave's worth of data, not the whole tree again."""
+        out = []
+        for n in self.tree:
+            mark = (n.status, n.visits, n.value_sum, n.prm_score, n.answer, len(n.children),
+                    n.exhausted)  # fmt: skip
+            if self._shown.get(n.id) != mark:
+                self._shown[n.id] = mark
+                out.append(node_dict(n))
+        return out
 
     def _next_seed(self) -> int | None:
         if self._seed is None:

@@ -133,6 +133,12 @@ class Tree:
 
 
 _TREE = TypeAdapter(Tree)
+_NODE = TypeAdapter(Node)
+
+
+def node_dict(node: Node) -> dict:
+    """One node as `Tree.to_dict` writes it (what a tree view reads, live or saved)."""
+    return _NODE.dump_python(node, mode="json")
 
 
 def uct(child: Node, parent: Node, c: float, virtual_loss: float) -> float:

@@ -1,6 +1,7 @@
 """The FastAPI app: `POST /solve` (JSON, or server-sent events with `Accept: text/event-stream`),
 the OpenAI-compatible `/v1/...` routes, `GET /healthz` (alive), `GET /readyz` (engines, sandbox
-and cache), Prometheus `GET /metrics`.
+and cache), Prometheus `GET /metrics`, and the search-tree page at `GET /ui/` (`GET /` leads
+there).
 
 Errors on `/solve` keep FastAPI's 422 shape (`{"detail": [{"loc", "msg", "type"}]}`) so a client
 can tell which field to fix; `/v1/...` errors use OpenAI's (`{"error": {"message", "type",
@@ -19,8 +20,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.sse import format_sse_event
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from server.lifecycle import ClientDisconnected, solve_events, until_disconnect
@@ -28,6 +30,7 @@ from server.logs import RequestIdMiddleware
 from server.openai_api import OpenAIError, openai_router
 from server.protocol import ErrorEvent, Health, ProgressEvent, SolveRequest, SolveResponse
 from server.service import DeadlineExceeded, LimitExceeded, Overloaded, SolverService
+from server.ui_page import UI_DIR
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +208,11 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     return app
 
 

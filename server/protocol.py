@@ -31,6 +31,9 @@ class SolveRequest(BaseModel):
     budget: BudgetRequest = Field(default_factory=BudgetRequest)
     answer: str | None = Field(None, description="gold answer to check the result against")
     return_tree: bool = False
+    stream_tree: bool = Field(
+        False, description="streamed progress events carry the nodes each wave added or changed"
+    )
     cache: bool = Field(
         True, description="reuse and store expansions (false: sample everything afresh)"
     )
@@ -77,6 +80,10 @@ class ProgressEvent(BaseModel):
     elapsed_s: float
     best_answer: str | None
     best_score: float | None
+    tree_nodes: list[dict[str, Any]] | None = Field(
+        None, description="with `stream_tree`: nodes new or changed since the last event, "
+        "shaped as in the result's `tree.nodes` (a view upserts them by `id`)",
+    )  # fmt: skip
 
 
 class ErrorEvent(BaseModel):

@@ -189,6 +189,7 @@ class SolverService:
             self.sandbox,
             self.models.reward_model,
             progress=progress,
+            progress_tree=req.stream_tree,
             cache=self.cache if req.cache else None,
             cache_namespace=self.cache_namespace,
         )

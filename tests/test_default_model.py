@@ -3,17 +3,14 @@ GGUF it came from, and `rstar serve` (what `make run` starts) answers a GGUF pro
 
 The rest of the suite runs on the tiny model; these are the tests about the default."""
 
-import contextlib
 import json
-import os
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from models.default_model import EMBEDDED, assemble_gguf
-from tests.vllm_server import free_port, serving_process
+from tests.vllm_server import rstar_serve
 
 DEFAULT = EMBEDDED["default"]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -65,17 +62,6 @@ def test_chat_prompt_is_the_default_models_own_chat_template(default_model_path)
     want = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     got = steps.render_prompt("What is 2+2?", [], "chat")
     assert got == f"{want}{steps._ASSISTANT_OPENING}\n<code>\n"
-
-
-@contextlib.contextmanager
-def rstar_serve(env: dict[str, str], timeout_s: float = 600):
-    """`rstar serve` as `make run` starts it, on a free port; yields its URL once ready."""
-    port = free_port()
-    env = {**os.environ, **env, "RSTAR_HOST": "127.0.0.1", "RSTAR_PORT": str(port)}
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "clients.cli", "serve"]
-    with serving_process(cmd, env, f"{url}/readyz", timeout_s):
-        yield url
 
 
 @pytest.mark.timeout(1200)

@@ -417,3 +417,26 @@ async def test_tree_and_result_round_trip_through_json(comps):
 async def test_unknown_algorithm_is_a_clear_error(comps):
     with pytest.raises(ValueError, match="unknown algorithm 'beam'"):
         await run_search("beam", "p", comps(ScriptedPolicy()))
+
+
+async def test_progress_with_the_tree_streams_each_waves_new_and_changed_nodes(sandbox):
+    """Upserting every event's nodes by id rebuilds the final tree; a wave sends only what it
+    added or changed."""
+    events = []
+    c = Components(ScriptedPolicy(two_branch_script()), sandbox, ScriptedReward(),
+                   progress=events.append, progress_tree=True)  # fmt: skip
+    r = await run_search("mcts", "p", c, Budget(rollouts=4), SearchConfig(candidates=2))
+    seen: dict[int, dict] = {}
+    for e in events:
+        assert e.tree_nodes is not None
+        for n in e.tree_nodes:
+            seen[n["id"]] = n
+    final = {n["id"]: n for n in r.tree.to_dict()["nodes"]}
+    assert seen.keys() == final.keys()
+    strip = lambda n: {k: v for k, v in n.items() if k != "virtual"}  # noqa: E731
+    assert [strip(seen[i]) for i in final] == [strip(n) for n in final.values()]
+    assert sum(len(e.tree_nodes) for e in events) < len(events) * len(final)  # deltas, not copies
+    quiet = []
+    c2 = Components(ScriptedPolicy(two_branch_script()), sandbox, progress=quiet.append)
+    await run_search("mcts", "p", c2, Budget(rollouts=2), SearchConfig(candidates=2))
+    assert quiet and all(e.tree_nodes is None for e in quiet)

@@ -72,3 +72,14 @@ def serving_process(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def rstar_serve(env: dict[str, str], timeout_s: float = 600):
+    """`rstar serve` as `make run` starts it, on a free port; yields its URL once ready."""
+    port = free_port()
+    env = {**os.environ, **env, "RSTAR_HOST": "127.0.0.1", "RSTAR_PORT": str(port)}
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "clients.cli", "serve"]
+    with serving_process(cmd, env, f"{url}/readyz", timeout_s):
+        yield url
