@@ -25,6 +25,7 @@ COPY sandbox/ sandbox/
 COPY models/ models/
 COPY server/ server/
 COPY clients/ clients/
+COPY evaluation/ evaluation/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 ########## gpu-base: vLLM's image (CUDA, torch, vLLM) + the project with its gpu extra

@@ -53,6 +53,11 @@ def _add_solve(sub: Any) -> None:
     o.add_argument("--answer", help="gold answer to check the result against (not used to search)")
     o.add_argument("--json", action="store_true", help="print the result as JSON")
     o.add_argument("--tree", action="store_true", help="include the whole tree in --json")
+    o.add_argument(
+        "--html",
+        metavar="PATH",
+        help="also write the search tree as a self-contained page (open it offline)",
+    )
 
 
 def _add_search_args(s: Any) -> None:
@@ -233,7 +238,8 @@ def _solve_remote(args: argparse.Namespace) -> int:
     try:
         with RstarClient(args.url) as client, progress:
             for event in client.stream(problem, algorithm=args.algorithm, budget=budget,
-                                       answer=args.answer, return_tree=args.tree):  # fmt: skip
+                                       answer=args.answer,
+                                       return_tree=args.tree or bool(args.html)):  # fmt: skip
                 if isinstance(event, SolveResponse):
                     result = event
                 else:
@@ -247,6 +253,8 @@ def _solve_remote(args: argparse.Namespace) -> int:
     if result is None:
         print("rstar solve: the server closed the stream without a result", file=sys.stderr)
         return 1
+    if args.html:
+        _write_html(args.html, result.model_dump(mode="json"))
     if args.json:
         print(result.model_dump_json(indent=2, exclude_none=not args.tree))
     else:
@@ -295,7 +303,16 @@ async def _solve(args: argparse.Namespace) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
         _print_result(problem, result, args.answer, correct)
+    if args.html:
+        _write_html(args.html, result.model_dump(mode="json") | {"correct": correct})
     return 0
+
+
+def _write_html(path: str, result: dict[str, Any]) -> None:
+    from server.ui_page import standalone_page
+
+    Path(path).write_text(standalone_page(result), encoding="utf-8")
+    print(f"rstar solve: the search tree is in {path} (open it in a browser)", file=sys.stderr)
 
 
 def _check_models(args: argparse.Namespace) -> None:
@@ -313,7 +330,7 @@ def _check_models(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     """`rstar eval`: check the data (before anything starts), then evaluate."""
-    from clients import eval as ev
+    import evaluation as ev
 
     try:
         problems = ev.load_problems(args.data, offset=args.offset, limit=args.limit)
@@ -346,7 +363,7 @@ async def _eval_run(
     args: argparse.Namespace, problems: list, keys: list, info: dict[str, Any], out: Path
 ) -> int:
     """Build the components (or a client) once for the whole run, evaluate, print the table."""
-    from clients import eval as ev
+    import evaluation as ev
 
     progress = ev.EvalProgress(keys, len(problems))
     run = functools.partial(ev.evaluate, problems, keys, out_dir=out, concurrency=args.concurrency,
@@ -354,6 +371,7 @@ async def _eval_run(
     try:
         if args.url:
             from clients.client import AsyncRstarClient
+            from clients.eval import RemoteSolver
 
             info["config"]["search"] = "the server's settings"
             async with AsyncRstarClient(args.url) as client:
@@ -365,8 +383,8 @@ async def _eval_run(
                 if health.status != "ok":
                     print(f"rstar eval: {args.url} is not ready: {health.checks}", file=sys.stderr)
                     return 2
-                solver = ev.RemoteSolver(client, max_tokens=args.max_tokens,
-                                         time_limit_s=args.time_limit)  # fmt: skip
+                solver = RemoteSolver(client, max_tokens=args.max_tokens,
+                                      time_limit_s=args.time_limit)  # fmt: skip
                 with progress:
                     report = await run(solver)
         else:

@@ -5,7 +5,9 @@ set -euo pipefail
 venv="${1:-.venv}"
 cd "$(dirname "$0")/.."
 
-apt_packages=(redis-server)   # system packages: redis-server for the cache tests and local runs
+# system packages: redis-server for the cache tests and local runs; chromium and its driver for
+# the search-tree page's browser tests (tests/test_ui.py)
+apt_packages=(redis-server chromium chromium-driver)
 if ((${#apt_packages[@]})) && command -v apt-get >/dev/null; then
   missing=()
   for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,7 +1,9 @@
 """`rstar eval`: the problem loader (real data files, broken files), an in-process evaluation
 with the scripted policy and the real nsjail sandbox (accuracy, report.json, results.jsonl, the
-plot, resume), the same against a live server, and one real-model smoke run of the CLI."""
+plot, resume), the same against a live server, one real-model smoke run of the CLI, and the
+layering (no import from the round trainer or the evaluation core up into clients/)."""
 
+import ast
 import asyncio
 import io
 import json
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from clients import eval as ev
+import evaluation as ev
 from clients.cli import main
 from search import Components, SearchConfig
 from tests.scripted import ScriptedPolicy, ScriptedReward
@@ -332,3 +334,39 @@ def test_rstar_eval_with_the_transformers_engine_on_two_gsm8k_problems(tmp_path)
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
     assert (out / "accuracy_vs_tokens.png").read_bytes().startswith(PNG)
     assert "greedy" in p.stdout and "report:" in p.stdout
+
+
+# --------------------------------------------------------------------------- layering
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_packages(path: Path) -> set[str]:
+    """The top-level packages a source file imports (absolute imports, anywhere in the file:
+    the lazy ones inside functions count too)."""
+    tops = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            tops |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            tops.add(node.module.split(".")[0])
+    return tops
+
+
+@pytest.mark.parametrize(
+    ("folder", "forbidden"),
+    [
+        ("server/rounds", {"clients"}),  # the round trainer stands on evaluation/, not the CLI
+        ("evaluation", {"clients", "server"}),  # the core sits below both of its users
+        ("search", {"evaluation", "server", "clients"}),  # pure logic: nothing above it
+    ],
+)
+def test_no_import_runs_up_the_layers(folder, forbidden):
+    files = sorted((ROOT / folder).rglob("*.py"))
+    assert files, folder
+    wrong = {
+        str(f.relative_to(ROOT)): sorted(bad)
+        for f in files
+        if (bad := imported_packages(f) & forbidden)
+    }
+    assert not wrong, f"imports running up the layers: {wrong}"

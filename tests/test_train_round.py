@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.eval import Problem
+from evaluation import Problem
 from search import Budget, Components, SearchConfig
 from search.budget import Usage
 from search.steps import ANSWER_END, render_output, render_step

@@ -82,7 +82,7 @@ class EvalSettings(_Section):
     @field_validator("algorithms")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        from clients.eval import ALGORITHMS
+        from evaluation import ALGORITHMS
 
         bad = [a for a in v if a not in ALGORITHMS]
         if bad or not v:

@@ -1,11 +1,11 @@
 """Phase 5, eval: the new checkpoints against the round's inputs on a held-out set.
 
 Each side ("previous": the round's input policy and PPM; "new": this round's checkpoints) is
-evaluated by clients/eval.py's `evaluate` with in-process components (one engine and one
-sandbox pool per side), greedy and MCTS at a fixed budget by default, into
-`eval.partial/<side>/` (results.jsonl as problems finish, so a killed run resumes; report.json;
-accuracy_vs_tokens.png). Then `eval.partial/report.json` compares the two sides and
-`accuracy.png` draws them, and the directory is renamed to `eval/`.
+evaluated by `evaluation.evaluate` (the core `rstar eval` runs on too) with in-process
+components (one engine and one sandbox pool per side), greedy and MCTS at a fixed budget by
+default, into `eval.partial/<side>/` (results.jsonl as problems finish, so a killed run
+resumes; report.json; accuracy_vs_tokens.png). Then `eval.partial/report.json` compares the
+two sides and `accuracy.png` draws them, and the directory is renamed to `eval/`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ async def run_eval(
 ) -> dict[str, Any]:
     """Evaluate every side, compare, write eval/. Returns the metrics for the manifest.
     `components` (tests): use these instead of loading each side's models."""
-    from clients import eval as ev
+    import evaluation as ev
 
     work = round_dir / EVAL_PARTIAL
     work.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ async def _eval_side(
     info: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """One side's evaluation on its own engine (or on `components`), resumable in `out`."""
-    from clients import eval as ev
+    import evaluation as ev
     from models.factory import model_versions
 
     settings = model_settings(cfg, side.models)

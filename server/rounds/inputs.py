@@ -38,7 +38,7 @@ class InputError(ValueError):
 class Inputs:
     """What preflight found: the problems (and raw rows for the bootstrap), the records."""
 
-    problems: list[Any]  # clients.eval.Problem
+    problems: list[Any]  # evaluation.Problem
     rows: list[dict[str, Any]]  # bootstrap: the raw GSM8K rows of `problems`
     eval_problems: list[Any] | None
     records: dict[str, InputRecord] = field(default_factory=dict)
@@ -60,7 +60,7 @@ def problems_path(cfg: RoundConfig) -> Path:
 def load_training_problems(cfg: RoundConfig) -> tuple[list[Any], list[dict[str, Any]], Path]:
     """The selected problems, checked in full (every bad row reported as file:line); for the
     bootstrap also their raw rows, each of which must carry a reference solution."""
-    from clients.eval import DataError, load_problems
+    from evaluation import DataError, load_problems
 
     path = problems_path(cfg)
     try:
@@ -94,7 +94,7 @@ def load_training_problems(cfg: RoundConfig) -> tuple[list[Any], list[dict[str, 
 
 
 def load_eval_problems(cfg: RoundConfig) -> tuple[list[Any] | None, Path | None]:
-    from clients.eval import DataError, load_problems
+    from evaluation import DataError, load_problems
 
     if not cfg.eval.data:
         return None, None

@@ -1,0 +1,361 @@
+"""The evaluation core shared by `rstar eval` (and the benchmark scripts that call it) and the
+round trainer's eval phase: algorithms × budgets over a problem set, each answer graded, written
+as it goes and reported. It knows nothing of HTTP: a `Solver` searches (`InProcessSolver` here,
+on injected components; `clients.eval.RemoteSolver` against a running server), so the layers
+above it (server/rounds/, clients/) both stand on it and neither on the other.
+
+    from evaluation import InProcessSolver, evaluate, load_problems, plan
+
+    problems = load_problems("gsm8k_test.jsonl", limit=50)      # DataError names file:line
+    solver = InProcessSolver(Components(policy, sandbox, reward_model), SearchConfig())
+    report = await evaluate(problems, plan(["greedy", "mcts"], [4, 16]), solver, Path("out"))
+
+Every problem of every (algorithm, budget) is searched once, up to `concurrency` problems at
+once on the one engine, and its answer graded against the gold one with the project's grader.
+In `out_dir`: `results.jsonl` (a line per finished problem, appended as it finishes, so a
+killed run keeps them; `resume=True` skips those), `report.json` (config, data file and sha256,
+model versions, accuracy / mean tokens / mean seconds per (algorithm, budget) with per-problem
+records) and `accuracy_vs_tokens.png`.
+
+The gold answer is never given to the search (that would turn its terminal rewards into the
+training signal); it is only used to grade the returned answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from evaluation.problems import Problem
+from search.grading import Grader, default_grader
+
+ALGORITHMS = ("greedy", "self_consistency", "best_of_n", "mcts")
+LABELS = {"greedy": "greedy", "self_consistency": "self-consistency",
+          "best_of_n": "best-of-N", "mcts": "MCTS"}  # fmt: skip
+RESULTS, REPORT, PLOT = "results.jsonl", "report.json", "accuracy_vs_tokens.png"
+
+
+class EvalError(RuntimeError):
+    """The run cannot go on (a server that refuses the requests, an engine that fails them all,
+    an output folder holding another run)."""
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RunKey:
+    """One (algorithm, budget) of the evaluation; budget = rollouts (samples)."""
+
+    algorithm: str
+    budget: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.algorithm}@{self.budget}"
+
+
+def plan(algorithms: Iterable[str], budgets: Iterable[int]) -> list[RunKey]:
+    """Every algorithm at every budget; greedy runs once (one chain, budget 1)."""
+    budgets = list(budgets)
+    if not budgets or any(b < 1 for b in budgets):
+        raise ValueError("budgets must be positive rollout counts")
+    keys: list[RunKey] = []
+    for alg in algorithms:
+        if alg not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {alg!r}; choose from {', '.join(ALGORITHMS)}")
+        for b in [1] if alg == "greedy" else sorted(set(budgets)):
+            if RunKey(alg, b) not in keys:
+                keys.append(RunKey(alg, b))
+    if not keys:
+        raise ValueError("no algorithm to evaluate")
+    return keys
+
+
+# --------------------------------------------------------------------------- solvers
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one search of one problem gave."""
+
+    answer: str | None
+    tokens: int
+    seconds: float
+    stopped_by: str | None = None
+    rollouts: int = 0
+    tree: dict[str, Any] | None = None  # search.tree_stats of its tree, when the solver has it
+
+
+class Solver(Protocol):
+    models: dict[str, Any]  # {"policy", "policy_engine", "reward_model", "versions"}
+
+    async def solve(self, problem: str, algorithm: str, rollouts: int) -> Outcome: ...
+
+
+class InProcessSolver:
+    """Searches on injected components (one shared engine, sandbox and reward model)."""
+
+    def __init__(
+        self,
+        components: Any,
+        config: Any = None,
+        *,
+        max_tokens: int | None = None,
+        time_limit_s: float | None = None,
+        models: dict[str, Any] | None = None,
+    ) -> None:
+        from search import SearchConfig
+
+        self.components = components
+        self.config = config or SearchConfig()
+        self.max_tokens = max_tokens
+        self.time_limit_s = time_limit_s
+        self.models = models or {}
+
+    async def solve(self, problem: str, algorithm: str, rollouts: int) -> Outcome:
+        from search import Budget, run_search
+        from search.tree_stats import tree_stats
+
+        budget = Budget(rollouts=rollouts, max_tokens=self.max_tokens,
+                        time_limit_s=self.time_limit_s)  # fmt: skip
+        components = self.components
+        if algorithm == "greedy" and components.reward_model is not None:
+            # one chain: its scores choose nothing, and on a CPU they cost as much as the chain
+            components = dataclasses.replace(components, reward_model=None)
+        r = await run_search(algorithm, problem, components, budget, self.config)  # type: ignore[arg-type]
+        return Outcome(r.answer, r.usage.tokens, r.usage.elapsed_s, r.stopped_by, r.usage.rollouts,
+                       tree_stats(r.tree, r.usage))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Tally:
+    """Running figures of one (algorithm, budget), for progress displays."""
+
+    total: int
+    done: int = 0
+    correct: int = 0
+    errors: int = 0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.done if self.done else None
+
+
+ProgressFn = Callable[[RunKey, dict[RunKey, Tally]], None]
+
+
+def _read_results(path: Path) -> dict[tuple[str, int, str], dict]:
+    """Finished records by (algorithm, budget, id); the last line wins; a line cut short by a
+    killed run is skipped."""
+    out: dict[tuple[str, int, str], dict] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            rec = json.loads(line)
+            out[(rec["algorithm"], int(rec["budget"]), str(rec["id"]))] = rec
+    return out
+
+
+def check_out_dir(out_dir: str | Path, info: dict[str, Any], resume: bool) -> None:
+    """An output folder with results needs `resume`, and then the same data file."""
+    out_dir = Path(out_dir)
+    has_results = (out_dir / RESULTS).exists() and (out_dir / RESULTS).stat().st_size > 0
+    if has_results and not resume:
+        raise EvalError(f"{out_dir} already holds results: pass --resume, or another --out")
+    prev = out_dir / REPORT
+    if resume and prev.exists():
+        with contextlib.suppress(ValueError):
+            old = json.loads(prev.read_text()).get("data", {}).get("sha256")
+            new = info.get("data", {}).get("sha256")
+            if old and new and old != new:
+                raise EvalError(f"{out_dir} holds results of another data file (sha256 {old})")
+
+
+async def evaluate(
+    problems: Sequence[Problem],
+    keys: Sequence[RunKey],
+    solver: Solver,
+    out_dir: str | Path,
+    *,
+    concurrency: int = 1,
+    grader: Grader | None = None,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    info: dict[str, Any] | None = None,
+    max_failures: int = 10,
+) -> dict[str, Any]:
+    """Search every problem with every (algorithm, budget), `concurrency` problems at once, and
+    write results.jsonl (as they finish), report.json and the plot (also when interrupted).
+    Returns the report. A problem whose search raises is recorded with its error and counts as
+    wrong (and is retried by a resumed run); if the first `max_failures` all fail, the run
+    stops with EvalError."""
+    out_dir = Path(out_dir)
+    info = dict(info or {})
+    grader = grader or default_grader()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out_dir, info, resume)
+    results = out_dir / RESULTS
+    ids = {p.id for p in problems}
+    records: dict[tuple[str, int, str], dict] = {
+        k: r for k, r in _read_results(results).items() if k[2] in ids
+    }
+    tallies = {k: Tally(len(problems)) for k in keys}
+    for (alg, budget, _), rec in records.items():
+        if (t := tallies.get(RunKey(alg, budget))) is not None and not rec.get("error"):
+            t.done += 1
+            t.correct += bool(rec["correct"])
+    jobs = [(k, p) for k in keys for p in problems
+            if (rec := records.get((k.algorithm, k.budget, p.id))) is None
+            or rec.get("error")]  # fmt: skip
+    sem = asyncio.Semaphore(max(1, concurrency))
+    state = {"ok": 0, "failed": 0}
+    started = time.time()
+
+    def finish(status: str) -> dict[str, Any]:
+        info["models"] = info.get("models") or solver.models
+        report = build_report(problems, keys, records, info, status=status)
+        report["started"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))
+        report["wall_s"] = round(time.time() - started, 2)
+        (out_dir / REPORT).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+        with contextlib.suppress(Exception):  # a plot must never lose the report
+            from evaluation.report import plot  # here: report.py builds on this module
+
+            plot(report, out_dir / PLOT)
+        return report
+
+    with results.open("a", encoding="utf-8") as sink:
+
+        async def one(key: RunKey, p: Problem) -> None:
+            async with sem:
+                t0 = time.monotonic()
+                error = None
+                try:
+                    out = await solver.solve(p.problem, key.algorithm, key.budget)
+                except EvalError:
+                    raise
+                except Exception as e:
+                    out = Outcome(None, 0, round(time.monotonic() - t0, 4))
+                    error = f"{type(e).__name__}: {e}"
+                correct = out.answer is not None and await grader.aequal(p.answer, out.answer)
+                tree = None
+                if out.tree is not None:  # was the gold answer among those the search reached?
+                    tree = dict(out.tree, gold_among=False)
+                    for candidate in out.tree["candidates"]:
+                        if await grader.aequal(p.answer, candidate):
+                            tree["gold_among"] = True
+                            break
+            rec = {
+                "algorithm": key.algorithm,
+                "budget": key.budget,
+                "id": p.id,
+                "gold": p.answer,
+                "answer": out.answer,
+                "correct": bool(correct),
+                "tokens": out.tokens,
+                "seconds": round(out.seconds, 4),
+                "rollouts": out.rollouts,
+                "stopped_by": out.stopped_by,
+                "error": error,
+            }
+            if tree is not None:
+                rec["tree"] = tree
+            sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            sink.flush()
+            records[(key.algorithm, key.budget, p.id)] = rec
+            t = tallies[key]
+            t.done += 1
+            t.correct += bool(correct)
+            t.errors += error is not None
+            state["failed" if error else "ok"] += 1
+            if progress is not None:
+                progress(key, tallies)
+            if error and state["ok"] == 0 and state["failed"] >= max_failures:
+                raise EvalError(f"the first {state['failed']} searches all failed; last: {error}")
+
+        status = "interrupted"
+        try:
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for key, p in jobs:
+                        tg.create_task(one(key, p))
+            except* EvalError as eg:
+                status = "failed"
+                raise eg.exceptions[0] from None
+            status = "complete"
+        finally:
+            report = finish(status)
+    return report
+
+
+def build_report(
+    problems: Sequence[Problem],
+    keys: Sequence[RunKey],
+    records: dict[tuple[str, int, str], dict],
+    info: dict[str, Any],
+    status: str = "complete",
+) -> dict[str, Any]:
+    runs = []
+    for k in keys:
+        recs = [r for p in problems if (r := records.get((k.algorithm, k.budget, p.id)))]
+        n = len(recs)
+        correct = sum(bool(r["correct"]) for r in recs)
+        runs.append({
+            "algorithm": k.algorithm,
+            "budget": k.budget,
+            "n": n,
+            "correct": correct,
+            "accuracy": round(correct / n, 6) if n else None,
+            "mean_tokens": round(sum(r["tokens"] for r in recs) / n, 2) if n else None,
+            "mean_seconds": round(sum(r["seconds"] for r in recs) / n, 4) if n else None,
+            "answered": sum(r["answer"] is not None for r in recs),
+            "errors": sum(bool(r.get("error")) for r in recs),
+            "complete": n == len(problems),
+            **({"tree": summary} if (summary := tree_summary(recs)) else {}),
+            "records": [{f: r.get(f) for f in ("id", "gold", "answer", "correct", "tokens",
+                         "seconds", "rollouts", "stopped_by", "error")} for r in recs],
+        })  # fmt: skip
+    return {"status": status, **info, "problems": len(problems), "runs": runs}
+
+
+def tree_summary(recs: Sequence[dict]) -> dict[str, Any] | None:
+    """Where one (algorithm, budget)'s steps went, over the records that carry tree statistics:
+    the shares of generated steps dropped as invalid (by kind) and as duplicates, the mean
+    depth reached, and how often the gold answer was among the candidates (`gold_reached`)
+    against how often it was the one returned when it was (`picked_when_reached`)."""
+    trees = [(r, t) for r in recs if (t := r.get("tree"))]
+    if not trees:
+        return None
+    steps = sum(t["steps"] for _, t in trees)
+    invalid = sum(t["invalid"] for _, t in trees)
+    dups = sum(t["duplicates"] for _, t in trees)
+    kinds: dict[str, int] = {}
+    for _, t in trees:
+        for kind, n in t["invalid_by_kind"].items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    reached = [r for r, t in trees if t["gold_among"]]
+    n = len(trees)
+    return {
+        "n": n,
+        "invalid_share": round(invalid / steps, 4) if steps else None,
+        "invalid_by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "duplicate_share": round(dups / (steps + dups), 4) if steps + dups else None,
+        "mean_steps": round(steps / n, 2),
+        "mean_max_depth": round(sum(t["max_depth"] for _, t in trees) / n, 2),
+        "mean_candidates": round(sum(len(t["candidates"]) for _, t in trees) / n, 2),
+        "gold_reached": round(len(reached) / n, 4),
+        "picked_when_reached": (
+            round(sum(bool(r["correct"]) for r in reached) / len(reached), 4) if reached else None
+        ),
+    }
