@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from evaluation.report import RichBar
 from search.steps import PROMPT_STYLES
 
 # Quiet engines unless asked (the CLI shows its own progress), and keep their logs off stdout,
@@ -164,7 +165,7 @@ def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in pairs.items() if v is not None}
 
 
-class _Progress:
+class _Progress(RichBar):
     """A bar on a terminal, a line a second otherwise (logs, CI); always on stderr."""
 
     def __init__(self, total: int) -> None:
@@ -190,18 +191,6 @@ class _Progress:
             transient=True,
         )
         self.task = self.bar.add_task("search", total=total, info="starting")
-
-    def __enter__(self) -> _Progress:
-        if self.tty:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tty:
-            self.bar.stop()
-
-    def status(self, text: str) -> None:
-        self.console.print(f"[dim]{text}[/dim]")
 
     def __call__(self, p: Any) -> None:
         best = f"best {p.best_answer} ({p.best_score:+.2f})" if p.best_answer else "no answer yet"

@@ -71,8 +71,29 @@ def table(report: dict[str, Any]) -> Any:
     return t
 
 
+class RichBar:
+    """Starts and stops a rich progress bar (`bar`) on a terminal (`tty`); `status` prints a
+    line either way. Shared by `rstar eval`'s and `rstar solve`'s progress displays."""
+
+    tty: bool
+    bar: Any
+    console: Any
+
+    def __enter__(self) -> Any:
+        if self.tty:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tty:
+            self.bar.stop()
+
+    def status(self, text: str) -> None:
+        self.console.print(f"[dim]{text}[/dim]")
+
+
 @dataclass
-class EvalProgress:
+class EvalProgress(RichBar):
     """A bar per (algorithm, budget) on a terminal; otherwise a line every `every_s` seconds
     (and when one finishes) with the accuracy so far of each. Always on stderr."""
 
@@ -107,17 +128,8 @@ class EvalProgress:
             self._tasks[k] = self.bar.add_task(k.label, total=self.total, acc="")
 
     def __enter__(self) -> EvalProgress:
-        if self.tty:
-            self.bar.start()
         self._last = time.monotonic()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tty:
-            self.bar.stop()
-
-    def status(self, text: str) -> None:
-        self.console.print(f"[dim]{text}[/dim]")
+        return super().__enter__()
 
     @staticmethod
     def _acc(t: Tally) -> str:
