@@ -19,7 +19,7 @@ import sysconfig
 from pathlib import Path
 
 from sandbox import cgroups
-from sandbox.policy import DENIED, kafel_policy
+from sandbox.policy import DENIED_COUNT, kafel_policy
 from sandbox.pool import WORKER_SOURCE, SandboxUnavailable, WorkerPool
 from sandbox.settings import SandboxSettings
 from search.protocols import ExecLimits
@@ -27,6 +27,8 @@ from search.protocols import ExecLimits
 log = logging.getLogger(__name__)
 
 SCRATCH = "/sandbox"
+JAIL_ADDRESS_SPACE_MB = 8192  # the worker's own rlimit; each step gets its memory_mb on top
+JAIL_OPEN_FILES = 64
 HINT = (
     "nsjail needs Linux namespaces: run as root, or enable unprivileged user namespaces "
     "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces>0); in a container "
@@ -98,11 +100,11 @@ def jail_argv(
         "--hostname", "sandbox",
         *identity,
         "--time_limit", "0",
-        "--rlimit_as", "8192",
+        "--rlimit_as", str(JAIL_ADDRESS_SPACE_MB),
         "--rlimit_cpu", "inf",
         "--rlimit_core", "0",
         "--rlimit_nproc", str(settings.max_processes),
-        "--rlimit_nofile", "64",
+        "--rlimit_nofile", str(JAIL_OPEN_FILES),
         "--rlimit_fsize", str(settings.scratch_mb),
         *(["--seccomp_string", kafel_policy()] if settings.seccomp else []),
         *(cgroup.argv if cgroup else []),
@@ -117,13 +119,13 @@ def jail_argv(
 
 def describe(settings: SandboxSettings, cgroup: cgroups.CgroupPlan) -> str:
     """The startup line that says which limits are in force."""
-    denied = sum(len(f) for f in DENIED.values()) + 2  # and namespace-making clone, clone3
-    policy = f"seccomp policy on ({denied} syscalls denied)" if settings.seccomp else (
+    policy = f"seccomp policy on ({DENIED_COUNT} syscalls denied)" if settings.seccomp else (
         "seccomp policy OFF (RSTAR_SANDBOX_SECCOMP=false)")  # fmt: skip
     return (
         f"sandbox: nsjail, {settings.workers} worker(s); {policy}; "
-        f"{cgroup.describe(jail_limits(settings))}; rlimits per jail: address space 8 GiB, "
-        f"processes {settings.max_processes}, open files 64, file size {settings.scratch_mb} MiB;"
+        f"{cgroup.describe(jail_limits(settings))}; rlimits per jail: address space "
+        f"{JAIL_ADDRESS_SPACE_MB // 1024} GiB, processes {settings.max_processes}, open files "
+        f"{JAIL_OPEN_FILES}, file size {settings.scratch_mb} MiB;"
         f" per step: {settings.memory_mb} MiB address space, {settings.timeout_s:g} s"
     )
 

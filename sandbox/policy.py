@@ -42,6 +42,8 @@ DENIED: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 """Denied outright, by family (the README's sandbox section lists the same)."""
 
+DENIED_COUNT = sum(len(f) for f in DENIED.values()) + 2  # and clone with namespace flags, clone3
+
 
 def kafel_policy() -> str:
     """The policy as nsjail's `--seccomp_string` takes it: everything else is allowed."""

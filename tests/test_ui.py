@@ -25,6 +25,7 @@ from tests.test_server_lifecycle import scripted_service
 from tests.vllm_server import free_port, rstar_serve
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+PAGE = None  # the browser, once started: a failed wait says what the page showed
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (make setup)"
 )
@@ -42,7 +43,10 @@ def browser():
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
     driver.set_script_timeout(30)
+    global PAGE
+    PAGE = driver
     yield driver
+    PAGE = None
     driver.quit()
 
 
@@ -90,17 +94,15 @@ def wait_for(fn, timeout_s: float = 120, every_s: float = 0.1):
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the page never got there; it shows: {state(fn)}")
+            raise TimeoutError(f"the page never got there; it shows: {page_state()}")
         time.sleep(every_s)
 
 
-def state(fn) -> str:
+def page_state() -> str:
     """What the page said, for a failed wait's message."""
-    driver = next((c.cell_contents for c in (fn.__closure__ or ())
-                   if hasattr(c.cell_contents, "execute_script")), None)  # fmt: skip
-    if driver is None:
+    if PAGE is None:
         return "?"
-    return driver.execute_script(
+    return PAGE.execute_script(
         "return ['status', 'error', 'counts'].map("
         "(id) => id + ': ' + document.getElementById(id).textContent).join(' | ')"
     )
