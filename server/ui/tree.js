@@ -6,7 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const SVGNS = "http://www.w3.org/2000/svg";
 const DX = 26, DY = 64, R = 7;   // horizontal slot per leaf, vertical gap per depth, node radius
-const LABELS_UNDER = 1500;       // above this many visible nodes, draw no per-node labels
+const LABELS_UNDER = 600;        // above this many visible nodes, draw no per-node labels (measured)
 
 const state = {
   nodes: new Map(),      // id -> node, as Tree.to_dict writes them
