@@ -42,6 +42,7 @@ def _add_solve(sub: Any) -> None:
     p = sub.add_parser("solve", help="solve one problem in-process and print the trajectory")
     p.add_argument("problem", help="the problem text, or - to read it from stdin")
     p.add_argument("--url", help="solve on a running rstar server instead of in-process")
+    p.add_argument("--api-key", help="the server's API key (default: RSTAR_API_KEY)")
     p.add_argument("--algorithm", default="mcts",
                    choices=["mcts", "best_of_n", "self_consistency", "greedy"])  # fmt: skip
     b = p.add_argument_group("budget")
@@ -122,6 +123,7 @@ def _add_eval(sub: Any) -> None:
         help="problems searched at once on the one engine (default 4)",
     )
     p.add_argument("--url", help="evaluate a running rstar server (its search settings apply)")
+    p.add_argument("--api-key", help="the server's API key (default: RSTAR_API_KEY)")
     p.add_argument("--max-tokens", type=int, help="generated tokens per search")
     p.add_argument("--time-limit", type=float, help="wall-clock seconds per search")
     _add_search_args(p.add_argument_group("search (in-process)"))
@@ -225,7 +227,7 @@ def _solve_remote(args: argparse.Namespace) -> int:
     progress = _Progress(args.rollouts if args.algorithm != "greedy" else 1)
     result = None
     try:
-        with RstarClient(args.url) as client, progress:
+        with RstarClient(args.url, api_key=args.api_key) as client, progress:
             for event in client.stream(problem, algorithm=args.algorithm, budget=budget,
                                        answer=args.answer,
                                        return_tree=args.tree or bool(args.html)):  # fmt: skip
@@ -363,7 +365,7 @@ async def _eval_run(
             from clients.eval import RemoteSolver
 
             info["config"]["search"] = "the server's settings"
-            async with AsyncRstarClient(args.url) as client:
+            async with AsyncRstarClient(args.url, api_key=args.api_key) as client:
                 try:
                     health = await client.ready()
                 except httpx.HTTPError as e:

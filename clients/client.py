@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -90,13 +91,24 @@ def _event(sse: ServerSentEvent) -> ProgressEvent | SolveResponse | None:
     return None  # comments / unknown events
 
 
+def _auth_headers(api_key: str | None, headers: Any) -> dict[str, str]:
+    """`Authorization: Bearer` from `api_key`, else from RSTAR_API_KEY, when either is set."""
+    out = dict(headers or {})
+    key = api_key or os.environ.get("RSTAR_API_KEY")
+    if key:
+        out["Authorization"] = f"Bearer {key}"
+    return out
+
+
 class RstarClient:
     def __init__(
         self,
         base_url: str = "http://127.0.0.1:8000",
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        api_key: str | None = None,
         **httpx_kwargs: Any,
     ) -> None:
+        httpx_kwargs["headers"] = _auth_headers(api_key, httpx_kwargs.get("headers"))
         self.http = httpx.Client(base_url=base_url, timeout=timeout, **httpx_kwargs)
 
     def __enter__(self) -> RstarClient:
@@ -157,8 +169,10 @@ class AsyncRstarClient:
         self,
         base_url: str = "http://127.0.0.1:8000",
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        api_key: str | None = None,
         **httpx_kwargs: Any,
     ) -> None:
+        httpx_kwargs["headers"] = _auth_headers(api_key, httpx_kwargs.get("headers"))
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, **httpx_kwargs)
 
     async def __aenter__(self) -> AsyncRstarClient:

@@ -25,8 +25,11 @@ from fastapi.sse import format_sse_event
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from server.admission import retry_after
+from server.auth import ApiKeys, key_name
 from server.lifecycle import ClientDisconnected, solve_events, until_disconnect
 from server.logs import RequestIdMiddleware
+from server.middleware import ApiKeyCheck, BodyLimit
 from server.openai_api import OpenAIError, openai_router
 from server.protocol import ErrorEvent, Health, ProgressEvent, SolveRequest, SolveResponse
 from server.service import DeadlineExceeded, LimitExceeded, Overloaded, SolverService
@@ -71,6 +74,13 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
 
     app = FastAPI(title="rstar-server", version="0.1.0", lifespan=lifespan)
     app.state.service = svc
+    s = svc.settings
+    keys = ApiKeys.load(s.api_keys.get_secret_value() if s.api_keys else None, s.api_keys_file)
+    if keys.enabled:
+        log.info("API keys on: %d key(s) (%s)", len(keys.keys), ", ".join(keys.keys))
+    # outermost first: the request id, then the body's size, then the key
+    app.add_middleware(ApiKeyCheck, keys=keys, protect_metrics=s.metrics_require_key)
+    app.add_middleware(BodyLimit, max_bytes=s.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
 
     def error_status(exc: BaseException) -> tuple[int, str]:
@@ -105,7 +115,8 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
 
     @app.exception_handler(Overloaded)
     async def _busy(request: Request, exc: Overloaded) -> JSONResponse:
-        headers = {"Retry-After": str(svc.settings.retry_after_s)}
+        wait = exc.retry_after_s if exc.retry_after_s is not None else svc.settings.retry_after_s
+        headers = {"Retry-After": str(retry_after(wait))}
         if _is_openai(request):
             return _openai_error(exc.status, exc.msg, "rate_limit_exceeded", headers=headers)
         return JSONResponse({"detail": exc.msg}, status_code=exc.status, headers=headers)
@@ -159,14 +170,14 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
         try:
             if "text/event-stream" in request.headers.get("accept", ""):
                 svc.budget(req)  # a bad budget is still a 422, before the stream starts
-                svc.check_admission()  # and a full queue a 429
+                svc.check_admission(key_name(request))  # and a full queue a 429
                 streaming = True  # the stream counts itself when it ends
                 return StreamingResponse(
-                    _events(req, t0),
+                    _events(req, t0, key_name(request)),
                     media_type="text/event-stream",
                     headers={"Cache-Control": "no-cache"},
                 )
-            result = await until_disconnect(request, svc.solve(req))
+            result = await until_disconnect(request, svc.solve(req, key=key_name(request)))
             status = "200"
             return result
         except ClientDisconnected:
@@ -180,10 +191,10 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
                 metrics.requests.labels(req.algorithm, status).inc()
                 metrics.latency.labels(req.algorithm).observe(time.monotonic() - t0)
 
-    async def _events(req: SolveRequest, t0: float) -> AsyncIterator[bytes]:
+    async def _events(req: SolveRequest, t0: float, key: str) -> AsyncIterator[bytes]:
         status = str(CLIENT_CLOSED)
         try:
-            async for event in solve_events(svc, req, error_status):
+            async for event in solve_events(svc, req, error_status, key):
                 if event.kind == "keepalive":
                     yield format_sse_event(comment="keepalive")
                 elif event.kind == "progress" and event.progress is not None:

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 
 from search import SearchProgress
+from server.auth import ANONYMOUS
 from server.protocol import SolveRequest, SolveResponse
 from server.service import SolverService
 
@@ -59,11 +60,12 @@ async def solve_events(
     svc: SolverService,
     req: SolveRequest,
     on_error: Callable[[BaseException], tuple[int, str]],
+    key: str = ANONYMOUS,
 ) -> AsyncIterator[Event]:
     """Progress after every wave, then the result (or an error). Closing the iterator (the
     client went away: Starlette cancels the streaming response) cancels the search."""
     queue: asyncio.Queue[SearchProgress] = asyncio.Queue()
-    task = asyncio.create_task(svc.solve(req, progress=queue.put_nowait))
+    task = asyncio.create_task(svc.solve(req, progress=queue.put_nowait, key=key))
     try:
         while True:
             getter = asyncio.ensure_future(queue.get())

@@ -17,6 +17,14 @@ class Metrics:
         self.requests = Counter(
             "rstar_requests_total", "Solve requests", ["algorithm", "status"], registry=r
         )
+        self.key_searches = Counter(
+            "rstar_key_searches_total", "Searches by API key name (never the key) and outcome",
+            ["key", "outcome"], registry=r,
+        )  # fmt: skip
+        self.key_rejections = Counter(
+            "rstar_key_rejections_total", "Requests refused by their API key's own limits",
+            ["key"], registry=r,
+        )  # fmt: skip
         self.latency = Histogram(
             "rstar_request_duration_seconds", "Solve request latency", ["algorithm"],
             buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=r,

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from search import ALGORITHMS, SearchProgress
+from server.auth import key_name
 from server.lifecycle import Event, solve_events, until_disconnect
 from server.openai_protocol import (
     MODEL_PREFIX,
@@ -162,13 +163,15 @@ def openai_router(svc: SolverService, on_error) -> APIRouter:
         svc.budget(req)  # limits → 400 before anything starts
         fingerprint = (svc.versions or {}).get("policy")
         if body.stream:
-            svc.check_admission()
+            svc.check_admission(key_name(request))
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
-                _stream(svc, req, body.model, fingerprint, include_usage, on_error),
+                _stream(
+                    svc, req, body.model, fingerprint, include_usage, on_error, key_name(request)
+                ),
                 media_type="text/event-stream",
             )
-        res = await until_disconnect(request, svc.solve(req))
+        res = await until_disconnect(request, svc.solve(req, key=key_name(request)))
         return ChatCompletion(
             model=body.model,
             system_fingerprint=fingerprint,
@@ -192,6 +195,7 @@ async def _stream(
     fingerprint: str | None,
     include_usage: bool,
     on_error,
+    key: str,
 ) -> AsyncIterator[str]:
     cid, created = completion_id(), int(time.time())
 
@@ -208,7 +212,7 @@ async def _stream(
 
     yield chunk(DeltaMessage(role="assistant", content=""))
     event: Event
-    async for event in solve_events(svc, req, on_error):
+    async for event in solve_events(svc, req, on_error, key):
         if event.kind == "keepalive":
             yield ": keepalive\n\n"
         elif event.kind == "progress" and event.progress is not None:

@@ -42,11 +42,14 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+MAX_MESSAGES = 256  # a conversation longer than this is not a math problem
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(..., description="rstar-<algorithm>, e.g. rstar-mcts (see /v1/models)")
-    messages: list[ChatMessage] = Field(..., min_length=1)
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     stream_options: StreamOptions | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None

@@ -14,6 +14,8 @@ from sandbox import SandboxSettings, create_sandbox
 from search import Budget, Components, SearchConfig, SearchProgress, run_search
 from search.grading import default_grader
 from search.protocols import ExpansionCache, Sandbox
+from server.admission import FairSlots, KeyLimits
+from server.auth import ANONYMOUS
 from server.cache import create_cache
 from server.metrics import Metrics
 from server.protocol import ModelInfo, SolveRequest, SolveResponse
@@ -34,10 +36,11 @@ class LimitExceeded(Exception):
 class Overloaded(Exception):
     """No search slot: the queue is full (429), or the deadline passed while queued (503)."""
 
-    def __init__(self, msg: str, status: int = 429) -> None:
+    def __init__(self, msg: str, status: int = 429, retry_after_s: float | None = None) -> None:
         super().__init__(msg)
         self.msg = msg
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class DeadlineExceeded(Exception):
@@ -64,8 +67,11 @@ class SolverService:
         self.sandbox: Sandbox | None = sandbox
         self.cache: ExpansionCache | None = cache
         self._owned: set[str] = set()
-        self._slots = asyncio.Semaphore(self.settings.max_concurrent)
+        self._slots = FairSlots(self.settings.max_concurrent)
         self._waiting = 0
+        self.key_limits = KeyLimits(
+            self.settings.key_max_in_flight, self.settings.key_requests_per_minute
+        )
         self.metrics = Metrics()
         self.versions: dict[str, str | None] = {}
 
@@ -128,14 +134,22 @@ class SolverService:
             time_limit_s=b.time_limit_s or s.default_time_limit_s,
         )
 
-    def check_admission(self) -> None:
-        """Raise Overloaded when every slot is busy and the queue is full."""
+    def check_admission(self, key: str = ANONYMOUS) -> None:
+        """Raise Overloaded when every slot is busy and the queue is full, or when `key` is
+        over its own limits."""
         if self._slots.locked() and self._waiting >= self.settings.max_queue:
             raise Overloaded(f"the server is busy ({self.settings.max_concurrent} searches "
                              f"running, {self._waiting} waiting); retry later")  # fmt: skip
+        refused = self.key_limits.refusal(key)
+        if refused is not None:
+            self.metrics.key_rejections.labels(key).inc()
+            raise Overloaded(refused[0], retry_after_s=refused[1])
 
     async def solve(
-        self, req: SolveRequest, progress: Callable[[SearchProgress], None] | None = None
+        self,
+        req: SolveRequest,
+        progress: Callable[[SearchProgress], None] | None = None,
+        key: str = ANONYMOUS,
     ) -> SolveResponse:
         """Admit, queue, search within the request's deadline. Cancelling the calling task
         (a client that went away) cancels the search and frees its slot."""
@@ -144,12 +158,37 @@ class SolverService:
             raise RuntimeError("the solver is not started")
         assert budget.time_limit_s is not None
         arrived = time.monotonic()
-        self.check_admission()
+        self.check_admission(key)
+        self.key_limits.enter(key)
+        outcome = "error"
+        try:
+            res = await self._admitted(req, budget, progress, key, arrived)
+            outcome = "ok"
+            return res
+        except Overloaded:
+            outcome = "overloaded"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.key_limits.leave(key)
+            self.metrics.key_searches.labels(key, outcome).inc()
+
+    async def _admitted(
+        self,
+        req: SolveRequest,
+        budget: Budget,
+        progress: Callable[[SearchProgress], None] | None,
+        key: str,
+        arrived: float,
+    ) -> SolveResponse:
+        assert budget.time_limit_s is not None
         self._waiting += 1
         self.metrics.queue_depth.set(self._waiting)
         try:
             async with asyncio.timeout(budget.time_limit_s):
-                await self._slots.acquire()
+                await self._slots.acquire(key)
         except TimeoutError:
             msg = f"no search slot within the request's time limit ({budget.time_limit_s:g}s)"
             raise Overloaded(msg + "; retry later", status=503) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +37,17 @@ class ServerSettings(BaseSettings):
     effort_high_rollouts: int = Field(32, ge=1)
 
     # Admission control: searches running at once, and how many may wait for a slot.
+    # API keys (off when neither is set): `name:key` entries, comma-separated or one per line.
+    api_keys: SecretStr | None = Field(None, description="name:key,name:key (or bare keys)")
+    api_keys_file: str | None = Field(None, description="one name:key per line (a Secret)")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="request bodies above: 413")
+    metrics_require_key: bool = Field(False, description="GET /metrics needs a key too")
+    key_max_in_flight: int | None = Field(
+        None, ge=1, description="searches one key may have queued or running (unset = no limit)"
+    )
+    key_requests_per_minute: int | None = Field(
+        None, ge=1, description="requests one key may send per minute (unset = no limit)"
+    )
     max_concurrent: int = Field(8, ge=1)
     max_queue: int = Field(32, ge=0)
     retry_after_s: int = Field(5, ge=1)
