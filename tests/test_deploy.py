@@ -369,3 +369,21 @@ def test_sandbox_runs_with_exactly_the_capabilities_the_chart_grants():
     # NET_ADMIN is not in any runtime's default set, and nsjail needs it
     r = sandbox_with_only([c for c in granted if c != "NET_ADMIN"])
     assert r.returncode == 2 and "SIOCSIFFLAGS" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("mode", ["inProcess", "remote"])
+def test_api_keys_come_from_a_mounted_secret(mode):
+    values = {"auth": {"existingSecret": "rstar-api-keys", "keyMaxInFlight": 2}}
+    if mode == "remote":
+        values["models"] = {"mode": "remote", "policy": {"model": "Qwen/Qwen2.5-Math-1.5B"}}
+    docs = render(values)
+    container = server_container(docs)
+    env = env_of(container)
+    assert env["RSTAR_API_KEYS_FILE"]["value"] == "/etc/rstar/api-keys/api-keys"
+    assert env["RSTAR_KEY_MAX_IN_FLIGHT"]["value"] == "2"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "api-keys"]
+    assert mount["mountPath"] == "/etc/rstar/api-keys" and mount["readOnly"]
+    pod = by_kind(docs, "Deployment")[f"{RELEASE}-rstar-server"]["spec"]["template"]["spec"]
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "api-keys"]
+    assert vol["secret"]["secretName"] == "rstar-api-keys"
+    assert "RSTAR_API_KEYS_FILE" not in env_of(server_container(render({})))
