@@ -17,16 +17,29 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.sse import format_sse_event
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from server.admission import retry_after
 from server.auth import ApiKeys, key_name
+from server.contract import (
+    METRICS_RESPONSES,
+    OPTIONAL_AUTH,
+    SOLVE_RESPONSES,
+    bearer,
+    with_server_limits,
+)
 from server.lifecycle import ClientDisconnected, solve_events, until_disconnect
 from server.logs import RequestIdMiddleware
 from server.middleware import ApiKeyCheck, BodyLimit
@@ -140,7 +153,8 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
     async def healthz() -> Health:
         return Health(status="ok")
 
-    @app.get("/readyz", response_model=Health)
+    @app.get("/readyz", response_model=Health,
+             responses={503: {"model": Health, "description": "still starting"}})  # fmt: skip
     async def readyz() -> JSONResponse:
         started = svc.models is not None
         checks = {
@@ -158,12 +172,9 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
     @app.post(
         "/solve",
         response_model=SolveResponse,
-        responses={
-            200: {
-                "content": {"text/event-stream": {}},
-                "description": "JSON, or progress/result events",
-            }
-        },
+        responses=SOLVE_RESPONSES,
+        dependencies=[Depends(bearer)],
+        openapi_extra=OPTIONAL_AUTH,
     )
     async def solve(req: SolveRequest, request: Request):
         t0, status, streaming = time.monotonic(), "500", False
@@ -215,7 +226,7 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
 
     app.include_router(openai_router(svc, error_status))
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
@@ -224,6 +235,13 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
         return RedirectResponse("/ui/")
 
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_server_limits(FastAPI.openapi(app), svc.settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

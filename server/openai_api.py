@@ -14,11 +14,12 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from search import ALGORITHMS, SearchProgress
 from server.auth import key_name
+from server.contract import CHAT_RESPONSES, MODELS_RESPONSES, OPTIONAL_AUTH, bearer
 from server.lifecycle import Event, solve_events, until_disconnect
 from server.openai_protocol import (
     MODEL_PREFIX,
@@ -151,13 +152,15 @@ def progress_line(p: SearchProgress) -> str:
 
 
 def openai_router(svc: SolverService, on_error) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", dependencies=[Depends(bearer)])
 
-    @router.get("/models", response_model=ModelList)
+    @router.get("/models", response_model=ModelList, responses=MODELS_RESPONSES,
+                openapi_extra=OPTIONAL_AUTH)  # fmt: skip
     async def models() -> ModelList:
         return ModelList(data=[ModelCard(id=m, created=STARTED) for m in model_ids()])
 
-    @router.post("/chat/completions", response_model=ChatCompletion)
+    @router.post("/chat/completions", response_model=ChatCompletion, responses=CHAT_RESPONSES,
+                 openapi_extra=OPTIONAL_AUTH)  # fmt: skip
     async def chat(body: ChatCompletionRequest, request: Request):
         req = to_solve_request(body, svc)
         svc.budget(req)  # limits → 400 before anything starts

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from server.protocol import Algorithm, BudgetRequest
+from server.protocol import Algorithm, BudgetRequest, JsonInt, PositiveJsonInt, integral
 
 MODEL_PREFIX = "rstar-"
 
@@ -46,20 +47,22 @@ MAX_MESSAGES = 256  # a conversation longer than this is not a math problem
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(..., description="rstar-<algorithm>, e.g. rstar-mcts (see /v1/models)")
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     stream_options: StreamOptions | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    n: int = Field(1, ge=1, le=1, description="one completion per request")
+    max_tokens: PositiveJsonInt | None = None
+    max_completion_tokens: PositiveJsonInt | None = None
+    n: Annotated[int, Ge(1), Le(1), BeforeValidator(integral)] = Field(
+        1, description="one completion per request"
+    )
     # OpenAI sampling fields: the search samples with its own settings.
     temperature: float | None = None
     top_p: float | None = None
-    seed: int | None = None
+    seed: JsonInt | None = None
     stop: str | list[str] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from annotated_types import Ge
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from search.budget import StopReason, Usage
 from search.judge import RewardSource
@@ -13,18 +14,30 @@ from search.result import AnswerGroup, StepView
 Algorithm = Literal["mcts", "best_of_n", "self_consistency", "greedy"]
 
 
+def integral(v: Any) -> Any:
+    """JSON has one number type: 10.0 is the integer 10 (as JSON Schema says), "10" is not."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+JsonInt = Annotated[int, BeforeValidator(integral)]
+"""An integer field of a strict model: whole floats pass, strings and booleans do not."""
+PositiveJsonInt = Annotated[int, Ge(1), BeforeValidator(integral)]
+"""The same, at least 1 (the bound before the validator, so that the schema says `minimum`)."""
+
+
 class BudgetRequest(BaseModel):
     """What a request may spend; anything left out takes the server's default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    rollouts: int | None = Field(None, ge=1, description="MCTS rollouts / samples")
-    max_tokens: int | None = Field(None, ge=1, description="generated tokens in all")
+    rollouts: PositiveJsonInt | None = Field(None, description="MCTS rollouts / samples")
+    max_tokens: PositiveJsonInt | None = Field(None, description="generated tokens in all")
     time_limit_s: float | None = Field(None, gt=0, description="wall-clock seconds")
 
 
 class SolveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: the types the schema promises, no coercion ("cache": 0 is not a boolean)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     problem: str = Field(..., min_length=1, description="the math problem")
     algorithm: Algorithm = "mcts"
@@ -84,6 +97,12 @@ class ProgressEvent(BaseModel):
         None, description="with `stream_tree`: nodes new or changed since the last event, "
         "shaped as in the result's `tree.nodes` (a view upserts them by `id`)",
     )  # fmt: skip
+
+
+class ErrorMessage(BaseModel):
+    """The body of every /solve error but a 422: what went wrong and what to do."""
+
+    detail: str
 
 
 class ErrorEvent(BaseModel):
