@@ -43,7 +43,7 @@ from server.contract import (
 from server.lifecycle import ClientDisconnected, solve_events, until_disconnect
 from server.logs import RequestIdMiddleware
 from server.middleware import ApiKeyCheck, BodyLimit
-from server.openai_api import OpenAIError, openai_router
+from server.openai_api import OpenAIError, model_ids, openai_router
 from server.protocol import ErrorEvent, Health, ProgressEvent, SolveRequest, SolveResponse
 from server.service import DeadlineExceeded, LimitExceeded, Overloaded, SolverService
 from server.ui_page import UI_DIR
@@ -238,7 +238,7 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = with_server_limits(FastAPI.openapi(app), svc.settings)
+            app.openapi_schema = with_server_limits(FastAPI.openapi(app), svc.settings, model_ids())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

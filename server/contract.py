@@ -22,7 +22,17 @@ bearer = HTTPBearer(
 # keys are optional (a server without them takes every request): `{}` says "or no scheme"
 OPTIONAL_AUTH = {"security": [{}]}  # appended to the bearer requirement FastAPI writes
 
-SSE = {"text/event-stream": {"schema": {"type": "string", "description": "server-sent events"}}}
+# each server-sent event (OpenAPI 3.2's convention): its `event` name and its `data`, JSON text
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+SSE = {"text/event-stream": {"schema": SSE_EVENT}}
 
 _COMMON = {
     401: "missing or unknown API key (only when the server has keys)",
@@ -73,10 +83,13 @@ METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def with_server_limits(spec: dict[str, Any], settings: Any) -> dict[str, Any]:
-    """The document states this server's caps (RSTAR_MAX_*), so a request the schema allows
-    is one the server accepts: a client generated from it learns the limits."""
+def with_server_limits(spec: dict[str, Any], settings: Any, models: list[str]) -> dict[str, Any]:
+    """The document states this server's caps (RSTAR_MAX_*) and model names, so a request the
+    schema allows is one the server accepts: a client generated from it learns the limits."""
     schemas = spec.get("components", {}).get("schemas", {})
+    model = schemas.get("ChatCompletionRequest", {}).get("properties", {}).get("model")
+    if model is not None:
+        model["enum"] = models
     caps = {"rollouts": settings.max_rollouts, "max_tokens": settings.max_tokens,
             "time_limit_s": settings.max_time_limit_s}  # fmt: skip
     for name, cap in caps.items():

@@ -25,6 +25,18 @@ def api_schema(sandbox):
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(svc, manage_service=False))
 
 
+def fuzz(operation, checks) -> None:
+    """Generated requests for one operation, each answer validated with `checks`."""
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
+              database=None)  # fmt: skip
+    def check(case):
+        case.call_and_validate(checks=checks)
+
+    check()
+
+
 def test_every_answer_matches_the_openapi_document(api_schema):
     load_all_checks()
     every_check = CHECKS.get_all()
@@ -34,11 +46,10 @@ def test_every_answer_matches_the_openapi_document(api_schema):
         "POST /solve", "POST /v1/chat/completions", "GET /v1/models", "GET /metrics",
         "GET /healthz", "GET /readyz"}  # fmt: skip
     for operation in operations:
-
-        @given(case=operation.as_strategy())
-        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)  # fmt: skip
-        def check(case):
-            case.call_and_validate(checks=every_check)
-
-        check()
+        checks = every_check
+        if operation.path == "/v1/chat/completions":
+            # OpenAI's semantics answer 400 to some schema-valid bodies (no user message with
+            # text: the last one is the problem), which JSON Schema cannot state; every other
+            # check runs here too, and every check on every other route.
+            checks = [c for c in every_check if c.__name__ != "positive_data_acceptance"]
+        fuzz(operation, checks)
