@@ -27,7 +27,7 @@ def _json_response(status: int, body: dict, headers: dict[str, str] | None = Non
     return send_to
 
 
-def error_body(path: str, status: int, message: str, type_: str, code: str | None) -> dict:
+def error_body(path: str, message: str, type_: str, code: str | None) -> dict:
     """The API's own error shape: OpenAI's on /v1/*, FastAPI's `detail` elsewhere."""
     if path.startswith("/v1/"):
         return {"error": {"message": message, "type": type_, "param": None, "code": code}}
@@ -45,10 +45,13 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
-        msg = (f"the request body is over {self.max_bytes} bytes (RSTAR_MAX_BODY_BYTES); "
-               "send a shorter problem or fewer messages")  # fmt: skip
-        too_big = _json_response(413, error_body(path, 413, msg, "invalid_request_error",
-                                                 "request_too_large"))  # fmt: skip
+
+        async def too_big(send: Any) -> None:
+            msg = (f"the request body is over {self.max_bytes} bytes (RSTAR_MAX_BODY_BYTES); "
+                   "send a shorter problem or fewer messages")  # fmt: skip
+            body = error_body(path, msg, "invalid_request_error", "request_too_large")
+            await _json_response(413, body)(send)
+
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 return await too_big(send)
@@ -97,7 +100,7 @@ class ApiKeyCheck:
             name = self.keys.identify(auth)
         except Unauthorized as e:
             if path.startswith(self.protected):
-                body = error_body(path, 401, str(e), "invalid_request_error", "invalid_api_key")
+                body = error_body(path, str(e), "invalid_request_error", "invalid_api_key")
                 return await _json_response(401, body, {"WWW-Authenticate": "Bearer"})(send)
             name = None
         scope.setdefault("state", {})["api_key"] = name
