@@ -18,11 +18,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 
 from evaluation.report import RichBar
+from search import Algorithm
 from search.steps import PROMPT_STYLES
 
 # Quiet engines unless asked (the CLI shows its own progress), and keep their logs off stdout,
@@ -44,7 +45,7 @@ def _add_solve(sub: Any) -> None:
     p.add_argument("--url", help="solve on a running rstar server instead of in-process")
     p.add_argument("--api-key", help="the server's API key (default: RSTAR_API_KEY)")
     p.add_argument("--algorithm", default="mcts",
-                   choices=["mcts", "best_of_n", "self_consistency", "greedy"])  # fmt: skip
+                   choices=list(get_args(Algorithm)))  # fmt: skip
     b = p.add_argument_group("budget")
     b.add_argument("--rollouts", type=int, default=8, help="MCTS rollouts / samples (default 8)")
     b.add_argument("--max-tokens", type=int, help="generated tokens, all calls together")

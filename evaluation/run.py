@@ -36,9 +36,11 @@ from typing import Any, Protocol
 from evaluation.problems import Problem
 from search.grading import Grader, default_grader
 
-ALGORITHMS = ("greedy", "self_consistency", "best_of_n", "mcts")
-LABELS = {"greedy": "greedy", "self_consistency": "self-consistency",
-          "best_of_n": "best-of-N", "mcts": "MCTS"}  # fmt: skip
+ALGORITHMS = ("greedy", "self_consistency", "best_of_n", "beam_search", "particle_filtering",
+              "mcts")  # fmt: skip
+LABELS = {"greedy": "greedy", "self_consistency": "self-consistency", "best_of_n": "best-of-N",
+          "beam_search": "beam search", "particle_filtering": "particle filtering",
+          "mcts": "MCTS"}  # fmt: skip
 RESULTS, REPORT, PLOT = "results.jsonl", "report.json", "accuracy_vs_tokens.png"
 
 

@@ -9,18 +9,24 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from search.baselines import best_of_n, greedy, self_consistency
+from search.beam import beam_search
 from search.budget import Budget, Usage
 from search.config import Components, SearchConfig, SearchProgress
 from search.mcts import mcts
+from search.particles import particle_filtering
 from search.result import SearchResult
 
-Algorithm = Literal["mcts", "best_of_n", "self_consistency", "greedy"]
+Algorithm = Literal[
+    "mcts", "best_of_n", "self_consistency", "greedy", "beam_search", "particle_filtering"
+]
 
 ALGORITHMS: dict[str, Callable[..., Awaitable[SearchResult]]] = {
     "mcts": mcts,
     "best_of_n": best_of_n,
     "self_consistency": self_consistency,
     "greedy": greedy,
+    "beam_search": beam_search,
+    "particle_filtering": particle_filtering,
 }
 
 
@@ -32,7 +38,7 @@ async def run_search(
     config: SearchConfig | None = None,
     gold: str | None = None,
 ) -> SearchResult:
-    """Run one of the four algorithms on the same components and budget."""
+    """Run one of the algorithms on the same components and budget."""
     try:
         fn = ALGORITHMS[algorithm]
     except KeyError:

@@ -32,6 +32,9 @@ class SearchConfig(BaseModel):
         None, ge=1, description="choose by score-weighted vote over the top-k terminals"
     )
     seed: int | None = None
+    particle_temperature: float = Field(
+        1.0, gt=0, description="particle filtering: softmax temperature over the PPM scores"
+    )
 
 
 @dataclass(frozen=True, slots=True)

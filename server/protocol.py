@@ -7,11 +7,10 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from search import Algorithm
 from search.budget import StopReason, Usage
 from search.judge import RewardSource
 from search.result import AnswerGroup, StepView
-
-Algorithm = Literal["mcts", "best_of_n", "self_consistency", "greedy"]
 
 
 def integral(v: Any) -> Any:

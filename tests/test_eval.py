@@ -184,7 +184,9 @@ async def test_an_in_process_eval_grades_reports_and_plots(sandbox, data, tmp_pa
     with progress:
         report = await ev.evaluate(problems, keys, s, out, concurrency=3, progress=progress,
                                    info={"data": {"name": "tiny"}})  # fmt: skip
-    assert len(s.calls) == 7 * 3 and s.most == 3  # three problems in flight at once
+    searches = len(keys) * 3  # greedy once, every other algorithm at budgets 1 and 2
+    assert len(keys) == 1 + 2 * (len(ev.ALGORITHMS) - 1)
+    assert len(s.calls) == searches and s.most == 3  # three problems in flight at once
     assert report["status"] == "complete" and report["problems"] == 3
     assert report["models"]["versions"] == {"policy": "scripted-v1"}
     assert [(r["algorithm"], r["budget"]) for r in report["runs"]] == [
@@ -208,11 +210,12 @@ async def test_an_in_process_eval_grades_reports_and_plots(sandbox, data, tmp_pa
         assert tree["picked_when_reached"] == 1.0
     assert json.loads((out / "report.json").read_text()) == report
     lines = (out / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 21 and {json.loads(x)["id"] for x in lines} == {"p1", "p2", "p3"}
+    assert len(lines) == searches and {json.loads(x)["id"] for x in lines} == {"p1", "p2", "p3"}
     png = (out / "accuracy_vs_tokens.png").read_bytes()
     assert png.startswith(PNG) and len(png) > 5000
     shown = buf.getvalue()
-    assert "[21/21]" in shown and "mcts@2 3/3 67%" in shown and "greedy@1 3/3 67%" in shown
+    assert f"[{searches}/{searches}]" in shown
+    assert "mcts@2 3/3 67%" in shown and "greedy@1 3/3 67%" in shown
     table = Console(file=io.StringIO(), width=120)
     table.print(ev.table(report))
     assert "MCTS" in table.file.getvalue() and "66.7%" in table.file.getvalue()

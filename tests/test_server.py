@@ -238,7 +238,8 @@ def openai_client(service):
 
 async def test_openai_sdk_lists_models_and_completes_a_chat(openai_client):
     models = [m.id async for m in openai_client.models.list()]
-    assert models == ["rstar-mcts", "rstar-best_of_n", "rstar-self_consistency", "rstar-greedy"]
+    assert models == ["rstar-mcts", "rstar-best_of_n", "rstar-self_consistency", "rstar-greedy",
+                      "rstar-beam_search", "rstar-particle_filtering"]  # fmt: skip
     resp = await openai_client.chat.completions.create(
         model="rstar-best_of_n",
         messages=[{"role": "system", "content": "Be careful."},
