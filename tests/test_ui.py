@@ -7,6 +7,7 @@ for bad input, a closed page cancelling its search, and saved trees (file picker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -59,8 +60,8 @@ def server():
         yield url
 
 
-@pytest.fixture(scope="module")
-def scripted(sandbox):
+@contextlib.contextmanager
+def scripted_server(sandbox, **settings):
     """The real app on a scripted policy whose searches never finish, served from its own
     thread (the browser calls block this one)."""
     import uvicorn
@@ -68,23 +69,25 @@ def scripted(sandbox):
     from server.app import create_app
 
     svc = scripted_service(sandbox, ScriptedPolicy(default=endless, delay_s=0.3),
-                           cache_max_entries=0)  # fmt: skip
+                           cache_max_entries=0, **settings)  # fmt: skip
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(svc, manage_service=False),
-            port=port,
-            host="127.0.0.1",
-            log_config=None,
-            lifespan="off",
-        )
-    )
+    config = uvicorn.Config(create_app(svc, manage_service=False), port=port, host="127.0.0.1",
+                            log_config=None, lifespan="off")  # fmt: skip
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout_s=30)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def scripted(sandbox):
+    with scripted_server(sandbox) as url:
+        yield url
 
 
 def wait_for(fn, timeout_s: float = 120, every_s: float = 0.1):
@@ -257,3 +260,16 @@ def test_the_page_ships_in_the_package_with_no_outside_assets():
         body = f.read_text()
         assert "http://" not in body.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in body and "cdn" not in body.lower(), f
+
+
+@pytest.mark.timeout(300)
+def test_a_server_with_api_keys_asks_the_page_for_one(browser, sandbox):
+    key = "page-key-0123456789"
+    with scripted_server(sandbox, api_keys=f"web:{key}") as url:
+        browser.get(f"{url}/ui/")
+        submit(browser, "Count forever.", "mcts", 4)
+        wait_for(lambda: "missing API key" in text(browser, "#error"))
+        browser.find_element("id", "api-key").send_keys(key)
+        browser.find_element("id", "solve").click()
+        wait_for(lambda: text(browser, "#status").startswith("searching"))
+        browser.find_element("id", "stop").click()

@@ -323,6 +323,13 @@ function parseEvent(raw) {
   return { event, data };
 }
 
+// A server with API keys (RSTAR_API_KEYS) needs one on /solve; kept for this tab only.
+function authHeaders(headers) {
+  const key = $("api-key").value.trim();
+  if (key) { headers.Authorization = `Bearer ${key}`; sessionStorage.setItem("rstar-api-key", key); }
+  return headers;
+}
+
 async function solve(ev) {
   ev.preventDefault();
   const problem = $("problem").value;
@@ -336,7 +343,7 @@ async function solve(ev) {
   setStatus("starting the search…");
   try {
     const res = await fetch("/solve", { method: "POST", signal: ctrl.signal,
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      headers: authHeaders({ "Content-Type": "application/json", Accept: "text/event-stream" }),
       body: JSON.stringify(body) });
     if (!res.ok) {
       const data = await res.json().catch(() => null);
@@ -380,6 +387,7 @@ async function solve(ev) {
 // ------------------------------------------------------------------ interaction
 
 function wire() {
+  $("api-key").value = sessionStorage.getItem("rstar-api-key") || "";
   $("solve-form").addEventListener("submit", solve);
   $("stop").addEventListener("click", () => state.controller && state.controller.abort());
   // leaving the page ends its search (the server cancels a search whose client went away)
