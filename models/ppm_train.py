@@ -23,24 +23,29 @@ from typing import Any
 
 from models.ppm import init_ppm_from_backbone, pairwise_loss, ppm_text
 from models.train_common import (
-    Meter,
+    HeldOut,
+    Resumable,
     TrainHParams,
     TrainResult,
     add_hparam_args,
-    batch_loader,
+    apply_lora,
     check_out_dir,
+    fingerprint,
     hparams_from_args,
     length_grouped_batches,
-    lr_at,
     make_accelerator,
     make_optimizer,
     pad_batch,
+    param_counts,
     read_jsonl,
     save_checkpoint,
-    total_steps,
+    split_held_out,
+    train_loop,
 )
 from search.extract import PreferencePair
 from search.protocols import ScoreRequest
+
+log = logging.getLogger("models.train")
 
 
 def is_ppm(path: str | Path) -> bool:
@@ -78,6 +83,10 @@ def _load_ppm(acc: Any, init_model_path: str, seed: int, out: Path) -> Any:
     return model
 
 
+def _problem_key(p: PreferencePair) -> str:
+    return p.problem_id or p.problem
+
+
 def train_ppm(
     init_model_path: str,
     pairs: Sequence[PreferencePair],
@@ -86,8 +95,11 @@ def train_ppm(
     overwrite: bool = False,
 ) -> TrainResult:
     """Train a PPM on `pairs`, starting from `init_model_path` (a policy: new one-label head on
-    its backbone; or a PPM: continued). Saves it (HF format, with its tokenizer) to `out_dir`,
-    atomically. Texts longer than max_length keep their end (the step being scored)."""
+    its backbone; or a PPM: continued), every weight or LoRA adapters (the head is always
+    trained in full). Saves it (HF format, with its tokenizer) to `out_dir`, atomically. Texts
+    longer than max_length keep their end (the step being scored). With `holdout_share`, the
+    pairs of that share of the problems are not trained on: the result holds their pairwise
+    accuracy before and after."""
     import torch
     from transformers import AutoTokenizer
 
@@ -106,16 +118,18 @@ def train_ppm(
     def encode(req: ScoreRequest) -> list[int]:
         return tok(ppm_text(req), truncation=True, max_length=hp.max_length)["input_ids"]
 
-    data = [(encode(p.chosen_request()), encode(p.rejected_request())) for p in pairs]
+    train_pairs, held_pairs = split_held_out(pairs, _problem_key, hp.holdout_share)
+    data = [(encode(p.chosen_request()), encode(p.rejected_request())) for p in train_pairs]
+    held = [(encode(p.chosen_request()), encode(p.rejected_request())) for p in held_pairs]
 
-    def collate(idx: list[int]) -> dict[str, Any]:
-        rows = [data[i][0] for i in idx] + [data[i][1] for i in idx]  # chosen, then rejected
+    def collate_pairs(items: list[tuple[list[int], list[int]]]) -> dict[str, Any]:
+        rows = [c for c, _ in items] + [r for _, r in items]  # chosen, then rejected
         ids = pad_batch(rows, tok.pad_token_id)
         mask = pad_batch([[1] * len(r) for r in rows], 0)
         return {"input_ids": ids, "attention_mask": mask}
 
     lengths = [max(len(c), len(r)) for c, r in data]
-    loader = batch_loader(length_grouped_batches(lengths, hp.micro_batch_size, hp.seed), collate)
+    batches = length_grouped_batches(lengths, hp.micro_batch_size, hp.seed)
 
     # --- model and optimizer ---------------------------------------------------------------------
     model = _load_ppm(acc, init_model_path, hp.seed, out)
@@ -124,54 +138,75 @@ def train_ppm(
     if hp.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
+    model = apply_lora(model, hp, "SEQ_CLS")
+    trainable, total_params = param_counts(model)
     optimizer = make_optimizer(model, hp)
-    model, optimizer, loader = acc.prepare(model, optimizer, loader)
-    total = total_steps(len(loader), hp)
-    meter = Meter(acc, total, hp, "ppm")
+    model, optimizer = acc.prepare(model, optimizer)
 
-    # --- the loop ------------------------------------------------------------------------------
-    model.train()
-    step = 0
-    while step < total:
-        for batch in loader:
-            lr = lr_at(step, total, hp)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with acc.accumulate(model):
-                scores = torch.tanh(model(**batch).logits[:, 0].float())
-                pos, neg = scores.chunk(2)
-                loss = pairwise_loss(pos, neg)
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    acc.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            accuracy = (pos > neg).float().mean().item()
-            meter.micro(int(batch["attention_mask"].sum()), loss.item(), accuracy)
-            if acc.sync_gradients:
-                step += 1
-                meter.step(step, lr)
-                if step >= total:
-                    break
+    def scores(m: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
+        s = torch.tanh(m(**batch).logits[:, 0].float())
+        return s.chunk(2)
+
+    def held_out_accuracy() -> float:
+        """Share of held-out pairs the PPM ranks right (ties count half)."""
+        m = acc.unwrap_model(model)
+        was_training = m.training
+        m.eval()
+        right = 0.0
+        with torch.no_grad():
+            for i in range(0, len(held), hp.micro_batch_size):
+                batch = {k: v.to(acc.device) for k, v in
+                         collate_pairs(held[i : i + hp.micro_batch_size]).items()}  # fmt: skip
+                pos, neg = scores(m, batch)
+                right += float((pos > neg).sum()) + 0.5 * float((pos == neg).sum())
+        m.train(was_training)
+        return right / len(held)
+
+    def loss_fn(m: Any, batch: dict[str, Any]) -> tuple[Any, int, float]:
+        pos, neg = scores(m, batch)
+        accuracy = (pos > neg).float().mean().item()
+        return pairwise_loss(pos, neg), int(batch["attention_mask"].sum()), accuracy
+
+    resumable = Resumable(
+        acc, out, fingerprint("ppm", init_model_path, hp, data), hp.checkpoint_every_s
+    )
+    meter = train_loop(
+        acc, model, optimizer, batches, lambda idx: collate_pairs([data[i] for i in idx]), hp,
+        "ppm", loss_fn, resumable,
+        before=(lambda: {"heldout_before": held_out_accuracy()}) if held else None,
+    )  # fmt: skip
 
     # --- save ------------------------------------------------------------------------------------
-    model.eval()
+    heldout = None
+    if held:
+        heldout = HeldOut(
+            metric="pairwise_accuracy", examples=len(held),
+            problems=len({_problem_key(p) for p in held_pairs}),
+            before=meter.extra["heldout_before"], after=held_out_accuracy(),
+        )  # fmt: skip
+        log.info("ppm held-out pairwise accuracy %.3f → %.3f on %d pairs of %d problems",
+                 heldout.before, heldout.after, heldout.examples, heldout.problems)  # fmt: skip
     tokens = meter.global_tokens()
     result = TrainResult(
         kind="ppm",
         out_dir=str(out),
         base_model=str(init_model_path),
-        examples=len(pairs),
-        optimizer_steps=step,
+        examples=len(data),
+        optimizer_steps=meter.steps,
         tokens=tokens,
         seconds=round(meter.seconds(), 3),
         tokens_per_s=round(tokens / max(meter.seconds(), 1e-9), 1),
         final_loss=meter.step_losses[-1],
         step_losses=meter.step_losses,
         step_accuracies=meter.step_accuracies,
+        trainable_params=trainable,
+        total_params=total_params,
+        resumed_from_step=meter.extra.get("resumed_from_step", 0),
+        heldout=heldout,
         hparams=hp,
     )
     save_checkpoint(acc, model, tok, out, result)
+    resumable.clear()
     return result
 
 

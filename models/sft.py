@@ -18,21 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from models.train_common import (
-    Meter,
+    HeldOut,
+    Resumable,
     TrainHParams,
     TrainResult,
     add_hparam_args,
-    batch_loader,
+    apply_lora,
     check_out_dir,
+    fingerprint,
     hparams_from_args,
     length_grouped_batches,
-    lr_at,
     make_accelerator,
     make_optimizer,
     pad_batch,
+    param_counts,
     read_jsonl,
     save_checkpoint,
-    total_steps,
+    split_held_out,
+    train_loop,
 )
 from search.extract import SftExample
 
@@ -51,6 +54,10 @@ def tokenize_example(tok: Any, ex: SftExample) -> tuple[list[int], list[int]]:
     return ids, labels
 
 
+def _problem_key(ex: SftExample) -> str:
+    return ex.problem_id or ex.prompt
+
+
 def train_sft(
     base_model_path: str,
     examples: Sequence[SftExample],
@@ -58,8 +65,9 @@ def train_sft(
     hparams: TrainHParams | None = None,
     overwrite: bool = False,
 ) -> TrainResult:
-    """Fine-tune the causal LM at `base_model_path` on `examples`; save it (HF format, with its
-    tokenizer) to `out_dir`, atomically. Returns what the run did."""
+    """Fine-tune the causal LM at `base_model_path` on `examples` (every weight, or LoRA
+    adapters merged back); save it (HF format, with its tokenizer) to `out_dir`, atomically.
+    A run stopped midway resumes from its last saved state. Returns what the run did."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,58 +75,79 @@ def train_sft(
     out = check_out_dir(out_dir, overwrite)
     acc = make_accelerator(hp)
 
-    # --- data: tokenize once, drop what does not fit -----------------------------------------
+    # --- data: tokenize once, drop what does not fit, hold out a share of the problems -------
     tok = AutoTokenizer.from_pretrained(base_model_path)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    data = [tokenize_example(tok, ex) for ex in examples]
-    kept = [d for d in data if len(d[0]) <= hp.max_length and any(x != IGNORE for x in d[1])]
+    train_ex, held_ex = split_held_out(examples, _problem_key, hp.holdout_share)
+
+    def fits(d: tuple[list[int], list[int]]) -> bool:
+        return len(d[0]) <= hp.max_length and any(x != IGNORE for x in d[1])
+
+    data = [tokenize_example(tok, ex) for ex in train_ex]
+    kept = [d for d in data if fits(d)]
+    held = [d for d in (tokenize_example(tok, ex) for ex in held_ex) if fits(d)]
     if not kept:
         raise ValueError(f"no SFT example fits max_length={hp.max_length}")
 
-    def collate(idx: list[int]) -> dict[str, Any]:
-        batch = [kept[i] for i in idx]
-        ids = pad_batch([b[0] for b in batch], pad_id)
-        labels = pad_batch([b[1] for b in batch], pad_id, value_pad=IGNORE)
-        mask = pad_batch([[1] * len(b[0]) for b in batch], 0)
+    def collate_rows(rows: list[tuple[list[int], list[int]]]) -> dict[str, Any]:
+        ids = pad_batch([r[0] for r in rows], pad_id)
+        labels = pad_batch([r[1] for r in rows], pad_id, value_pad=IGNORE)
+        mask = pad_batch([[1] * len(r[0]) for r in rows], 0)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     batches = length_grouped_batches([len(d[0]) for d in kept], hp.micro_batch_size, hp.seed)
-    loader = batch_loader(batches, collate)
 
     # --- model and optimizer ---------------------------------------------------------------------
     model = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=torch.float32)
     if hp.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
+    model = apply_lora(model, hp, "CAUSAL_LM")
+    trainable, total_params = param_counts(model)
     optimizer = make_optimizer(model, hp)
-    model, optimizer, loader = acc.prepare(model, optimizer, loader)
-    total = total_steps(len(loader), hp)
-    meter = Meter(acc, total, hp, "sft")
+    model, optimizer = acc.prepare(model, optimizer)
 
-    # --- the loop ------------------------------------------------------------------------------
-    model.train()
-    step = 0
-    while step < total:
-        for batch in loader:
-            lr = lr_at(step, total, hp)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with acc.accumulate(model):
-                loss = model(**batch).loss
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    acc.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            meter.micro(int(batch["attention_mask"].sum()), loss.item())
-            if acc.sync_gradients:
-                step += 1
-                meter.step(step, lr)
-                if step >= total:
-                    break
+    def held_out_loss() -> float:
+        """Mean loss per trained token of the held-out examples."""
+        m = acc.unwrap_model(model)
+        was_training = m.training
+        m.eval()
+        loss_sum, n_tok = 0.0, 0
+        with torch.no_grad():
+            for i in range(0, len(held), hp.micro_batch_size):
+                batch = {k: v.to(acc.device) for k, v in
+                         collate_rows(held[i : i + hp.micro_batch_size]).items()}  # fmt: skip
+                logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                shift = logits.logits[:, :-1].float()
+                labels = batch["labels"][:, 1:]
+                loss = torch.nn.functional.cross_entropy(
+                    shift.reshape(-1, shift.shape[-1]), labels.reshape(-1),
+                    ignore_index=IGNORE, reduction="sum",
+                )  # fmt: skip
+                loss_sum += loss.item()
+                n_tok += int((labels != IGNORE).sum())
+        m.train(was_training)
+        return loss_sum / max(1, n_tok)
+
+    def loss_fn(m: Any, batch: dict[str, Any]) -> tuple[Any, int, None]:
+        return m(**batch).loss, int(batch["attention_mask"].sum()), None
+
+    resumable = Resumable(
+        acc, out, fingerprint("sft", base_model_path, hp, kept), hp.checkpoint_every_s
+    )
+    meter = train_loop(
+        acc, model, optimizer, batches, lambda idx: collate_rows([kept[i] for i in idx]), hp,
+        "sft", loss_fn, resumable,
+        before=(lambda: {"heldout_before": held_out_loss()}) if held else None,
+    )  # fmt: skip
 
     # --- save ------------------------------------------------------------------------------------
-    model.eval()
+    heldout = None
+    if held:
+        heldout = HeldOut(
+            metric="loss", examples=len(held), problems=len({_problem_key(e) for e in held_ex}),
+            before=meter.extra["heldout_before"], after=held_out_loss(),
+        )  # fmt: skip
     tokens = meter.global_tokens()
     result = TrainResult(
         kind="sft",
@@ -126,15 +155,20 @@ def train_sft(
         base_model=str(base_model_path),
         examples=len(kept),
         skipped=len(data) - len(kept),
-        optimizer_steps=step,
+        optimizer_steps=meter.steps,
         tokens=tokens,
         seconds=round(meter.seconds(), 3),
         tokens_per_s=round(tokens / max(meter.seconds(), 1e-9), 1),
         final_loss=meter.step_losses[-1],
         step_losses=meter.step_losses,
+        trainable_params=trainable,
+        total_params=total_params,
+        resumed_from_step=meter.extra.get("resumed_from_step", 0),
+        heldout=heldout,
         hparams=hp,
     )
     save_checkpoint(acc, model, tok, out, result)
+    resumable.clear()
     return result
 
 

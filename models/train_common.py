@@ -1,6 +1,7 @@
 """What the policy's SFT (models/sft.py) and the PPM's training (models/ppm_train.py) share:
-hyper-parameters, the Accelerator, the learning-rate schedule, the throughput log, JSONL files,
-and saving a checkpoint atomically in the standard HF format.
+hyper-parameters, the Accelerator, LoRA, the held-out split, the learning-rate schedule, the
+optimisation loop with its throughput log and resumable state, JSONL files, and saving a
+checkpoint atomically in the standard HF format.
 
 Training runs under HF accelerate, so the same script runs on one CPU (bf16 autocast where the
 CPU has it natively), one GPU, or several under `accelerate launch` (DDP, FSDP).
@@ -9,6 +10,8 @@ CPU has it natively), one GPU, or several under `accelerate launch` (DDP, FSDP).
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import math
 import os
@@ -51,8 +54,44 @@ class TrainHParams(BaseModel):
         "fp32 on a CPU",
     )
     gradient_checkpointing: bool = False
+    lora_rank: int = Field(
+        0,
+        ge=0,
+        description="LoRA rank (peft, every linear layer; merged into a plain HF "
+        "checkpoint on save); 0 trains every weight",
+    )
+    lora_alpha: float | None = Field(None, gt=0, description="LoRA scale numerator; 2 × rank")
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    holdout_share: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of problems held out (by a hash of the problem, so "
+        "the same ones each round) to measure before and after training: SFT loss, PPM "
+        "pairwise accuracy",
+    )
+    checkpoint_every_s: float = Field(
+        900,
+        ge=0,
+        description="seconds between resumable training states beside the "
+        "checkpoint (0: none); a run started again with the same data and settings resumes",
+    )
     seed: int = 0
     log_every: int = Field(10, ge=1, description="optimizer steps between log lines")
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """What a resumed run must share with the run it resumes (not how often it logs)."""
+        return self.model_dump(exclude={"checkpoint_every_s", "log_every"})
+
+
+class HeldOut(BaseModel):
+    """The held-out measurement: SFT mean token loss, or PPM pairwise accuracy (s⁺ > s⁻)."""
+
+    metric: Literal["loss", "pairwise_accuracy"]
+    examples: int  # held-out SFT examples or PPM pairs
+    problems: int
+    before: float  # the starting model
+    after: float  # the trained model
 
 
 class TrainResult(BaseModel):
@@ -70,6 +109,10 @@ class TrainResult(BaseModel):
     final_loss: float
     step_losses: list[float]  # mean loss of each optimizer step
     step_accuracies: list[float] = Field(default_factory=list)  # PPM: share with s⁺ > s⁻
+    trainable_params: int = 0
+    total_params: int = 0
+    resumed_from_step: int = 0  # > 0: the run continued a saved training state
+    heldout: HeldOut | None = None
     hparams: TrainHParams
 
 
@@ -158,25 +201,32 @@ HEARTBEAT_S = 60.0
 
 
 class Meter:
-    """Token counts and per-step losses; a log line every `log_every` optimizer steps."""
+    """Steps, micro-batches, token counts and per-step losses; a log line every `log_every`
+    optimizer steps. Its state is part of the resumable training state."""
 
     def __init__(self, accelerator: Any, total: int, hp: TrainHParams, what: str) -> None:
         self.acc, self.total, self.hp, self.what = accelerator, total, hp, what
         self.t0 = self.t_last = self.t_beat = time.perf_counter()
+        self.steps = self.micros = 0  # optimizer steps and micro-batches done
         self.tokens = self.tokens_last = 0
+        self.seconds_before = 0.0  # spent by the runs this one resumes
         self.step_losses: list[float] = []
         self.step_accuracies: list[float] = []
+        self.extra: dict[str, Any] = {}  # e.g. the held-out figure before training
         self._loss: list[float] = []
         self._acc: list[float] = []
 
     def micro(self, tokens: int, loss: float, accuracy: float | None = None) -> None:
+        self.micros += 1
         self.tokens += tokens
         self._loss.append(loss)
         if accuracy is not None:
             self._acc.append(accuracy)
 
-    def step(self, step: int, lr: float) -> None:
-        """Close optimizer step `step` (1-based)."""
+    def step(self, lr: float) -> None:
+        """Close the current optimizer step."""
+        self.steps += 1
+        step = self.steps
         self.step_losses.append(sum(self._loss) / max(1, len(self._loss)))
         if self._acc:
             self.step_accuracies.append(sum(self._acc) / len(self._acc))
@@ -187,7 +237,7 @@ class Meter:
                 self.t_beat = now
                 loss = self.step_losses[-1]
                 log.info("%s step %d/%d loss %.4f lr %.2e %.0fs",
-                         self.what, step, self.total, loss, lr, now - self.t0)  # fmt: skip
+                         self.what, step, self.total, loss, lr, self.seconds())  # fmt: skip
             return
         self.t_beat = now
         tokens = self.global_tokens()
@@ -197,7 +247,8 @@ class Meter:
         if self.acc.is_main_process:
             log.info(
                 "%s step %d/%d loss %.4f%s lr %.2e %.0f tok/s %.0fs",
-                self.what, step, self.total, self.step_losses[-1], extra, lr, rate, now - self.t0,
+                self.what, step, self.total, self.step_losses[-1], extra, lr, rate,
+                self.seconds(),
             )  # fmt: skip
 
     def global_tokens(self) -> int:
@@ -208,7 +259,215 @@ class Meter:
         return int(self.acc.reduce(t, reduction="sum").item())
 
     def seconds(self) -> float:
-        return time.perf_counter() - self.t0
+        return self.seconds_before + time.perf_counter() - self.t0
+
+    # accelerate's save_state/load_state call these (register_for_checkpointing)
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps, "micros": self.micros, "tokens": self.tokens,
+            "seconds": self.seconds(), "step_losses": self.step_losses,
+            "step_accuracies": self.step_accuracies, "extra": self.extra,
+            "accumulation_step": self.acc.step,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.micros = state["steps"], state["micros"]
+        self.tokens = self.tokens_last = state["tokens"]
+        self.seconds_before = state["seconds"]
+        self.t0 = self.t_last = self.t_beat = time.perf_counter()
+        self.step_losses, self.step_accuracies = state["step_losses"], state["step_accuracies"]
+        self.extra = state["extra"]
+        self.acc.step = state["accumulation_step"]  # where gradient accumulation stood
+
+
+# --- LoRA ----------------------------------------------------------------------------------------
+
+
+def apply_lora(model: Any, hp: TrainHParams, task: Literal["CAUSAL_LM", "SEQ_CLS"]) -> Any:
+    """`model` with LoRA adapters on every linear layer (peft) when hp.lora_rank > 0; for a
+    PPM the one-label head stays fully trained (peft's modules_to_save for SEQ_CLS)."""
+    if not hp.lora_rank:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    if hp.gradient_checkpointing:
+        model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks need grads
+    cfg = LoraConfig(
+        r=hp.lora_rank,
+        lora_alpha=hp.lora_alpha or 2 * hp.lora_rank,
+        lora_dropout=hp.lora_dropout,
+        target_modules="all-linear",
+        task_type=task,
+    )
+    return get_peft_model(model, cfg)
+
+
+def param_counts(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def _is_peft(model: Any) -> bool:
+    return hasattr(model, "merge_and_unload") and hasattr(model, "peft_config")
+
+
+# --- the held-out split ---------------------------------------------------------------------------
+
+
+def is_held_out(key: str, share: float) -> bool:
+    """Stable across runs and rounds: the same problem is always on the same side."""
+    if share <= 0:
+        return False
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return h / 2**64 < share
+
+
+def split_held_out(
+    items: Sequence[Record], key: Callable[[Record], str], share: float
+) -> tuple[list[Record], list[Record]]:
+    """(train, held out) by problem. If every problem would be held out, none is."""
+    held = [x for x in items if is_held_out(key(x), share)]
+    if len(held) == len(items):
+        return list(items), []
+    return [x for x in items if not is_held_out(key(x), share)], held
+
+
+# --- the optimisation loop ------------------------------------------------------------------------
+
+
+def epoch_loader(
+    accelerator: Any,
+    batches: list[list[int]],
+    collate: Callable[[list[int]], Any],
+    seed: int,
+    epoch: int,
+) -> Any:
+    """Epoch `epoch`'s micro-batches in an order fixed by (seed, epoch), so a resumed run reads
+    the same data in the same order; under several processes each gets its share."""
+    import torch
+
+    order = list(batches)
+    random.Random(seed * 100_003 + epoch).shuffle(order)
+    loader = torch.utils.data.DataLoader(
+        order, batch_size=1, shuffle=False, collate_fn=lambda items: collate(items[0])
+    )
+    return accelerator.prepare_data_loader(loader)
+
+
+class Resumable:
+    """The training state (weights, optimizer, RNGs, the Meter) saved every
+    `checkpoint_every_s` through accelerate's save_state into `.<out>.resume/` beside the
+    checkpoint, atomically (temp dir, then rename), with a fingerprint of the data and the
+    settings: a run started again with the same ones continues from it, any other starts over.
+    Removed once the final checkpoint is in place."""
+
+    def __init__(self, accelerator: Any, out: Path, fingerprint: str, every_s: float) -> None:
+        self.acc, self.every_s, self.fingerprint = accelerator, every_s, fingerprint
+        self.dir = out.with_name(f".{out.name}.resume")
+        self.t_saved = time.monotonic()
+
+    def restore(self) -> bool:
+        mark = self.dir / "fingerprint"
+        if not mark.exists():
+            return False
+        if mark.read_text() != self.fingerprint:
+            log.info("%s: saved for other data or settings, starting over", self.dir)
+            return False
+        self.acc.load_state(str(self.dir))
+        self.t_saved = time.monotonic()
+        return True
+
+    def maybe_save(self, force: bool = False) -> None:
+        due = force or (self.every_s > 0 and time.monotonic() - self.t_saved >= self.every_s)
+        if self.acc.num_processes > 1:  # every process must agree: the main one decides
+            from accelerate.utils import broadcast_object_list
+
+            due = broadcast_object_list([due])[0]
+        if not due:
+            return
+        tmp = self.dir.with_name(f"{self.dir.name}.tmp-save")
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            (tmp / "fingerprint").write_text(self.fingerprint)
+            old = self.dir.with_name(f"{self.dir.name}.tmp-old")
+            shutil.rmtree(old, ignore_errors=True)
+            if self.dir.exists():
+                os.rename(self.dir, old)
+            os.rename(tmp, self.dir)
+            shutil.rmtree(old, ignore_errors=True)
+            log.info("training state saved to %s", self.dir)
+        self.t_saved = time.monotonic()
+
+    def clear(self) -> None:
+        if self.acc.is_main_process:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def fingerprint(kind: str, base: str, hp: TrainHParams, data: Any) -> str:
+    """What a resumable state must match: the kind, the base model, the settings and the
+    tokenized data."""
+    blob = json.dumps([kind, str(base), hp.fingerprint_fields(), data], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+LossFn = Callable[[Any, Any], tuple[Any, int, "float | None"]]
+
+
+def train_loop(
+    accelerator: Any,
+    model: Any,
+    optimizer: Any,
+    batches: list[list[int]],
+    collate: Callable[[list[int]], Any],
+    hp: TrainHParams,
+    what: str,
+    loss_fn: LossFn,
+    resumable: Resumable,
+    before: Callable[[], dict[str, Any]] | None = None,
+) -> Meter:
+    """The loop both trainers share. `loss_fn(model, batch)` → (loss, tokens read, accuracy or
+    None). `before()` runs once on a fresh start (e.g. the held-out figure of the starting
+    model); what it returns is kept in `Meter.extra` across resumes."""
+    acc = accelerator
+    per_epoch = len(epoch_loader(acc, batches, collate, hp.seed, 0))
+    total = total_steps(per_epoch, hp)
+    meter = Meter(acc, total, hp, what)
+    acc.register_for_checkpointing(meter)
+    if resumable.restore():
+        log.info("%s: resumed at step %d/%d", what, meter.steps, total)
+        meter.extra["resumed_from_step"] = meter.steps
+    elif before is not None:
+        meter.extra.update(before())
+    model.train()
+    while meter.steps < total:
+        epoch, done = divmod(meter.micros, per_epoch)
+        loader = epoch_loader(acc, batches, collate, hp.seed, epoch)
+        if done:
+            loader = acc.skip_first_batches(loader, done)
+        for batch in loader:
+            lr = lr_at(meter.steps, total, hp)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with acc.accumulate(model):
+                loss, tokens, accuracy = loss_fn(model, batch)
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    acc.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            meter.micro(tokens, loss.item(), accuracy)
+            if acc.sync_gradients:
+                meter.step(lr)
+                if meter.steps >= total:
+                    break
+                resumable.maybe_save()
+    model.eval()
+    return meter
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -233,15 +492,20 @@ def save_checkpoint(
 
     The files go into a temporary directory next to `out_dir`, which is then renamed into place
     (an existing `out_dir` is moved aside first and removed after): a crash never leaves a half
-    checkpoint at `out_dir`. Every process must call this (FSDP gathers the weights)."""
+    checkpoint at `out_dir`. Every process must call this (FSDP gathers the weights). A LoRA
+    model is merged first (after training: the adapters are gone from `model` too)."""
     out = Path(out_dir)
-    state = accelerator.get_state_dict(model)  # full weights, gathered from every process
+    lora = _is_peft(accelerator.unwrap_model(model))
+    # full weights, gathered from every process; LoRA: merged into the base weights below
+    state = None if lora else accelerator.get_state_dict(model)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             unwrapped = accelerator.unwrap_model(model)
+            if lora:  # a plain checkpoint both engines load, no adapter files
+                unwrapped = unwrapped.merge_and_unload()
             unwrapped.config.use_cache = True
             unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
@@ -277,16 +541,6 @@ def length_grouped_batches(
         batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
-
-
-def batch_loader(batches: list[list[int]], collate: Callable[[list[int]], Any]) -> Any:
-    """A DataLoader whose items are whole micro-batches (lists of indices), reshuffled each
-    epoch; under several processes accelerate hands each process its share of them."""
-    import torch
-
-    return torch.utils.data.DataLoader(
-        batches, batch_size=1, shuffle=True, collate_fn=lambda items: collate(items[0])
-    )
 
 
 def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, value_pad: int | None = None) -> Any:

@@ -168,3 +168,114 @@ async def test_train_ppm_checkpoint_scores_in_range(tiny_model_path, tmp_path):
     finally:
         ppm.close()
     assert len(scores) == 2 and all(-1.0 <= s <= 1.0 for s in scores)
+
+
+# --- LoRA, held-out split, resuming (issue 15) -------------------------------------------------
+
+
+def test_held_out_split_is_stable_and_by_problem():
+    from models.train_common import is_held_out, split_held_out
+
+    keys = [f"gsm8k-train-{i}" for i in range(2000)]
+    held = [k for k in keys if is_held_out(k, 0.1)]
+    assert 150 < len(held) < 250  # about a tenth
+    assert held == [k for k in keys if is_held_out(k, 0.1)]  # the same each run
+    assert not any(is_held_out(k, 0.0) for k in keys)
+    items = [(k, j) for k in keys[:50] for j in range(3)]  # three items per problem
+    train, out = split_held_out(items, lambda x: x[0], 0.3)
+    assert len(train) + len(out) == len(items)
+    assert not {k for k, _ in train} & {k for k, _ in out}  # a problem is on one side only
+    # holding out everything would leave nothing to train on: then nothing is held out
+    assert split_held_out(items[:3], lambda x: x[0], 0.999999) == (items[:3], [])
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    from pathlib import Path
+
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+@pytest.mark.timeout(300)
+def test_lora_sft_merges_into_a_plain_checkpoint(tiny_model_path, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "policy"
+    result = train_sft(tiny_model_path, examples(), out, small(lr=1e-3, epochs=3, lora_rank=4))
+    assert 0 < result.trainable_params < result.total_params / 50
+    assert result.step_losses[-1] < result.step_losses[0]
+    # merged: the base model's own tensor names, no adapter files, and the weights moved
+    assert not (out / "adapter_config.json").exists()
+    after, before = _weights(out), _weights(tiny_model_path)
+    assert set(after) <= set(before) and not any("lora" in k for k in after)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(after[q], before[q].float())
+    assert torch.equal(
+        after["model.embed_tokens.weight"], before["model.embed_tokens.weight"].float()
+    )  # not a LoRA target: frozen
+    AutoModelForCausalLM.from_pretrained(out)
+
+
+@pytest.mark.timeout(300)
+def test_lora_ppm_trains_its_head_and_reports_held_out_accuracy(tiny_model_path, tmp_path):
+    from models.ppm_train import is_ppm, train_ppm
+
+    many = [
+        p.model_copy(update={"problem_id": f"p{i}", "problem": f"{PROBLEM} ({i})"})
+        for i in range(12)
+        for p in pairs()
+    ]
+    out = tmp_path / "ppm"
+    result = train_ppm(
+        tiny_model_path, many, out, small(lr=1e-3, max_steps=2, lora_rank=4, holdout_share=0.3)
+    )
+    assert is_ppm(out)
+    h = result.heldout
+    assert h is not None and h.metric == "pairwise_accuracy"
+    assert h.examples == 2 * h.problems and 0 < h.problems < 12
+    assert result.examples + h.examples == len(many)
+    assert 0.0 <= h.before <= 1.0 and 0.0 <= h.after <= 1.0
+    # the head is trained in full beside the adapters (576 = the tiny model's hidden size)
+    assert "score.weight" in _weights(out)
+    assert result.trainable_params > 576
+
+
+@pytest.mark.timeout(600)
+def test_training_resumes_from_its_saved_state(tiny_model_path, tmp_path, monkeypatch):
+    """A run killed after step 2 of 4 and started again ends where an unbroken run ends."""
+    import torch
+
+    from models import train_common
+
+    hp = small(lr=1e-3, max_steps=4, checkpoint_every_s=1e-6, lora_rank=4)
+    whole = train_sft(tiny_model_path, examples() * 2, tmp_path / "whole", hp)
+    assert whole.resumed_from_step == 0
+
+    save = train_common.Resumable.maybe_save
+    calls = []
+
+    def save_then_die(self, force=False):
+        save(self, force)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the machine went away after step 2's state was saved
+
+    monkeypatch.setattr(train_common.Resumable, "maybe_save", save_then_die)
+    out = tmp_path / "policy"
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(tiny_model_path, examples() * 2, out, hp)
+    assert not out.exists() and (tmp_path / ".policy.resume" / "fingerprint").exists()
+    monkeypatch.setattr(train_common.Resumable, "maybe_save", save)
+
+    # other settings do not resume from it
+    other = train_sft(tiny_model_path, examples() * 2, tmp_path / "other", hp)
+    assert other.resumed_from_step == 0
+
+    resumed = train_sft(tiny_model_path, examples() * 2, out, hp)
+    assert resumed.resumed_from_step == 2 and resumed.optimizer_steps == 4
+    assert resumed.step_losses == pytest.approx(whole.step_losses, rel=1e-4)
+    a, b = _weights(out), _weights(tmp_path / "whole")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert not (tmp_path / ".policy.resume").exists()  # gone once the checkpoint is in place

@@ -157,6 +157,8 @@ class RoundConfig(_Section):
                 "engine": True, "policy_url": True, "ppm_engine": True, "ppm_url": True,
                 "max_model_len": True, "cpu_kv_cache_gb": True, "gpu_memory_utilization": True,
                 "search": {"concurrency"}, "eval": {"concurrency", "engine"},
+                "sft": {"checkpoint_every_s", "log_every"},
+                "ppm_train": {"checkpoint_every_s", "log_every"},
             },
         )  # fmt: skip
 
