@@ -1,26 +1,34 @@
-"""The self-evolution table (issue 6) from the folders `scripts/self_evolution.sh` wrote.
+"""The self-evolution table and plot (issue 15) from what `scripts/self_evolution.sh` wrote.
 
-    python -m benchmarks.self_evolution_table runs/evolution [--plot accuracy_by_round.png]
+    python -m benchmarks.self_evolution_table [--evolution docs/measured/evolution]
+        [--base docs/measured/search] [--budget 4] [--plot accuracy_by_round.png]
 
-Rows: the untrained default model (few-shot greedy), then each round's policy greedy and MCTS
-at the eval budget; then what each round trained on and how long its phases took.
+Rows: the untrained default (issue 14's greedy and searches on the same test problems), then
+each round's policy: greedy (the round's own eval), self-consistency, best-of-N and MCTS at the
+budget (best-of-N and MCTS read the round's PPM where it has one). Each row is compared with
+the same algorithm one round earlier on the problems both ran: won / lost and the exact
+two-sided sign test (McNemar's exact test) on those that differ. Then what each round trained
+on: data counts, training loss, the held-out SFT loss and PPM pairwise accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from math import comb
 from pathlib import Path
 from typing import Any
 
-# (label, its report.json files relative to the runs folder; those present are read)
-SOURCES = (
-    ("default model, no training", ("base/report.json",)),
-    ("round 0: bootstrap SFT",
-     ("r0/eval/new/report.json", "r0-greedy/report.json", "r0-mcts/report.json")),
-    ("round 1: MCTS data, new policy + PPM",
-     ("r1/eval/new/report.json", "r1-greedy/report.json", "r1-mcts/report.json")),
-)  # fmt: skip
+ALGORITHMS = ("greedy", "self_consistency", "best_of_n", "mcts")
+LABELS = {"greedy": "greedy", "self_consistency": "self-consistency", "best_of_n": "best-of-N",
+          "mcts": "MCTS"}  # fmt: skip
+ROUNDS = ("r0", "r1", "r2")
+STAGE_NAMES = {
+    "base": "untrained default",
+    "r0": "round 0: SFT on reference solutions",
+    "r1": "round 1: terminal-guided MCTS",
+    "r2": "round 2: PPM-augmented MCTS",
+}
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -30,148 +38,164 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def rows(runs: Path) -> list[dict[str, Any]]:
-    """One row per model and run; where two reports ran the same one (a round's own eval and a
-    later, larger `rstar eval`), the one over more problems."""
-    best: dict[tuple, dict[str, Any]] = {}
-    for label, rels in SOURCES:
-        for rel in rels:
-            for r in _rows(label, runs / rel):
-                key = (label, r["algorithm"], r["budget"], r["ppm"])
-                if key not in best or r["n"] > best[key]["n"]:
-                    best[key] = r
-    return list(best.values())
-
-
-def _rows(label: str, path: Path) -> list[dict[str, Any]]:
-    report = _read(path)
-    if report is None:
-        return []
-    models = report.get("models") or {}
-    out = []
-    for run in report.get("runs", []):
-        out.append(
-            {
-                "model": label,
-                "engine": models.get("policy_engine"),
-                # greedy never reads the PPM: with one loaded it is the same run as without
-                "ppm": bool(models.get("reward_model")) and run["algorithm"] != "greedy",
-                "algorithm": run["algorithm"],
-                "budget": run["budget"],
-                "accuracy": run["accuracy"],
-                "correct": run["correct"],
-                "n": run["n"],
-                "answered": run.get("answered"),
-                "mean_tokens": run["mean_tokens"],
-                "errors": run.get("errors", 0),
-                "records": {r["id"]: bool(r.get("correct")) for r in run.get("records", [])},
-            }
-        )
+def _results(path: Path) -> dict[tuple[str, int], dict[str, bool]]:
+    """(algorithm, budget) → problem id → correct, from a results.jsonl."""
+    out: dict[tuple[str, int], dict[str, bool]] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.split("\n"):
+        if line.strip():
+            r = json.loads(line)
+            if not r.get("error"):
+                out.setdefault((r["algorithm"], r["budget"]), {})[r["id"]] = bool(r["correct"])
     return out
 
 
-def _on_subset(r: dict[str, Any], ids: set[str]) -> str:
-    """Accuracy on the problems the smallest run covered (MCTS runs on fewer problems)."""
-    hits = [r["records"][i] for i in ids if i in r["records"]]
-    if len(hits) < len(ids):
-        return "–"
-    return f"{100 * sum(hits) / len(hits):.1f} % ({sum(hits)} / {len(hits)})"
+def sign_test(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, float]:
+    """(won, lost, two-sided p) of `a` against `b` on the problems both ran."""
+    both = a.keys() & b.keys()
+    won = sum(1 for i in both if a[i] and not b[i])
+    lost = sum(1 for i in both if b[i] and not a[i])
+    n = won + lost
+    if not n:
+        return won, lost, 1.0
+    tail = sum(comb(n, k) for k in range(min(won, lost) + 1)) / 2**n
+    return won, lost, min(1.0, 2 * tail)
 
 
-def markdown(table: list[dict[str, Any]]) -> str:
-    # the smallest run's problems: every row is also scored on them, for a like-for-like column
-    smallest = min(table, key=lambda r: r["n"], default=None)
-    ids = set(smallest["records"]) if smallest else set()
+def stage_runs(stage: str, evolution: Path, base: Path) -> list[Path]:
+    """The results.jsonl files a stage's rows come from."""
+    if stage == "base":
+        return [base / "gsm8k-greedy" / "results.jsonl", base / "gsm8k-search" / "results.jsonl"]
+    return [evolution / stage / "eval" / "new" / "results.jsonl",
+            evolution / f"{stage}-search" / "results.jsonl"]  # fmt: skip
+
+
+def table(evolution: Path, base: Path, budget: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    previous: dict[str, dict[str, bool]] = {}
+    for stage in ("base", *ROUNDS):
+        found: dict[tuple[str, int], dict[str, bool]] = {}
+        for f in stage_runs(stage, evolution, base):
+            found.update(_results(f))
+        has_ppm = (evolution / stage / "ppm" / "rstar-train.json").exists()
+        for alg in ALGORITHMS:
+            res = found.get((alg, 1 if alg == "greedy" else budget))
+            if not res:
+                continue
+            row = {
+                "stage": stage, "algorithm": alg, "n": len(res), "correct": sum(res.values()),
+                "ppm": has_ppm and alg in ("best_of_n", "mcts"),
+            }  # fmt: skip
+            if alg in previous:
+                row["vs_previous"] = sign_test(res, previous[alg])
+            previous[alg] = res
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], budget: int) -> str:
     lines = [
-        f"| model | algorithm | accuracy | correct / n | on the first {len(ids)} "
-        "| reached an answer | mean generated tokens | engine |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| model | algorithm | accuracy | correct / n | vs the row one round earlier: won / lost, "
+        "sign-test p |",
+        "|---|---|---:|---:|---|",
     ]
-    for r in table:
-        alg = "greedy" if r["algorithm"] == "greedy" else f"{r['algorithm']} @ {r['budget']}"
-        if r["algorithm"] != "greedy":
-            alg += " (PPM)" if r["ppm"] else " (no PPM: answer agreement)"
-        acc = "–" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} %"
-        tokens = "–" if r["mean_tokens"] is None else f"{r['mean_tokens']:.0f}"
-        answered = "–" if r["answered"] is None else f"{r['answered']} / {r['n']}"
+    for r in rows:
+        alg = LABELS[r["algorithm"]] + ("" if r["algorithm"] == "greedy" else f" @ {budget}")
+        if r["algorithm"] in ("best_of_n", "mcts"):
+            alg += " (PPM)" if r["ppm"] else " (no PPM)"
+        vs = "–"
+        if "vs_previous" in r:
+            w, lo, p = r["vs_previous"]
+            vs = f"{w} / {lo}, p = {p:.2f}"
         lines.append(
-            f"| {r['model']} | {alg} | {acc} | {r['correct']} / {r['n']} | {_on_subset(r, ids)} "
-            f"| {answered} | {tokens} | {r['engine'] or '–'} |"
+            f"| {STAGE_NAMES[r['stage']]} | {alg} | {100 * r['correct'] / r['n']:.1f} % "
+            f"| {r['correct']} / {r['n']} | {vs} |"
         )
     return "\n".join(lines)
 
 
-# counts worth a line per phase (the manifest holds all of them)
-FACTS = {
-    "generate": ("rows", "verified", "problems", "solved", "tokens"),
-    "extract": ("problems_solved", "sft_examples", "step_pairs", "final_pairs",
-                "mean_steps_per_trajectory"),
-    "sft": ("examples", "optimizer_steps", "tokens", "tokens_per_s", "first_loss", "final_loss"),
-    "ppm": ("examples", "optimizer_steps", "tokens_per_s", "first_loss", "final_loss"),
-}  # fmt: skip
-
-
-def round_facts(runs: Path) -> str:
+def round_facts(evolution: Path) -> str:
+    """What each round trained on, from its manifest and its checkpoints' training records."""
     lines = []
-    for name in ("r0", "r1"):
-        manifest = _read(runs / name / "manifest.json")
-        if manifest is None:
+    for name in ROUNDS:
+        m = _read(evolution / name / "manifest.json")
+        if m is None:
             continue
-        lines.append(f"{name} ({runs / name}):")
-        for phase, info in manifest.get("phases", {}).items():
-            if not isinstance(info, dict):
+        data = m.get("data", {})
+        lines.append(f"{name} ({evolution / name}, {m.get('status')}):")
+        if b := data.get("bootstrap"):
+            lines.append(f"  bootstrap: {b.get('rows')} rows, {b.get('verified')} verified")
+        if g := data.get("generate"):
+            keys = ("problems", "finished", "solved", "tokens")
+            lines.append("  generate: " + ", ".join(f"{k} {g[k]}" for k in keys if k in g))
+        if x := data.get("extract"):
+            keys = ("problems_solved", "sft_examples", "step_pairs", "final_pairs", "pairs")
+            lines.append("  extract: " + ", ".join(f"{k} {x[k]}" for k in keys if k in x))
+        for phase, what in (("sft", "policy"), ("ppm", "ppm")):
+            rec = m.get("phases", {}).get(phase, {})
+            meta = _read(evolution / name / what / "rstar-train.json")
+            if rec.get("status") != "complete" or meta is None:
+                if rec.get("status"):
+                    lines.append(f"  {phase}: {rec['status']} ({rec.get('reason') or ''})")
                 continue
-            counts = info.get("counts") or {}
-            shown = ", ".join(
-                f"{k} {round(counts[k], 3) if isinstance(counts[k], float) else counts[k]}"
-                for k in FACTS.get(phase, ())
-                if k in counts
+            losses = meta.get("step_losses") or [0.0]
+            text = (
+                f"  {phase}: {meta['examples']} examples, {meta['optimizer_steps']} steps, "
+                f"{meta['tokens']} tokens at {meta['tokens_per_s']:.0f} tok/s "
+                f"(LoRA rank {meta['hparams'].get('lora_rank', 0) or '–'}), "
+                f"loss {losses[0]:.3f} → {losses[-1]:.3f}"
             )
-            why = f" ({info['reason']})" if info.get("reason") else ""
-            lines.append(
-                f"  {phase}: {info.get('status')} in {info.get('seconds') or 0:.0f} s{why}"
-                + (f"; {shown}" if shown else "")
-            )
+            if h := meta.get("heldout"):
+                text += (
+                    f"; held out ({h['examples']} of {h['problems']} problems): {h['metric']} "
+                    f"{h['before']:.3f} → {h['after']:.3f}"
+                )
+            lines.append(text)
     return "\n".join(lines)
 
 
-def plot(table: list[dict[str, Any]], path: Path) -> Path:
+def plot(rows: list[dict[str, Any]], path: Path, budget: int) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.ticker import PercentFormatter
 
+    stages = [s for s in ("base", *ROUNDS) if any(r["stage"] == s for r in rows)]
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
-    labels = [
-        f"{r['model'].split(':')[0]}\n{r['algorithm']}"
-        + ("" if r["algorithm"] == "greedy" else f"@{r['budget']}")
-        for r in table
-    ]
-    ys = [r["accuracy"] or 0.0 for r in table]
-    bars = ax.bar(range(len(ys)), ys, color=[f"C{i % 10}" for i in range(len(ys))])
-    ax.bar_label(
-        bars,
-        labels=[f"{100 * y:.1f}% of {r['n']}" for y, r in zip(ys, table, strict=True)],
-        fontsize=8,
-    )
-    ax.set_xticks(range(len(ys)), labels, fontsize=8)
+    for i, alg in enumerate(ALGORITHMS):
+        pts = [(stages.index(r["stage"]), r["correct"] / r["n"], r["n"])
+               for r in rows if r["algorithm"] == alg]  # fmt: skip
+        if not pts:
+            continue
+        label = LABELS[alg] + ("" if alg == "greedy" else f" @ {budget}")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}", label=label)
+    ax.set_xticks(range(len(stages)), [STAGE_NAMES[s].split(":")[0] for s in stages])
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylabel("accuracy")
-    ax.set_title("GSM8K test (the first n problems): accuracy by round", fontsize=10)
+    ax.set_title("GSM8K test, 0.5B default: greedy on the first 200, searches on the first 100",
+                 fontsize=9)  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", type=Path, help="RUNS of scripts/self_evolution.sh")
-    ap.add_argument("--plot", type=Path, help="also draw the table as a bar chart (PNG)")
+    ap.add_argument("--evolution", type=Path, default=Path("docs/measured/evolution"))
+    ap.add_argument("--base", type=Path, default=Path("docs/measured/search"))
+    ap.add_argument("--budget", type=int, default=4)
+    ap.add_argument("--plot", type=Path, help="draw accuracy by round (PNG)")
     args = ap.parse_args()
-    table = rows(args.runs)
-    print(markdown(table))
+    rows = table(args.evolution, args.base, args.budget)
+    print(markdown(rows, args.budget))
     print()
-    print(round_facts(args.runs))
-    if args.plot and table:
-        print(f"\nplot: {plot(table, args.plot)}")
+    print(round_facts(args.evolution))
+    if args.plot and rows:
+        print(f"\nplot: {plot(rows, args.plot, args.budget)}")
 
 
 if __name__ == "__main__":

@@ -203,6 +203,7 @@ def train_ppm(
         total_params=total_params,
         resumed_from_step=meter.extra.get("resumed_from_step", 0),
         heldout=heldout,
+        fingerprint=resumable.fingerprint,
         hparams=hp,
     )
     save_checkpoint(acc, model, tok, out, result)

@@ -39,6 +39,8 @@ from models.train_common import (
 )
 from search.extract import SftExample
 
+log = logging.getLogger("models.train")
+
 IGNORE = -100  # label of a token without loss
 
 
@@ -148,6 +150,8 @@ def train_sft(
             metric="loss", examples=len(held), problems=len({_problem_key(e) for e in held_ex}),
             before=meter.extra["heldout_before"], after=held_out_loss(),
         )  # fmt: skip
+        log.info("sft held-out loss %.4f → %.4f on %d examples of %d problems",
+                 heldout.before, heldout.after, heldout.examples, heldout.problems)  # fmt: skip
     tokens = meter.global_tokens()
     result = TrainResult(
         kind="sft",
@@ -165,6 +169,7 @@ def train_sft(
         total_params=total_params,
         resumed_from_step=meter.extra.get("resumed_from_step", 0),
         heldout=heldout,
+        fingerprint=resumable.fingerprint,
         hparams=hp,
     )
     save_checkpoint(acc, model, tok, out, result)

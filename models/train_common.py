@@ -10,6 +10,7 @@ CPU has it natively), one GPU, or several under `accelerate launch` (DDP, FSDP).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -113,6 +114,7 @@ class TrainResult(BaseModel):
     total_params: int = 0
     resumed_from_step: int = 0  # > 0: the run continued a saved training state
     heldout: HeldOut | None = None
+    fingerprint: str = ""  # the recipe (models.train_common.fingerprint)
     hparams: TrainHParams
 
 
@@ -408,10 +410,24 @@ class Resumable:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def model_recipe(path: str | Path) -> str:
+    """What identifies a base model across machines: a trained checkpoint's own fingerprint
+    (its recipe, so a chain of rounds is identified by its data and settings), else the model
+    directory's name (the embedded models' names hold their GGUF's hash)."""
+    meta = Path(path) / "rstar-train.json"
+    if meta.exists():
+        with contextlib.suppress(ValueError, KeyError):
+            fp = json.loads(meta.read_text()).get("fingerprint")
+            if fp:
+                return fp
+    return Path(path).name
+
+
 def fingerprint(kind: str, base: str, hp: TrainHParams, data: Any) -> str:
-    """What a resumable state must match: the kind, the base model, the settings and the
-    tokenized data."""
-    blob = json.dumps([kind, str(base), hp.fingerprint_fields(), data], sort_keys=True)
+    """A run's recipe: the kind, the base model's recipe, the settings and the tokenized data.
+    A resumable state must match it; a checkpoint rebuilt from the same recipe is the same
+    model (seeds are fixed), even where its bytes differ."""
+    blob = json.dumps([kind, model_recipe(base), hp.fingerprint_fields(), data], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

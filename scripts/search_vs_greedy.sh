@@ -2,7 +2,8 @@
 # Does search help the untrained default model? (issue 14) Resumable: re-run after a stop, and
 # every stage continues where its results.jsonl ended. Stages:
 #   greedy   greedy on the first N_GREEDY GSM8K test problems
-#   search   self-consistency, best-of-N and MCTS at BUDGETS on the first N_SEARCH
+#   search   self-consistency, best-of-N, MCTS, beam search and particle filtering at BUDGETS
+#            on the first N_SEARCH
 #   math     the same searches (and greedy) on the first N_MATH MATH-500 problems
 # The runs land in $OUT/<stage>/ (report.json, results.jsonl, accuracy_vs_tokens.png), small
 # enough to commit as they grow. Same prompt (the default's) and search settings everywhere;
@@ -19,7 +20,7 @@ N_SEARCH=${N_SEARCH:-100}
 N_MATH=${N_MATH:-100}
 BUDGETS=${BUDGETS:-4,8}
 CONC=${CONC:-8}
-SEARCH_ALGOS=${SEARCH_ALGOS:-self_consistency,best_of_n,mcts}
+SEARCH_ALGOS=${SEARCH_ALGOS:-self_consistency,best_of_n,mcts,beam_search,particle_filtering}
 
 stage() { echo "=== $(date -u +%H:%M:%S) $*"; }
 rstar_eval() { $PY -m clients.cli eval --model default --concurrency "$CONC" --resume "$@"; }

@@ -1,103 +1,86 @@
 #!/usr/bin/env bash
-# The self-evolution experiment of issue 6, resumable (re-run it after a stop). Stages:
-#   r0        round 0: GSM8K's reference solutions → steps → SFT of the default model;
-#             its eval: greedy on the first N_EVAL GSM8K test problems
-#   base      the untrained default model, few-shot greedy on the same problems
-#   r0-greedy round 0's policy greedy with `rstar eval` (when r0 trained on another machine)
-#   r1        round 1: MCTS with round 0's policy over R1_N train problems (gold answer as the
-#             terminal reward) → new policy (SFT from round 0's) + PPM; eval: greedy
-#   r1-greedy round 1's policy greedy with `rstar eval` (on N_EVAL, when its round ran a smaller eval)
-#   mcts      MCTS at EVAL_ROLLOUTS on the first M_N test problems: round 0 (no PPM) and round 1
-#   plot      the four algorithms at PLOT_BUDGETS on the first M_N, last round's models
-# Then `python -m benchmarks.self_evolution_table $RUNS --plot …` prints the table.
-# The defaults are the issue's scale: r0 SFT on every verified GSM8K solution (7,014 examples,
-# ~2.2 M tokens: minutes on one GPU, ~17 h at the 36 tokens/s of a 2-core AVX2 CPU), greedy on
-# 200 test problems, round 1 on 100. The README's table ran at a CPU-sized scale, set through
-# the variables below (the exact command is in the README).
+# Self-evolution of the 0.5B default on this CPU (issue 15), in resumable stages: re-run after a
+# stop and each continues where it ended (generation problem by problem, training from its last
+# saved state, evals from their results.jsonl). The small artefacts (manifests, SFT data, pairs,
+# eval results, training logs) land in $OUT and are committed; the weights are not: re-running a
+# round's stage on a machine without them trains them again from the recorded data and settings
+# (fixed seeds), and nothing else re-runs. So on a fresh clone
+#     scripts/self_evolution.sh          # every stage: finished ones only rebuild their weights
+# brings back every round's policy and PPM. Stages:
+#   r0         round 0: SFT (LoRA) on the verified GSM8K reference solutions of the first R0_ROWS
+#              train rows; its eval: greedy on the first N_GREEDY test problems
+#   r0-search  round 0's policy: self-consistency, best-of-N, MCTS at BUDGET on the first N_SEARCH
+#   r1         round 1: terminal-guided MCTS (R_ROLLOUTS) with round 0's policy over R1_N train
+#              problems after the bootstrap's → SFT on the top trajectories + a PPM from the new
+#              policy; eval: greedy
+#   r1-search  round 1's policy and PPM: the three searches at BUDGET (best-of-N and MCTS read
+#              the PPM; self-consistency is a vote)
+#   r2, r2-search   the same with PPM-augmented MCTS from round 1's models
+# The untrained default's rows are issue 14's runs (docs/measured/search/gsm8k-{greedy,search}):
+# the same test problems, budgets and search settings. Then
+#     python -m benchmarks.self_evolution_table
+# prints the table and draws the plot. Nothing here was chosen on the test problems: the
+# training settings were picked on the held-out train problems' loss / pairwise accuracy.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-PY=${PY:-python}
+PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data}
-RUNS=${RUNS:-runs/evolution}
-STAGES=${STAGES:-r0 base r1 r0-greedy mcts plot}
-ENGINE=${ENGINE:-vllm}
-N_EVAL=${N_EVAL:-200}
-M_N=${M_N:-30}
-EVAL_ROLLOUTS=${EVAL_ROLLOUTS:-4}
-CANDIDATES=${CANDIDATES:-3}
-MAX_DEPTH=${MAX_DEPTH:-8}
-EVAL_CONC=${EVAL_CONC:-32}
-R1_N=${R1_N:-100}
-R1_OFFSET=${R1_OFFSET:-0}
-R1_ROLLOUTS=${R1_ROLLOUTS:-4}
+OUT=${OUT:-docs/measured/evolution}
+STAGES=${STAGES:-r0 r0-search r1 r1-search r2 r2-search}
+N_GREEDY=${N_GREEDY:-200}
+N_SEARCH=${N_SEARCH:-100}
+BUDGET=${BUDGET:-4}
+R0_ROWS=${R0_ROWS:-1070}   # → 1,005 verified solutions, ~0.26 M tokens: one LoRA epoch ≈ 35 min
+R1_N=${R1_N:-300}
+R2_N=${R2_N:-300}
+R_ROLLOUTS=${R_ROLLOUTS:-8}
 GEN_CONC=${GEN_CONC:-8}
-SFT0_FLAGS=${SFT0_FLAGS:---sft-epochs 1 --sft-lr 5e-5 --sft-micro-batch-size 16 --sft-grad-accum 2}
-R1_TRAIN_FLAGS=${R1_TRAIN_FLAGS:---train-micro-batch-size 8 --train-grad-accum 2 --sft-epochs 3 --sft-lr 2e-5 --ppm-epochs 2 --ppm-lr 5e-5}
-R0_FLAGS=${R0_FLAGS:-}  # e.g. --limit 8 for a smoke test
-R1_FLAGS=${R1_FLAGS:-}
-PLOT_BUDGETS=${PLOT_BUDGETS:-2,4}
-
-TRAIN=$DATA/gsm8k_train.jsonl
-TEST=$DATA/gsm8k_test.jsonl
-SEARCH=(--candidates "$CANDIDATES" --max-depth "$MAX_DEPTH")
-ROUND_EVAL=(--eval-data "$TEST" --eval-limit "$N_EVAL" --eval-algorithms greedy
-  --eval-candidates "$CANDIDATES" --eval-max-depth "$MAX_DEPTH" --eval-concurrency "$EVAL_CONC"
-  --no-eval-previous)
+EVAL_CONC=${EVAL_CONC:-8}
+# LoRA (2.5× full fine-tuning's tokens/s here: docs/measured/training/throughput.txt); a tenth
+# of the problems held out for the SFT loss and the PPM's pairwise accuracy
+TRAIN=(--train-lora-rank 16 --train-holdout-share 0.1 --train-warmup-ratio 0.05
+  --train-micro-batch-size 8 --train-grad-accum 2)
+R0_TRAIN=(--sft-lora-rank 16 --sft-lr 2e-4 --sft-epochs 1 --sft-micro-batch-size 8
+  --sft-grad-accum 2 --sft-holdout-share 0.1 --sft-warmup-ratio 0.05)  # round 0 trains no PPM
+R_TRAIN=(--sft-lr 1e-4 --sft-epochs 2 --ppm-lr 2e-4 --ppm-epochs 2)
+ROUND_EVAL=(--eval-data "$DATA/gsm8k_test.jsonl" --eval-limit "$N_GREEDY" --eval-algorithms greedy
+  --no-eval-previous --eval-concurrency 32)
 
 stage() { echo "=== $(date -u +%H:%M:%S) $*"; }
-# the last round's models (round 1 trains nothing when its search solved nothing)
-last_models() {
-  if [ -d "$RUNS/r1/policy" ]; then LAST=(--model "$RUNS/r1/policy"); else LAST=(--model "$RUNS/r0/policy"); fi
-  if [ -d "$RUNS/r1/ppm" ]; then LAST+=(--ppm "$RUNS/r1/ppm"); fi
+round() { $PY -m server.train_round --engine vllm "${ROUND_EVAL[@]}" "$@"; }
+searches() {  # searches MODEL_DIR OUT [--ppm PPM]
+  local model=$1 out=$2
+  shift 2
+  $PY -m clients.cli eval --data "$DATA/gsm8k_test.jsonl" --limit "$N_SEARCH" --resume \
+    --algorithms self_consistency,best_of_n,mcts --budgets "$BUDGET" --model "$model" \
+    --concurrency "$EVAL_CONC" --out "$out" "$@"
 }
-rstar_eval() { $PY -m clients.cli eval --data "$TEST" --engine "$ENGINE" --resume "$@"; }
+ppm_flag() { if [ -d "$OUT/$1/ppm" ]; then echo "--ppm $OUT/$1/ppm"; fi; }
 
 for s in $STAGES; do
   case $s in
     r0)
-      stage "round 0 (bootstrap SFT)"
-      # shellcheck disable=SC2086
-      $PY -m server.train_round --bootstrap gsm8k --problems "$TRAIN" --round 0 --out "$RUNS/r0" \
-        --engine "$ENGINE" "${ROUND_EVAL[@]}" $SFT0_FLAGS $R0_FLAGS
-      ;;
-    base)
-      stage "the default model, few-shot greedy"
-      rstar_eval --limit "$N_EVAL" --algorithms greedy --model default \
-        --concurrency "$EVAL_CONC" --out "$RUNS/base"
-      ;;
-    r0-greedy)
-      stage "round 0's policy, greedy"
-      rstar_eval --limit "$N_EVAL" --algorithms greedy --model "$RUNS/r0/policy" \
-        --concurrency "$EVAL_CONC" --out "$RUNS/r0-greedy"
-      ;;
+      stage "round 0: bootstrap SFT on the first $R0_ROWS GSM8K train rows"
+      round --bootstrap gsm8k --problems "$DATA/gsm8k_train.jsonl" --limit "$R0_ROWS" --round 0 \
+        --out "$OUT/r0" "${R0_TRAIN[@]}" ;;
     r1)
-      stage "round 1 (MCTS over $R1_N train problems)"
-      # shellcheck disable=SC2086
-      $PY -m server.train_round --problems "$TRAIN" --offset "$R1_OFFSET" --limit "$R1_N" \
-        --policy "$RUNS/r0/policy" --round 1 --out "$RUNS/r1" --engine "$ENGINE" \
-        --rollouts "$R1_ROLLOUTS" "${SEARCH[@]}" --concurrency "$GEN_CONC" \
-        "${ROUND_EVAL[@]}" $R1_TRAIN_FLAGS $R1_FLAGS
-      ;;
-    r1-greedy)
-      stage "round 1's policy, greedy"
-      rstar_eval --limit "$N_EVAL" --algorithms greedy --model "$RUNS/r1/policy" \
-        --concurrency "$EVAL_CONC" --out "$RUNS/r1-greedy"
-      ;;
-    mcts)
-      stage "MCTS @ $EVAL_ROLLOUTS on the first $M_N: round 0 (no PPM), then the last round"
-      rstar_eval --limit "$M_N" --algorithms mcts --budgets "$EVAL_ROLLOUTS" "${SEARCH[@]}" \
-        --model "$RUNS/r0/policy" --concurrency "$GEN_CONC" --out "$RUNS/r0-mcts"
-      last_models
-      rstar_eval --limit "$M_N" --algorithms mcts --budgets "$EVAL_ROLLOUTS" "${SEARCH[@]}" \
-        "${LAST[@]}" --concurrency "$GEN_CONC" --out "$RUNS/r1-mcts"
-      ;;
-    plot)
-      last_models
-      stage "four algorithms × budgets $PLOT_BUDGETS on the first $M_N: ${LAST[*]}"
-      rstar_eval --limit "$M_N" --budgets "$PLOT_BUDGETS" "${SEARCH[@]}" "${LAST[@]}" \
-        --concurrency "$GEN_CONC" --out "$RUNS/plot"
-      ;;
-    *) echo "unknown stage $s (r0 base r0-greedy r1 r1-greedy mcts plot)" >&2; exit 2 ;;
+      stage "round 1: terminal-guided MCTS over $R1_N train problems"
+      round --problems "$DATA/gsm8k_train.jsonl" --offset "$R0_ROWS" --limit "$R1_N" --round 1 \
+        --policy "$OUT/r0/policy" --rollouts "$R_ROLLOUTS" --concurrency "$GEN_CONC" \
+        --out "$OUT/r1" "${TRAIN[@]}" "${R_TRAIN[@]}" ;;
+    r2)
+      stage "round 2: PPM-augmented MCTS over $R2_N train problems"
+      # shellcheck disable=SC2046
+      round --problems "$DATA/gsm8k_train.jsonl" --offset "$((R0_ROWS + R1_N))" --limit "$R2_N" \
+        --round 2 --policy "$OUT/r1/policy" $(ppm_flag r1) --rollouts "$R_ROLLOUTS" \
+        --concurrency "$GEN_CONC" --out "$OUT/r2" "${TRAIN[@]}" "${R_TRAIN[@]}" ;;
+    r0-search|r1-search|r2-search)
+      r=${s%-search}
+      stage "round ${r#r}'s models: the searches at $BUDGET on $N_SEARCH test problems"
+      # shellcheck disable=SC2046
+      searches "$OUT/$r/policy" "$OUT/$r-search" $(ppm_flag "$r") ;;
+    *) echo "unknown stage $s (r0 r0-search r1 r1-search r2 r2-search)" >&2; exit 2 ;;
   esac
 done
 stage done

@@ -1,52 +1,53 @@
-"""The self-evolution table: rows from the reports the experiment wrote, the larger of two runs
-of the same model and algorithm, and the like-for-like column on the smallest run's problems."""
+"""The self-evolution table: rows from the results the experiment wrote, each compared with the
+same algorithm one round earlier by an exact sign test on the problems both ran."""
 
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks import self_evolution_table as table
 
 
-def report(path: Path, algorithm: str, budget: int, correct_ids, ids, ppm=None) -> None:
-    records = [{"id": i, "correct": i in correct_ids} for i in ids]
+def results(path: Path, algorithm: str, budget: int, correct_ids, ids) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {
-                "models": {"policy_engine": "vllm", "reward_model": ppm},
-                "runs": [
-                    {
-                        "algorithm": algorithm,
-                        "budget": budget,
-                        "accuracy": len(correct_ids) / len(ids),
-                        "correct": len(correct_ids),
-                        "n": len(ids),
-                        "answered": len(ids) - 1,
-                        "mean_tokens": 100.0,
-                        "records": records,
-                    }
-                ],
-            }
-        )
-    )
+    with path.open("a") as f:
+        for i in ids:
+            rec = {"algorithm": algorithm, "budget": budget, "id": i, "correct": i in correct_ids}
+            f.write(json.dumps(rec) + "\n")
 
 
-def test_rows_keep_the_larger_run_and_score_every_row_on_the_smallest(tmp_path):
-    ids20 = [f"q{i}" for i in range(20)]
-    ids200 = [f"q{i}" for i in range(200)]
-    report(tmp_path / "base/report.json", "greedy", 1, {"q0", "q50"}, ids200)
-    report(tmp_path / "r1/eval/new/report.json", "greedy", 1, set(), ids20, ppm="r1/ppm")
-    report(tmp_path / "r1-greedy/report.json", "greedy", 1, {"q1", "q2", "q150"}, ids200)
-    report(tmp_path / "r1-mcts/report.json", "mcts", 4, {"q1"}, ids20[:5], ppm="r1/ppm")
+def test_sign_test_exact_values():
+    a = {f"q{i}": i < 10 for i in range(20)}
+    b = {f"q{i}": 8 <= i < 10 for i in range(20)}
+    won, lost, p = table.sign_test(a, b)
+    assert (won, lost) == (8, 0) and p == pytest.approx(2 / 2**8)
+    assert table.sign_test(a, a) == (0, 0, 1.0)
+    # only the problems both ran count
+    assert table.sign_test({"x": True, "y": True}, {"x": False})[:2] == (1, 0)
 
-    rows = table.rows(tmp_path)
-    assert [(r["model"].split(":")[0], r["algorithm"], r["n"]) for r in rows] == [
-        ("default model, no training", "greedy", 200),
-        ("round 1", "greedy", 200),  # the 200-problem run, not the round's own 20
-        ("round 1", "mcts", 5),
-    ]
-    md = table.markdown(rows).splitlines()
-    assert "on the first 5" in md[0]
-    assert "| 1.0 % | 2 / 200 | 20.0 % (1 / 5) | 199 / 200 |" in md[2]
-    assert "| 1.5 % | 3 / 200 | 40.0 % (2 / 5) |" in md[3]
-    assert "mcts @ 4 (PPM)" in md[4]
+
+def test_rows_per_round_compared_with_the_round_before(tmp_path):
+    base, evo = tmp_path / "search", tmp_path / "evolution"
+    ids = [f"q{i}" for i in range(10)]
+    results(base / "gsm8k-greedy/results.jsonl", "greedy", 1, {"q0"}, ids)
+    results(base / "gsm8k-search/results.jsonl", "mcts", 4, {"q0", "q1"}, ids)
+    results(base / "gsm8k-search/results.jsonl", "mcts", 8, set(ids), ids)  # other budget
+    results(evo / "r0/eval/new/results.jsonl", "greedy", 1, {"q0", "q1", "q2"}, ids)
+    results(evo / "r1/eval/new/results.jsonl", "greedy", 1, {"q3"}, ids)
+    results(evo / "r1-search/results.jsonl", "mcts", 4, {"q0", "q1", "q2", "q3"}, ids)
+    (evo / "r1/ppm").mkdir(parents=True)
+    (evo / "r1/ppm/rstar-train.json").write_text("{}")
+
+    rows = table.table(evo, base, budget=4)
+    assert [(r["stage"], r["algorithm"], r["correct"]) for r in rows] == [
+        ("base", "greedy", 1), ("base", "mcts", 2), ("r0", "greedy", 3),
+        ("r1", "greedy", 1), ("r1", "mcts", 4),
+    ]  # fmt: skip
+    assert rows[2]["vs_previous"][:2] == (2, 0)  # round 0 greedy against the untrained
+    assert rows[3]["vs_previous"][:2] == (1, 3)  # round 1 against round 0 (not the untrained)
+    assert rows[4]["vs_previous"][:2] == (2, 0) and rows[4]["ppm"]
+    md = table.markdown(rows, 4).splitlines()
+    assert "| untrained default | greedy | 10.0 % | 1 / 10 | – |" in md
+    assert any("MCTS @ 4 (PPM) | 40.0 % | 4 / 10 | 2 / 0, p = 0.50 |" in line for line in md)
+    assert table.plot(rows, tmp_path / "p.png", 4).read_bytes().startswith(b"\x89PNG")

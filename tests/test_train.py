@@ -190,9 +190,9 @@ def test_held_out_split_is_stable_and_by_problem():
 
 
 def _weights(path):
-    from safetensors.torch import load_file
-
     from pathlib import Path
+
+    from safetensors.torch import load_file
 
     return load_file(str(Path(path) / "model.safetensors"))
 

@@ -439,6 +439,44 @@ async def test_toy_round_checkpoints_load_in_vllm(toy_round):
     assert -1.0 <= score <= 1.0
 
 
+@pytest.mark.timeout(600)
+def test_toy_round_trains_missing_weights_again_from_its_records(toy_round, tmp_path):
+    """The weights are not kept with a round's artefacts: re-running the round's command
+    trains them again from the recorded data and settings, and nothing else re-runs."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    out, code, argv = toy_round
+    assert code == 0
+    copy = tmp_path / "round1"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "policy")
+    shutil.rmtree(copy / "ppm")
+    before = manifest(copy)
+    args = list(argv)
+    args[args.index("--out") + 1] = str(copy)
+    assert main(args) == 0
+    m = manifest(copy)
+    for p in ("sft", "ppm"):
+        rec = m["phases"][p]
+        assert rec["status"] == "complete" and rec["finished"] == before["phases"][p]["finished"]
+        assert len(rec["rebuilds"]) == 1 and rec["rebuilds"][0]["same_counts"], rec["rebuilds"]
+    for p in ("generate", "extract", "eval"):  # later and earlier phases stand
+        assert m["phases"][p] == before["phases"][p]
+    assert m["metrics"] == before["metrics"] and m["status"] == "complete"
+    for d in ("policy", "ppm"):  # the same recipe, and the same weights
+        meta = [json.loads((r / d / "rstar-train.json").read_text()) for r in (out, copy)]
+        assert meta[0]["fingerprint"] and meta[0]["fingerprint"] == meta[1]["fingerprint"]
+        a, b = (load_file(str(r / d / "model.safetensors")) for r in (out, copy))
+        assert a.keys() == b.keys()
+        assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+    # a third run finds the weights there and trains nothing
+    assert main(args) == 0
+    assert all(len(manifest(copy)["phases"][p]["rebuilds"]) == 1 for p in ("sft", "ppm"))
+
+
 # --- round 0 -------------------------------------------------------------------------------------
 
 

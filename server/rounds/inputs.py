@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from server.rounds.manifest import (
     dir_sha256,
     file_sha256,
 )
+
+log = logging.getLogger("rstar.round")
 
 GSM8K_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k_train.jsonl"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -159,9 +162,12 @@ def check_model(
                 f"{where}: not a PPM (a one-label *ForSequenceClassification, as "
                 "models/ppm_train.py writes); a policy goes to --policy"
             )
+    from models.train_common import model_recipe
+
     return InputRecord(
-        kind="model", given=given, path=str(path.resolve()), version=model_version(str(path))
-    )
+        kind="model", given=given, path=str(path.resolve()), version=model_version(str(path)),
+        recipe=model_recipe(path) if (path / "rstar-train.json").exists() else None,
+    )  # fmt: skip
 
 
 def _hash_inputs(records: dict[str, InputRecord], previous: Manifest | None) -> None:
@@ -242,6 +248,11 @@ def check_input_hashes(cfg: RoundConfig, records: dict[str, InputRecord], prev: 
     for name, rec in records.items():
         old = prev.inputs.get(name)
         if old is not None and old.sha256 and rec.sha256 and old.sha256 != rec.sha256:
+            if old.recipe and old.recipe == rec.recipe:
+                log.info("input %s (%s) was rebuilt from the same recipe: accepted", name,
+                         rec.given)  # fmt: skip
+                rec.sha256 = old.sha256  # keeps standing for the model this round read
+                continue
             raise InputError(
                 f"--out {cfg.out}: input {name} ({rec.given}) changed since this round started "
                 f"(sha256 {old.sha256[:12]}… now {rec.sha256[:12]}…); use another --out"
@@ -298,8 +309,25 @@ def preflight(cfg: RoundConfig) -> tuple[Inputs, Manifest | None]:
     return Inputs(problems, rows, eval_problems, records), prev
 
 
-def phase_order(cfg: RoundConfig, manifest: Manifest) -> list[tuple[Phase, str | None]]:
-    """(phase, why it is skipped or None) for every phase asked for, in order."""
+# phases whose outputs are weights, which are not kept with the round's small artefacts: a
+# finished one whose outputs are gone is trained again from its recorded data and settings
+REBUILT = ("sft", "ppm")
+
+
+def missing_outputs(manifest: Manifest, out: Path, phase: Phase) -> list[str]:
+    """A complete weight phase's checkpoints that are not on disk (nothing for other phases):
+    a directory holding only its training record (rstar-train.json, which is kept) counts."""
+    rec = manifest.phases[phase]
+    if phase not in REBUILT or rec.status != "complete":
+        return []
+    return [o for o in rec.outputs if not (out / o / "config.json").exists()]
+
+
+def phase_order(
+    cfg: RoundConfig, manifest: Manifest, out: Path | None = None
+) -> list[tuple[Phase, str | None]]:
+    """(phase, why it is skipped or None) for every phase asked for, in order. A finished
+    phase is skipped, unless it is forced or (with `out`) its weights are missing."""
     forced = set(cfg.force_phase)
     first_forced = min((PHASES.index(p) for p in forced), default=len(PHASES))
     plan: list[tuple[Phase, str | None]] = []
@@ -307,7 +335,8 @@ def phase_order(cfg: RoundConfig, manifest: Manifest) -> list[tuple[Phase, str |
         if p not in cfg.phases:
             continue
         rec = manifest.phases[p]
-        if rec.status in DONE and PHASES.index(p) < first_forced:
+        gone = out is not None and missing_outputs(manifest, out, p)
+        if rec.status in DONE and PHASES.index(p) < first_forced and not gone:
             plan.append((p, f"already {rec.status}"))
         else:
             plan.append((p, None))

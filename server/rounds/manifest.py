@@ -44,6 +44,9 @@ class PhaseRecord(BaseModel):
     seconds: float | None = None
     outputs: list[str] = Field(default_factory=list)  # relative to the round's directory
     counts: dict[str, Any] = Field(default_factory=dict)
+    # weights trained again from the recorded data and settings, their outputs having gone
+    # (each: when, seconds, and whether the counts came out as recorded)
+    rebuilds: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class InputRecord(BaseModel):
@@ -56,6 +59,9 @@ class InputRecord(BaseModel):
     sha256: str | None = None
     version: str | None = None  # models: a digest of file names, sizes and times
     rows: int | None = None
+    # a trained checkpoint's recipe (models.train_common.fingerprint): one rebuilt from the
+    # same recipe stands for it even where its bytes differ
+    recipe: str | None = None
 
 
 class Manifest(BaseModel):

@@ -36,7 +36,7 @@ from server.rounds.config import (
     build_config,
 )
 from server.rounds.generate import GenerateError
-from server.rounds.inputs import InputError, Inputs, phase_order, preflight
+from server.rounds.inputs import InputError, Inputs, missing_outputs, phase_order, preflight
 from server.rounds.manifest import (
     Manifest,
     PhaseRecord,
@@ -94,11 +94,14 @@ class Round:
         self.m.runs.append(run)
         self.m.save(self.out)
         code = 0
-        for phase, skip in phase_order(cfg, self.m):
+        for phase, skip in phase_order(cfg, self.m, self.out):
             if skip:
                 log.info("%s: %s, not run again (--force-phase %s re-runs it)", phase, skip, phase)
                 continue
-            code = self._phase(phase)
+            if gone := missing_outputs(self.m, self.out, phase):
+                code = self._rebuild(phase, gone)
+            else:
+                code = self._phase(phase)
             if code:
                 break
         self._finish(run, code)
@@ -135,6 +138,36 @@ class Round:
         log.log(level, "%s: %s in %.1fs%s", phase, rec.status, rec.seconds,
                 f" ({rec.reason})" if rec.reason else "")  # fmt: skip
         return code
+
+    def _rebuild(self, phase: Phase, gone: list[str]) -> int:
+        """Train a finished phase's weights again (same data, settings and seeds); the record
+        and the later phases stand, since they describe the same model."""
+        old = self.m.phases[phase].model_copy(deep=True)
+        log.info(
+            "%s: complete, but %s missing: training it again from the recorded data and settings",
+            phase, ", ".join(gone),
+        )  # fmt: skip
+        t0 = time.monotonic()
+        try:
+            outcome = getattr(self, f"_{phase}")()
+        except KeyboardInterrupt:
+            return 130
+        except Exception as e:
+            log.error("%s: the rebuild failed: %s: %s", phase, type(e).__name__, e)
+            return 1
+        same = {k: outcome.counts.get(k) == v for k, v in old.counts.items()
+                if k in ("examples", "skipped_too_long", "optimizer_steps", "tokens")}  # fmt: skip
+        seconds = round(time.monotonic() - t0, 2)
+        old.rebuilds.append(
+            {"at": now(), "seconds": seconds, "same_counts": all(same.values()),
+             "counts": outcome.counts}
+        )  # fmt: skip
+        self.m.phases[phase] = old
+        self.m.save(self.out)
+        if not all(same.values()):
+            log.warning("%s: rebuilt, but %s differ from the recorded run", phase,
+                        ", ".join(k for k, ok in same.items() if not ok))  # fmt: skip
+        return 0
 
     def _invalidate(self, phase: Phase, reason: str) -> None:
         """Back to pending, with the resumable work of an unfinished run of it dropped (its

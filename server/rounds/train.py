@@ -116,5 +116,9 @@ def result_counts(r: TrainResult) -> dict[str, Any]:
         "first_loss": r.step_losses[0] if r.step_losses else None,
         "final_loss": r.final_loss,
         **({"final_accuracy": r.step_accuracies[-1]} if r.step_accuracies else {}),
+        **({"heldout": r.heldout.model_dump()} if r.heldout else {}),
+        "lora_rank": r.hparams.lora_rank,
+        "trainable_params": r.trainable_params,
+        "resumed_from_step": r.resumed_from_step,
         "base_model": r.base_model,
     }
