@@ -34,9 +34,11 @@ for s in $STAGES; do
       rstar_eval --data "$DATA/gsm8k_test.jsonl" --limit "$N_GREEDY" --algorithms greedy \
         --out "$OUT/gsm8k-greedy" ;;
     search)
-      stage "$SEARCH_ALGOS at $BUDGETS on $N_SEARCH GSM8K test problems"
+      # greedy here too, for the one plot (the committed greedy records were copied from the
+      # greedy stage's run of these problems, same model, prompt and settings; afresh, it runs)
+      stage "greedy and $SEARCH_ALGOS at $BUDGETS on $N_SEARCH GSM8K test problems"
       rstar_eval --data "$DATA/gsm8k_test.jsonl" --limit "$N_SEARCH" \
-        --algorithms "$SEARCH_ALGOS" --budgets "$BUDGETS" --out "$OUT/gsm8k-search" ;;
+        --algorithms "greedy,$SEARCH_ALGOS" --budgets "$BUDGETS" --out "$OUT/gsm8k-search" ;;
     math)
       stage "greedy and $MATH_ALGOS at $BUDGETS on $N_MATH MATH-500 problems"
       rstar_eval --data "$DATA/math500_test.jsonl" --limit "$N_MATH" \
