@@ -79,7 +79,9 @@ def table(evolution: Path, base: Path, budget: int) -> list[dict[str, Any]]:
     for stage in ("base", *ROUNDS):
         found: dict[tuple[str, int], dict[str, bool]] = {}
         for f in stage_runs(stage, evolution, base):
-            found.update(_results(f))
+            for key, res in _results(f).items():  # of two runs of one algorithm, the larger
+                if len(res) > len(found.get(key, {})):
+                    found[key] = res
         has_ppm = (evolution / stage / "ppm" / "rstar-train.json").exists()
         for alg in ALGORITHMS:
             res = found.get((alg, 1 if alg == "greedy" else budget))

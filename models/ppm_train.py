@@ -162,10 +162,12 @@ def train_ppm(
         m.train(was_training)
         return right / len(held)
 
-    def loss_fn(m: Any, batch: dict[str, Any]) -> tuple[Any, int, float]:
-        pos, neg = scores(m, batch)
+    def loss_fn(m: Any, batch: dict[str, Any], backward: Any) -> tuple[float, int, float]:
+        pos, neg = scores(m, batch)  # one label per text: no logits worth splitting for
+        loss = pairwise_loss(pos, neg)
+        backward(loss)
         accuracy = (pos > neg).float().mean().item()
-        return pairwise_loss(pos, neg), int(batch["attention_mask"].sum()), accuracy
+        return loss.item(), int(batch["attention_mask"].sum()), accuracy
 
     resumable = Resumable(
         acc, out, fingerprint("ppm", init_model_path, hp, data), hp.checkpoint_every_s

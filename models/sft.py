@@ -110,29 +110,39 @@ def train_sft(
     model, optimizer = acc.prepare(model, optimizer)
 
     def held_out_loss() -> float:
-        """Mean loss per trained token of the held-out examples."""
+        """Mean loss per trained token of the held-out examples, one at a time (a batch's
+        fp32 logits over a 152k vocabulary are gigabytes: at the end of a long run that was
+        what the machine ran out of memory on)."""
         m = acc.unwrap_model(model)
         was_training = m.training
         m.eval()
         loss_sum, n_tok = 0.0, 0
         with torch.no_grad():
-            for i in range(0, len(held), hp.micro_batch_size):
-                batch = {k: v.to(acc.device) for k, v in
-                         collate_rows(held[i : i + hp.micro_batch_size]).items()}  # fmt: skip
-                logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                shift = logits.logits[:, :-1].float()
-                labels = batch["labels"][:, 1:]
-                loss = torch.nn.functional.cross_entropy(
-                    shift.reshape(-1, shift.shape[-1]), labels.reshape(-1),
-                    ignore_index=IGNORE, reduction="sum",
-                )  # fmt: skip
-                loss_sum += loss.item()
-                n_tok += int((labels != IGNORE).sum())
+            for row in held:
+                batch = {k: v.to(acc.device) for k, v in collate_rows([row]).items()}
+                trained = int((batch["labels"][:, 1:] != IGNORE).sum())
+                loss_sum += m(**batch).loss.item() * trained  # the model's mean over them
+                n_tok += trained
         m.train(was_training)
         return loss_sum / max(1, n_tok)
 
-    def loss_fn(m: Any, batch: dict[str, Any]) -> tuple[Any, int, None]:
-        return m(**batch).loss, int(batch["attention_mask"].sum()), None
+    def loss_fn(m: Any, batch: dict[str, Any], backward: Any) -> tuple[float, int, None]:
+        """The mean loss over the batch's trained tokens, in passes of at most
+        `max_pass_tokens` padded tokens, each weighted by its share of the trained tokens."""
+        rows, width = batch["input_ids"].shape
+        per_pass = max(1, hp.max_pass_tokens // width)
+        trained = (batch["labels"][:, 1:] != IGNORE).sum(dim=1)
+        total = max(1, int(trained.sum()))
+        value = 0.0
+        for i in range(0, rows, per_pass):
+            part = {k: v[i : i + per_pass] for k, v in batch.items()}
+            share = int(trained[i : i + per_pass].sum()) / total
+            if share == 0:
+                continue
+            loss = m(**part).loss * share
+            backward(loss)
+            value += loss.item()
+        return value, int(batch["attention_mask"].sum()), None
 
     resumable = Resumable(
         acc, out, fingerprint("sft", base_model_path, hp, kept), hp.checkpoint_every_s

@@ -34,6 +34,10 @@ Precision = Literal["auto", "no", "bf16", "fp16"]
 Record = TypeVar("Record", bound=BaseModel)
 
 
+# settings that change how a run goes, not what it computes
+NOT_IN_RECIPE = ("checkpoint_every_s", "log_every", "max_pass_tokens")
+
+
 class TrainHParams(BaseModel):
     """Hyper-parameters of one training run (SFT or PPM). Batch sizes count examples (SFT)
     or pairs (PPM) per process; the effective batch is
@@ -55,6 +59,13 @@ class TrainHParams(BaseModel):
         "fp32 on a CPU",
     )
     gradient_checkpointing: bool = False
+    max_pass_tokens: int = Field(
+        4096,
+        ge=16,
+        description="padded tokens per forward/backward pass: an SFT micro-batch "
+        "above it is split into passes (the same gradient, less memory: the logits over a "
+        "152k vocabulary are 0.6 GB per 1k tokens in fp32)",
+    )
     lora_rank: int = Field(
         0,
         ge=0,
@@ -82,7 +93,7 @@ class TrainHParams(BaseModel):
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """What a resumed run must share with the run it resumes (not how often it logs)."""
-        return self.model_dump(exclude={"checkpoint_every_s", "log_every"})
+        return self.model_dump(exclude=set(NOT_IN_RECIPE))
 
 
 class HeldOut(BaseModel):
@@ -431,7 +442,9 @@ def fingerprint(kind: str, base: str, hp: TrainHParams, data: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-LossFn = Callable[[Any, Any], tuple[Any, int, "float | None"]]
+# (model, batch, backward) → (loss value, tokens read, accuracy or None); it calls
+# backward(loss) itself, once or once per part of a batch it splits
+LossFn = Callable[[Any, Any, Callable[[Any], None]], tuple[float, int, "float | None"]]
 
 
 def train_loop(
@@ -446,9 +459,10 @@ def train_loop(
     resumable: Resumable,
     before: Callable[[], dict[str, Any]] | None = None,
 ) -> Meter:
-    """The loop both trainers share. `loss_fn(model, batch)` → (loss, tokens read, accuracy or
-    None). `before()` runs once on a fresh start (e.g. the held-out figure of the starting
-    model); what it returns is kept in `Meter.extra` across resumes."""
+    """The loop both trainers share. `loss_fn(model, batch, backward)` computes the loss, calls
+    `backward` on it (or on each part of a batch too big for one pass) and returns (loss value,
+    tokens read, accuracy or None). `before()` runs once on a fresh start (e.g. the held-out
+    figure of the starting model); what it returns is kept in `Meter.extra` across resumes."""
     acc = accelerator
     per_epoch = len(epoch_loader(acc, batches, collate, hp.seed, 0))
     total = total_steps(per_epoch, hp)
@@ -470,13 +484,12 @@ def train_loop(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with acc.accumulate(model):
-                loss, tokens, accuracy = loss_fn(model, batch)
-                acc.backward(loss)
+                loss, tokens, accuracy = loss_fn(model, batch, acc.backward)
                 if acc.sync_gradients:
                     acc.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            meter.micro(tokens, loss.item(), accuracy)
+            meter.micro(tokens, loss, accuracy)
             if acc.sync_gradients:
                 meter.step(lr)
                 if meter.steps >= total:

@@ -39,8 +39,10 @@ GEN_CONC=${GEN_CONC:-8}
 EVAL_CONC=${EVAL_CONC:-8}
 # LoRA (2.5× full fine-tuning's tokens/s here: docs/measured/training/throughput.txt); a tenth
 # of the problems held out for the SFT loss and the PPM's pairwise accuracy
+# (micro-batches of 4: at 8, round 0's SFT peaked near this machine's 24 GiB, the fp32 logits
+# over a 152k vocabulary being most of it)
 TRAIN=(--train-lora-rank 16 --train-holdout-share 0.1 --train-warmup-ratio 0.05
-  --train-micro-batch-size 8 --train-grad-accum 2)
+  --train-micro-batch-size 4 --train-grad-accum 4)
 R0_TRAIN=(--sft-lora-rank 16 --sft-lr 2e-4 --sft-epochs 1 --sft-micro-batch-size 8
   --sft-grad-accum 2 --sft-holdout-share 0.1 --sft-warmup-ratio 0.05)  # round 0 trains no PPM
 R_TRAIN=(--sft-lr 1e-4 --sft-epochs 2 --ppm-lr 2e-4 --ppm-epochs 2)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.settings import PolicyEngine, RewardEngine
-from models.train_common import TrainHParams
+from models.train_common import NOT_IN_RECIPE, TrainHParams
 from search.steps import PromptStyle
 
 Phase = Literal["generate", "extract", "sft", "ppm", "eval"]
@@ -157,8 +157,7 @@ class RoundConfig(_Section):
                 "engine": True, "policy_url": True, "ppm_engine": True, "ppm_url": True,
                 "max_model_len": True, "cpu_kv_cache_gb": True, "gpu_memory_utilization": True,
                 "search": {"concurrency"}, "eval": {"concurrency", "engine"},
-                "sft": {"checkpoint_every_s", "log_every"},
-                "ppm_train": {"checkpoint_every_s", "log_every"},
+                "sft": set(NOT_IN_RECIPE), "ppm_train": set(NOT_IN_RECIPE),
             },
         )  # fmt: skip
 
