@@ -172,7 +172,9 @@ def plot(rows: list[dict[str, Any]], path: Path, budget: int) -> Path:
         if not pts:
             continue
         label = LABELS[alg] + ("" if alg == "greedy" else f" @ {budget}")
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}", label=label)
+        dx = (i - 1.5) * 0.03  # apart, so equal accuracies do not hide each other
+        ax.plot([p[0] + dx for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}",
+                label=label)  # fmt: skip
     ax.set_xticks(range(len(stages)), [STAGE_NAMES[s].split(":")[0] for s in stages])
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylabel("accuracy")
