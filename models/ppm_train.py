@@ -41,6 +41,7 @@ from models.train_common import (
     save_checkpoint,
     split_held_out,
     train_loop,
+    train_result,
 )
 from search.extract import PreferencePair
 from search.protocols import ScoreRequest
@@ -188,25 +189,16 @@ def train_ppm(
         )  # fmt: skip
         log.info("ppm held-out pairwise accuracy %.3f → %.3f on %d pairs of %d problems",
                  heldout.before, heldout.after, heldout.examples, heldout.problems)  # fmt: skip
-    tokens = meter.global_tokens()
-    result = TrainResult(
-        kind="ppm",
-        out_dir=str(out),
-        base_model=str(init_model_path),
-        examples=len(data),
-        optimizer_steps=meter.steps,
-        tokens=tokens,
-        seconds=round(meter.seconds(), 3),
-        tokens_per_s=round(tokens / max(meter.seconds(), 1e-9), 1),
-        final_loss=meter.step_losses[-1],
-        step_losses=meter.step_losses,
-        step_accuracies=meter.step_accuracies,
-        trainable_params=trainable,
-        total_params=total_params,
-        resumed_from_step=meter.extra.get("resumed_from_step", 0),
+    result = train_result(
+        "ppm",
+        out,
+        init_model_path,
+        len(data),
+        meter,
+        resumable,
+        hp,
+        (trainable, total_params),
         heldout=heldout,
-        fingerprint=resumable.fingerprint,
-        hparams=hp,
     )
     save_checkpoint(acc, model, tok, out, result)
     resumable.clear()

@@ -36,6 +36,7 @@ from models.train_common import (
     save_checkpoint,
     split_held_out,
     train_loop,
+    train_result,
 )
 from search.extract import SftExample
 
@@ -162,25 +163,17 @@ def train_sft(
         )  # fmt: skip
         log.info("sft held-out loss %.4f → %.4f on %d examples of %d problems",
                  heldout.before, heldout.after, heldout.examples, heldout.problems)  # fmt: skip
-    tokens = meter.global_tokens()
-    result = TrainResult(
-        kind="sft",
-        out_dir=str(out),
-        base_model=str(base_model_path),
-        examples=len(kept),
+    result = train_result(
+        "sft",
+        out,
+        base_model_path,
+        len(kept),
+        meter,
+        resumable,
+        hp,
+        (trainable, total_params),
         skipped=len(data) - len(kept),
-        optimizer_steps=meter.steps,
-        tokens=tokens,
-        seconds=round(meter.seconds(), 3),
-        tokens_per_s=round(tokens / max(meter.seconds(), 1e-9), 1),
-        final_loss=meter.step_losses[-1],
-        step_losses=meter.step_losses,
-        trainable_params=trainable,
-        total_params=total_params,
-        resumed_from_step=meter.extra.get("resumed_from_step", 0),
         heldout=heldout,
-        fingerprint=resumable.fingerprint,
-        hparams=hp,
     )
     save_checkpoint(acc, model, tok, out, result)
     resumable.clear()

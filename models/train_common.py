@@ -444,6 +444,31 @@ def fingerprint(kind: str, base: str, hp: TrainHParams, data: Any) -> str:
 
 # (model, batch, backward) → (loss value, tokens read, accuracy or None); it calls
 # backward(loss) itself, once or once per part of a batch it splits
+def train_result(
+    kind: Literal["sft", "ppm"],
+    out: Path,
+    base: str,
+    examples: int,
+    meter: Meter,
+    resumable: Resumable,
+    hp: TrainHParams,
+    params: tuple[int, int],
+    **extra: Any,
+) -> TrainResult:
+    """What a finished run did, from its Meter (a collective call: every process makes it)."""
+    tokens = meter.global_tokens()
+    seconds = meter.seconds()
+    return TrainResult(
+        kind=kind, out_dir=str(out), base_model=str(base), examples=examples,
+        optimizer_steps=meter.steps, tokens=tokens, seconds=round(seconds, 3),
+        tokens_per_s=round(tokens / max(seconds, 1e-9), 1), final_loss=meter.step_losses[-1],
+        step_losses=meter.step_losses, step_accuracies=meter.step_accuracies,
+        trainable_params=params[0], total_params=params[1],
+        resumed_from_step=meter.extra.get("resumed_from_step", 0),
+        fingerprint=resumable.fingerprint, hparams=hp, **extra,
+    )  # fmt: skip
+
+
 LossFn = Callable[[Any, Any, Callable[[Any], None]], tuple[float, int, "float | None"]]
 
 
@@ -464,7 +489,7 @@ def train_loop(
     tokens read, accuracy or None). `before()` runs once on a fresh start (e.g. the held-out
     figure of the starting model); what it returns is kept in `Meter.extra` across resumes."""
     acc = accelerator
-    per_epoch = len(epoch_loader(acc, batches, collate, hp.seed, 0))
+    per_epoch = math.ceil(len(batches) / acc.num_processes)  # each process's share
     total = total_steps(per_epoch, hp)
     meter = Meter(acc, total, hp, what)
     acc.register_for_checkpointing(meter)
