@@ -15,12 +15,18 @@ From a tree searched with a gold answer (terminal reward ±1, so every terminal 
   with the same prefix rarely end in different answers): the k correct trajectories with the
   highest mean Q against the k wrong ones with the lowest, k×k pairs, the shared prefix being
   whatever steps they have in common.
+- **Supported answers only** (`supported_only`, on in the rounds): a correct terminal counts as
+  correct only when its answer is one of the lines its code printed. A model that prints 40 and
+  writes \\boxed{42} has reasoned wrongly and guessed right; its path is label noise (the
+  issue-15 finding the paper's code-execution filter is meant to remove), so it is neither an
+  SFT trajectory nor a positive, and counted in `unsupported`.
 
 Records are pydantic models (`.model_dump_json()` for a JSONL line, `model_validate_json` back).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import product
@@ -28,6 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from search.grading import answers_equal
 from search.protocols import ScoreRequest
 from search.steps import ANSWER, OUTPUT, PromptStyle, render_prompt
 from search.tree import Node, Tree
@@ -123,6 +130,7 @@ class ExtractStats(BaseModel):
     trajectories: int = 0
     step_pairs: int = 0
     final_pairs: int = 0
+    unsupported: int = 0  # correct terminals whose answer the code never printed
     steps_per_trajectory: dict[int, int] = Field(default_factory=dict)  # steps -> trajectories
 
     @property
@@ -144,6 +152,7 @@ class ExtractStats(BaseModel):
             trajectories=self.trajectories + other.trajectories,
             step_pairs=self.step_pairs + other.step_pairs,
             final_pairs=self.final_pairs + other.final_pairs,
+            unsupported=self.unsupported + other.unsupported,
             steps_per_trajectory=dict(sorted(hist.items())),
         )
 
@@ -156,6 +165,7 @@ class ExtractStats(BaseModel):
             "pairs": self.pairs,
             "step_pairs": self.step_pairs,
             "final_pairs": self.final_pairs,
+            "unsupported": self.unsupported,
             "mean_steps_per_trajectory": round(self.mean_steps_per_trajectory, 3),
         }
 
@@ -177,8 +187,26 @@ def _mean_q(path: Sequence[Node]) -> float:
     return sum(n.q for n in path) / len(path) if path else 0.0
 
 
-def _outcomes(tree: Tree) -> tuple[list[bool], list[bool]]:
-    """Per node: does its subtree hold a correct terminal / a wrong one (valid nodes only)."""
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+def supported(node: Node) -> bool:
+    """Did the terminal's code print its answer: a printed line, or a number in one ("The total
+    is 7"), graded equal to it?"""
+    if node.answer is None:
+        return False
+    printed = [ln.strip() for ln in (node.output or "").splitlines() if ln.strip()]
+    printed += [m for ln in printed for m in _NUMBER.findall(ln) if m != ln]
+    return any(x == node.answer or answers_equal(x, node.answer) for x in printed)
+
+
+def _credited(node: Node, supported_only: bool) -> bool:
+    return node.correct is True and (not supported_only or supported(node))
+
+
+def _outcomes(tree: Tree, supported_only: bool = False) -> tuple[list[bool], list[bool]]:
+    """Per node: does its subtree hold a correct terminal / a wrong one (valid nodes only; an
+    unsupported correct terminal is neither when `supported_only`)."""
     has_correct = [False] * len(tree)
     has_wrong = [False] * len(tree)
     # children are always added after their parent, so ids descend bottom-up
@@ -186,7 +214,7 @@ def _outcomes(tree: Tree) -> tuple[list[bool], list[bool]]:
         if not _valid(node):
             continue
         if node.status == "terminal":
-            has_correct[node.id] |= node.correct is True
+            has_correct[node.id] |= _credited(node, supported_only)
             has_wrong[node.id] |= node.correct is False
         if node.parent is not None:
             has_correct[node.parent] |= has_correct[node.id]
@@ -194,12 +222,12 @@ def _outcomes(tree: Tree) -> tuple[list[bool], list[bool]]:
     return has_correct, has_wrong
 
 
-def _ranked_paths(tree: Tree, correct: bool) -> list[list[Node]]:
-    """Paths to terminals with `correct` and no failed step, best mean Q first (ties: the
-    terminal found first)."""
+def _ranked_paths(tree: Tree, correct: bool, supported_only: bool = False) -> list[list[Node]]:
+    """Paths to terminals with `correct` (and, for correct ones, a supported answer when
+    `supported_only`) and no failed step, best mean Q first (ties: the terminal found first)."""
     paths = []
     for t in tree.terminals():
-        if t.correct is not correct:
+        if t.correct is not correct or (correct and not _credited(t, supported_only)):
             continue
         path = tree.path(t)
         if path and all(_valid(n) for n in path):
@@ -234,15 +262,20 @@ def _trajectory(tree: Tree, path: list[Node], problem_id: str | None) -> Traject
 # --- extraction --------------------------------------------------------------------------------
 
 
-def sft_trajectories(tree: Tree, k: int = 2, problem_id: str | None = None) -> list[Trajectory]:
+def sft_trajectories(
+    tree: Tree, k: int = 2, problem_id: str | None = None, supported_only: bool = False
+) -> list[Trajectory]:
     """The top-`k` correct trajectories by mean Q of their steps (none with a failed step)."""
-    return [_trajectory(tree, p, problem_id) for p in _ranked_paths(tree, True)[:k]]
+    paths = _ranked_paths(tree, True, supported_only)[:k]
+    return [_trajectory(tree, p, problem_id) for p in paths]
 
 
-def preference_pairs(tree: Tree, k: int = 2, problem_id: str | None = None) -> list[PreferencePair]:
+def preference_pairs(
+    tree: Tree, k: int = 2, problem_id: str | None = None, supported_only: bool = False
+) -> list[PreferencePair]:
     """Step-level pairs sharing a prefix: at each expanded node, the top-`k` children by Q that
     lead to a correct answer × the bottom-`k` by Q that lead only to wrong ones."""
-    has_correct, has_wrong = _outcomes(tree)
+    has_correct, has_wrong = _outcomes(tree, supported_only)
     pairs: list[PreferencePair] = []
     for node in tree.nodes:
         kids = [c for c in tree.children(node) if _valid(c)]
@@ -271,11 +304,11 @@ def preference_pairs(tree: Tree, k: int = 2, problem_id: str | None = None) -> l
 
 
 def final_answer_pairs(
-    tree: Tree, k: int = 2, problem_id: str | None = None
+    tree: Tree, k: int = 2, problem_id: str | None = None, supported_only: bool = False
 ) -> list[PreferencePair]:
     """Whole-trajectory pairs for the last step: the top-`k` correct trajectories by mean Q ×
     the bottom-`k` wrong ones; the prefix is the steps they share, each side the rest, joined."""
-    good = _ranked_paths(tree, True)[:k]
+    good = _ranked_paths(tree, True, supported_only)[:k]
     bad = _ranked_paths(tree, False)[::-1][:k]  # lowest mean Q first
     pairs = []
     for g, b in product(good, bad):
@@ -302,16 +335,20 @@ def _pair_key(p: PreferencePair) -> tuple[str, ...]:
 
 
 def extract(
-    tree: Tree, k: int = 2, final_pairs: bool = True, problem_id: str | None = None
+    tree: Tree,
+    k: int = 2,
+    final_pairs: bool = True,
+    problem_id: str | None = None,
+    supported_only: bool = False,
 ) -> Extraction:
     """Everything one tree gives: SFT trajectories, step pairs (+ final-answer pairs unless
     `final_pairs=False`; one that repeats a step pair is dropped), and their counts."""
-    trajectories = sft_trajectories(tree, k, problem_id)
-    pairs = preference_pairs(tree, k, problem_id)
+    trajectories = sft_trajectories(tree, k, problem_id, supported_only)
+    pairs = preference_pairs(tree, k, problem_id, supported_only)
     n_step = len(pairs)
     if final_pairs:
         seen = {_pair_key(p) for p in pairs}
-        for p in final_answer_pairs(tree, k, problem_id):
+        for p in final_answer_pairs(tree, k, problem_id, supported_only):
             if _pair_key(p) not in seen:
                 seen.add(_pair_key(p))
                 pairs.append(p)
@@ -323,6 +360,7 @@ def extract(
         trajectories=len(trajectories),
         step_pairs=n_step,
         final_pairs=len(pairs) - n_step,
+        unsupported=sum(t.correct is True and not supported(t) for t in tree.terminals()),
         steps_per_trajectory=dict(sorted(hist.items())),
     )
     return Extraction(trajectories=trajectories, pairs=pairs, stats=stats)

@@ -15,6 +15,7 @@ from search.extract import (
     preference_pairs,
     render_sft,
     sft_trajectories,
+    supported,
 )
 from search.steps import ANSWER_END, CODE_END, OUTPUT, render_output, render_prompt, render_step
 from search.tree import Node, Tree
@@ -271,3 +272,23 @@ def test_records_are_frozen():
         p.chosen = "c"
     t = Trajectory(problem="p", steps=[])
     assert t.step_texts() == []
+
+
+def test_supported_answers_are_the_ones_the_code_printed(tree):
+    a1 = by_name(tree, "a1")
+    assert supported(a1)
+    for printed, ok in (("The total is 7", True), ("7.0", True), ("6", False), ("", False)):
+        a1.output = printed
+        assert supported(a1) is ok, printed
+
+
+def test_unsupported_correct_answers_are_neither_sft_data_nor_positives(tree):
+    by_name(tree, "a1").output = "6"  # printed 6, answered 7: right by luck
+    loose, strict = extract(tree, k=2), extract(tree, k=2, supported_only=True)
+    assert loose.stats.unsupported == strict.stats.unsupported == 1
+    assert [t.steps[-1].reasoning for t in loose.trajectories] == ["a1", "b1"]
+    assert [t.steps[-1].reasoning for t in strict.trajectories] == ["b1"]
+    # below a only a wrong answer is credited now: at the root b is the one positive
+    root_pairs = [p for p in strict.pairs if p.kind == "step" and not p.prefix[1:]]
+    assert {p.chosen for p in root_pairs} == {by_name(tree, "b").text}
+    assert all("a1" not in p.chosen for p in strict.pairs)

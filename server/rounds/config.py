@@ -37,6 +37,10 @@ REQUIRES: dict[Phase, tuple[Phase, ...]] = {
 }
 
 
+# settings added after recorded rounds (docs/measured/evolution/): name → default
+ADDED_LATER: dict[str, Any] = {"supported_only": True}
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -119,6 +123,9 @@ class RoundConfig(_Section):
     search: SearchSettings = Field(default_factory=SearchSettings)
     top_k: int = Field(2, ge=1, description="SFT trajectories per problem; pairs: k×k per step")
     final_pairs: bool = Field(True, description="also final-answer pairs (paper's relaxation)")
+    supported_only: bool = Field(
+        True, description="credit a correct answer only if its code printed it (SFT and pairs)"
+    )
     sft: TrainHParams = Field(default_factory=TrainHParams)
     ppm_train: TrainHParams = Field(default_factory=TrainHParams)
     launcher: str | None = Field(
@@ -149,8 +156,10 @@ class RoundConfig(_Section):
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same round: everything but how and what part of it runs
-        (output dir, phases, engines and their memory, concurrency, the training launcher)."""
-        return self.model_dump(
+        (output dir, phases, engines and their memory, concurrency, the training launcher).
+        A setting added after rounds were recorded is left out while at its default, so that
+        those rounds keep their identity (its default must therefore never change)."""
+        ident = self.model_dump(
             mode="json",
             exclude={
                 "out": True, "phases": True, "force_phase": True, "launcher": True,
@@ -160,6 +169,10 @@ class RoundConfig(_Section):
                 "sft": set(NOT_IN_RECIPE), "ppm_train": set(NOT_IN_RECIPE),
             },
         )  # fmt: skip
+        for name, default in ADDED_LATER.items():
+            if ident.get(name) == default:
+                del ident[name]
+        return ident
 
     def identity_sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()

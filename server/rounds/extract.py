@@ -49,13 +49,16 @@ class _Sink:
         self.f.close()
 
 
-def _from_trees(round_dir: Path, k: int, final_pairs: bool) -> Iterator[Any]:
+def _from_trees(round_dir: Path, k: int, final_pairs: bool, supported_only: bool) -> Iterator[Any]:
     for rec in iter_lines(round_dir / TREES):
         tree = Tree.from_json(json.dumps(rec["tree"]))
-        yield rec, extract(tree, k=k, final_pairs=final_pairs, problem_id=str(rec["id"]))
+        yield rec, extract(tree, k=k, final_pairs=final_pairs, problem_id=str(rec["id"]),
+                           supported_only=supported_only)  # fmt: skip
 
 
-def run_extract(round_dir: Path, *, bootstrap: bool, k: int, final_pairs: bool) -> dict[str, Any]:
+def run_extract(
+    round_dir: Path, *, bootstrap: bool, k: int, final_pairs: bool, supported_only: bool = True
+) -> dict[str, Any]:
     """Write data/ and return its counts (also in data/stats.json)."""
     final = round_dir / DATA
     tmp = temp_dir_for(final)
@@ -78,7 +81,7 @@ def run_extract(round_dir: Path, *, bootstrap: bool, k: int, final_pairs: bool) 
             stats.append(ExtractStats(problems=n, problems_solved=n, trajectories=n,
                                       steps_per_trajectory=dict(sorted(hist.items()))))  # fmt: skip
         else:
-            for rec, ex in _from_trees(round_dir, k, final_pairs):
+            for rec, ex in _from_trees(round_dir, k, final_pairs, supported_only):
                 searched_correct += bool(rec.get("correct"))
                 for t in ex.trajectories:
                     sinks["trajectories.jsonl"].write(t)
@@ -96,6 +99,7 @@ def run_extract(round_dir: Path, *, bootstrap: bool, k: int, final_pairs: bool) 
         "sft_examples": sinks["sft.jsonl"].n,
         "top_k": k,
         "final_pairs_enabled": final_pairs and not bootstrap,
+        "supported_only": supported_only and not bootstrap,
         "source": "gsm8k_bootstrap" if bootstrap else "mcts",
     }
     if not bootstrap:
