@@ -17,10 +17,9 @@ From a tree searched with a gold answer (terminal reward ±1, so every terminal 
   whatever steps they have in common.
 - **Supported answers only** (`supported_only`, on in the rounds): a correct terminal counts as
   correct only when its code printed its answer (a line, or a number in one: `supported`). A
-  model that prints 40 and
-  writes \\boxed{42} has reasoned wrongly and guessed right; its path is label noise (the
-  issue-15 finding the paper's code-execution filter is meant to remove), so it is neither an
-  SFT trajectory nor a positive, and counted in `unsupported`.
+  model that prints 40 and writes \\boxed{42} has reasoned wrongly and guessed right; its path
+  is label noise (what the paper's code-execution filter is meant to remove), so it is neither
+  an SFT trajectory nor a positive, and counted in `unsupported`.
 
 Records are pydantic models (`.model_dump_json()` for a JSONL line, `model_validate_json` back).
 """
