@@ -114,6 +114,33 @@ def test_sft_labels_cover_only_the_solution(tiny_model_path):
     assert tok.decode(ids) == ex.prompt + ex.completion
 
 
+def test_trained_loss_sum_is_the_full_logits_loss(tiny_model_path):
+    """Logits only where some row is trained give the loss of every logit: rows of different
+    lengths and prompts, padding included."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models.sft import trained_loss_sum
+    from models.train_common import pad_batch
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    exs = [*examples(), render_sft(trajectory("A much longer problem: " + PROBLEM * 3, 7))]
+    rows = [tokenize_example(tok, ex) for ex in exs]
+    batch = {
+        "input_ids": pad_batch([r[0] for r in rows], 0),
+        "attention_mask": pad_batch([[1] * len(r[0]) for r in rows], 0),
+        "labels": pad_batch([r[1] for r in rows], 0, value_pad=IGNORE),
+    }
+    with torch.no_grad():
+        loss, n = trained_loss_sum(model, batch)
+        reference = model(**batch).loss  # HF's mean over every trained token
+    assert n == int((batch["labels"][:, 1:] != IGNORE).sum()) > 0
+    assert (loss / n).item() == pytest.approx(reference.item(), rel=1e-5)
+    no_labels = {**batch, "labels": torch.full_like(batch["labels"], IGNORE)}
+    assert trained_loss_sum(model, no_labels)[1] == 0
+
+
 # --- real training -----------------------------------------------------------------------------
 
 
