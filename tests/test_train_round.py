@@ -466,6 +466,10 @@ def test_toy_round_trains_missing_weights_again_from_its_records(toy_round, tmp_
     for p in ("generate", "extract", "eval"):  # later and earlier phases stand
         assert m["phases"][p] == before["phases"][p]
     assert m["metrics"] == before["metrics"] and m["status"] == "complete"
+    for kind in ("sft", "ppm"):  # the recorded run's log stands; the rebuild's is beside it
+        log_text = (copy / "logs" / f"{kind}.log").read_text()
+        assert log_text == (out / "logs" / f"{kind}.log").read_text()
+        assert (copy / "logs" / f"{kind}.rebuild.log").read_text().startswith("$ ")
     for d in ("policy", "ppm"):  # the same recipe, and the same weights
         meta = [json.loads((r / d / "rstar-train.json").read_text()) for r in (out, copy)]
         assert meta[0]["fingerprint"] and meta[0]["fingerprint"] == meta[1]["fingerprint"]

@@ -68,6 +68,7 @@ class Round:
         self.out = Path(cfg.out)
         self.components = components
         self.m = Manifest()
+        self.rebuilding = False  # a rebuild's trainer logs beside the recorded run's, not over it
 
     # --- the run ---------------------------------------------------------------------------------
 
@@ -148,6 +149,7 @@ class Round:
             phase, ", ".join(gone),
         )  # fmt: skip
         t0 = time.monotonic()
+        self.rebuilding = True
         try:
             outcome = getattr(self, f"_{phase}")()
         except KeyboardInterrupt:
@@ -155,6 +157,8 @@ class Round:
         except Exception as e:
             log.error("%s: the rebuild failed: %s: %s", phase, type(e).__name__, e)
             return 1
+        finally:
+            self.rebuilding = False
         same = {k: outcome.counts.get(k) == v for k, v in old.counts.items()
                 if k in ("examples", "skipped_too_long", "optimizer_steps", "tokens")}  # fmt: skip
         seconds = round(time.monotonic() - t0, 2)
@@ -304,6 +308,9 @@ class Round:
 
         return resolve_model(self.cfg.base_model or self.cfg.policy)
 
+    def _log_name(self, kind: str) -> str:
+        return f"{kind}.rebuild" if self.rebuilding else kind
+
     def _sft(self) -> Outcome:
         from server.rounds.extract import SFT
         from server.rounds.train import POLICY, result_counts, train
@@ -315,7 +322,8 @@ class Round:
                            "solved); the policy is not retrained")  # fmt: skip
         base = self._base()
         log.info("sft: %d examples, from %s", n, base)
-        result = train("sft", self.out, self.out / SFT, base, self.cfg.sft, self.cfg.launcher)
+        result = train("sft", self.out, self.out / SFT, base, self.cfg.sft, self.cfg.launcher,
+                       self._log_name("sft"))  # fmt: skip
         return Outcome(outputs=[str(POLICY)], counts=result_counts(result))
 
     def _ppm(self) -> Outcome:
@@ -332,7 +340,7 @@ class Round:
             init = self._base()
         log.info("ppm: %d pairs, a fresh head on %s", n, init)
         result = train("ppm", self.out, self.out / PAIRS, init, self.cfg.ppm_train,
-                       self.cfg.launcher)  # fmt: skip
+                       self.cfg.launcher, self._log_name("ppm"))  # fmt: skip
         counts = {**result_counts(result), "init": init}
         return Outcome(outputs=[str(PPM)], counts=counts)
 

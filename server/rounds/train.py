@@ -93,12 +93,14 @@ def train(
     init: str,
     hp: TrainHParams,
     launcher: str | None,
+    log_name: str | None = None,
 ) -> TrainResult:
     """Train the policy (`sft`, from `init`) or the PPM (`ppm`, a fresh head on `init`'s
-    backbone) on `data`; return what the trainer recorded in the checkpoint."""
+    backbone) on `data`; return what the trainer recorded in the checkpoint. The output goes to
+    `logs/<log_name or kind>.log`."""
     out = round_dir / (POLICY if kind == "sft" else PPM)
     cmd = train_command(kind, data, out, init, hp, launcher)
-    run_trainer(cmd, round_dir / LOGS / f"{kind}.log")
+    run_trainer(cmd, round_dir / LOGS / f"{log_name or kind}.log")
     meta = out / "rstar-train.json"
     if not meta.exists():
         raise TrainError(f"the trainer finished but wrote no checkpoint at {out}")
