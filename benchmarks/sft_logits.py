@@ -19,14 +19,8 @@ import statistics
 import time
 
 from models.default_model import resolve_model
-from models.sft import IGNORE, tokenize_example, trained_loss_sum
-from models.train_common import (
-    TrainHParams,
-    apply_lora,
-    length_grouped_batches,
-    pad_batch,
-    read_jsonl,
-)
+from models.sft import IGNORE, collate_rows, split_passes, tokenize_example, trained_loss_sum
+from models.train_common import TrainHParams, apply_lora, length_grouped_batches, read_jsonl
 from search.extract import SftExample
 
 
@@ -56,18 +50,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")  # fmt: skip
 
     def passes(idx: list[int]) -> list[dict[str, torch.Tensor]]:
-        part = [rows[i] for i in idx]
-        width = max(len(r[0]) for r in part)
-        per = max(1, args.max_pass_tokens // width)
-        out = []
-        for s in range(0, len(part), per):
-            p = part[s : s + per]
-            out.append({
-                "input_ids": pad_batch([r[0] for r in p], 0),
-                "attention_mask": pad_batch([[1] * len(r[0]) for r in p], 0),
-                "labels": pad_batch([r[1] for r in p], 0, value_pad=IGNORE),
-            })  # fmt: skip
-        return out
+        return split_passes(collate_rows([rows[i] for i in idx], 0), args.max_pass_tokens)
 
     def step(way: str, ps: list[dict[str, torch.Tensor]]) -> tuple[float, float]:
         total = sum(int((p["labels"][:, 1:] != IGNORE).sum()) for p in ps)

@@ -61,6 +61,22 @@ def _problem_key(ex: SftExample) -> str:
     return ex.problem_id or ex.prompt
 
 
+def collate_rows(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
+    """Tokenized examples as one right-padded batch (padding is never trained)."""
+    ids = pad_batch([r[0] for r in rows], pad_id)
+    labels = pad_batch([r[1] for r in rows], pad_id, value_pad=IGNORE)
+    mask = pad_batch([[1] * len(r[0]) for r in rows], 0)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def split_passes(batch: dict[str, Any], max_pass_tokens: int) -> list[dict[str, Any]]:
+    """A micro-batch cut into passes of at most `max_pass_tokens` padded tokens (one row at
+    the least): the same gradient in less memory."""
+    rows, width = batch["input_ids"].shape
+    per_pass = max(1, max_pass_tokens // width)
+    return [{k: v[i : i + per_pass] for k, v in batch.items()} for i in range(0, rows, per_pass)]
+
+
 def trained_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     """(summed next-token loss over the batch's trained tokens, their number), with logits only
     at the positions some row is trained on (`logits_to_keep`). The prompt and the executor's
@@ -73,9 +89,9 @@ def trained_loss_sum(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     labels = batch["labels"]
     wanted = labels[:, 1:] != IGNORE  # position p predicts token p + 1
     n = int(wanted.sum())
-    keep = wanted.any(dim=0).nonzero().squeeze(1)
     if n == 0:
         return torch.zeros((), device=labels.device), 0
+    keep = wanted.any(dim=0).nonzero().squeeze(1)
     logits = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
     ).logits
@@ -117,12 +133,6 @@ def train_sft(
     if not kept:
         raise ValueError(f"no SFT example fits max_length={hp.max_length}")
 
-    def collate_rows(rows: list[tuple[list[int], list[int]]]) -> dict[str, Any]:
-        ids = pad_batch([r[0] for r in rows], pad_id)
-        labels = pad_batch([r[1] for r in rows], pad_id, value_pad=IGNORE)
-        mask = pad_batch([[1] * len(r[0]) for r in rows], 0)
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
     batches = length_grouped_batches([len(d[0]) for d in kept], hp.micro_batch_size, hp.seed)
 
     # --- model and optimizer ---------------------------------------------------------------------
@@ -145,7 +155,7 @@ def train_sft(
         loss_sum, n_tok = 0.0, 0
         with torch.no_grad():
             for row in held:
-                batch = {k: v.to(acc.device) for k, v in collate_rows([row]).items()}
+                batch = {k: v.to(acc.device) for k, v in collate_rows([row], pad_id).items()}
                 loss, trained = trained_loss_sum(m, batch)
                 loss_sum += loss.item()
                 n_tok += trained
@@ -155,12 +165,9 @@ def train_sft(
     def loss_fn(m: Any, batch: dict[str, Any], backward: Any) -> tuple[float, int, None]:
         """The mean loss over the batch's trained tokens, in passes of at most
         `max_pass_tokens` padded tokens, each pass's sum divided by the batch's count."""
-        rows, width = batch["input_ids"].shape
-        per_pass = max(1, hp.max_pass_tokens // width)
         total = max(1, int((batch["labels"][:, 1:] != IGNORE).sum()))
         value = 0.0
-        for i in range(0, rows, per_pass):
-            part = {k: v[i : i + per_pass] for k, v in batch.items()}
+        for part in split_passes(batch, hp.max_pass_tokens):
             loss_sum, n = trained_loss_sum(m, part)
             if n == 0:
                 continue
@@ -173,8 +180,8 @@ def train_sft(
         acc, out, fingerprint("sft", base_model_path, hp, kept), hp.checkpoint_every_s
     )
     meter = train_loop(
-        acc, model, optimizer, batches, lambda idx: collate_rows([kept[i] for i in idx]), hp,
-        "sft", loss_fn, resumable,
+        acc, model, optimizer, batches,
+        lambda idx: collate_rows([kept[i] for i in idx], pad_id), hp, "sft", loss_fn, resumable,
         before=(lambda: {"heldout_before": held_out_loss()}) if held else None,
     )  # fmt: skip
 

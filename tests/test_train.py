@@ -120,18 +120,12 @@ def test_trained_loss_sum_is_the_full_logits_loss(tiny_model_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from models.sft import trained_loss_sum
-    from models.train_common import pad_batch
+    from models.sft import collate_rows, trained_loss_sum
 
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
     exs = [*examples(), render_sft(trajectory("A much longer problem: " + PROBLEM * 3, 7))]
-    rows = [tokenize_example(tok, ex) for ex in exs]
-    batch = {
-        "input_ids": pad_batch([r[0] for r in rows], 0),
-        "attention_mask": pad_batch([[1] * len(r[0]) for r in rows], 0),
-        "labels": pad_batch([r[1] for r in rows], 0, value_pad=IGNORE),
-    }
+    batch = collate_rows([tokenize_example(tok, ex) for ex in exs], 0)
     with torch.no_grad():
         loss, n = trained_loss_sum(model, batch)
         reference = model(**batch).loss  # HF's mean over every trained token
