@@ -38,9 +38,9 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _results(path: Path) -> dict[tuple[str, int], dict[str, bool]]:
-    """(algorithm, budget) → problem id → correct, from a results.jsonl."""
-    out: dict[tuple[str, int], dict[str, bool]] = {}
+def _results(path: Path) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
+    """(algorithm, budget) → problem id → its record, from a results.jsonl."""
+    out: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     try:
         text = path.read_text()
     except OSError:
@@ -49,7 +49,7 @@ def _results(path: Path) -> dict[tuple[str, int], dict[str, bool]]:
         if line.strip():
             r = json.loads(line)
             if not r.get("error"):
-                out.setdefault((r["algorithm"], r["budget"]), {})[r["id"]] = bool(r["correct"])
+                out.setdefault((r["algorithm"], r["budget"]), {})[r["id"]] = r
     return out
 
 
@@ -77,19 +77,22 @@ def table(evolution: Path, base: Path, budget: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     previous: dict[str, dict[str, bool]] = {}
     for stage in ("base", *ROUNDS):
-        found: dict[tuple[str, int], dict[str, bool]] = {}
+        found: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
         for f in stage_runs(stage, evolution, base):
             for key, res in _results(f).items():  # of two runs of one algorithm, the larger
                 if len(res) > len(found.get(key, {})):
                     found[key] = res
         has_ppm = (evolution / stage / "ppm" / "rstar-train.json").exists()
         for alg in ALGORITHMS:
-            res = found.get((alg, 1 if alg == "greedy" else budget))
-            if not res:
+            recs = found.get((alg, 1 if alg == "greedy" else budget))
+            if not recs:
                 continue
+            res = {i: bool(r["correct"]) for i, r in recs.items()}
             row = {
                 "stage": stage, "algorithm": alg, "n": len(res), "correct": sum(res.values()),
                 "ppm": has_ppm and alg in ("best_of_n", "mcts"),
+                "answered": sum(r.get("answer") is not None for r in recs.values()),
+                "mean_tokens": sum(r.get("tokens", 0) for r in recs.values()) / len(recs),
             }  # fmt: skip
             if alg in previous:
                 row["vs_previous"] = sign_test(res, previous[alg])
@@ -101,8 +104,8 @@ def table(evolution: Path, base: Path, budget: int) -> list[dict[str, Any]]:
 def markdown(rows: list[dict[str, Any]], budget: int) -> str:
     lines = [
         "| model | algorithm | accuracy | correct / n | vs the row one round earlier: won / lost, "
-        "sign-test p |",
-        "|---|---|---:|---:|---|",
+        "sign-test p | reaches an answer | mean generated tokens |",
+        "|---|---|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         alg = LABELS[r["algorithm"]] + ("" if r["algorithm"] == "greedy" else f" @ {budget}")
@@ -114,7 +117,8 @@ def markdown(rows: list[dict[str, Any]], budget: int) -> str:
             vs = f"{w} / {lo}, p = {p:.2f}"
         lines.append(
             f"| {STAGE_NAMES[r['stage']]} | {alg} | {100 * r['correct'] / r['n']:.1f} % "
-            f"| {r['correct']} / {r['n']} | {vs} |"
+            f"| {r['correct']} / {r['n']} | {vs} | {100 * r['answered'] / r['n']:.1f} % "
+            f"| {r['mean_tokens']:.0f} |"
         )
     return "\n".join(lines)
 

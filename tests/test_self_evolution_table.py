@@ -13,7 +13,9 @@ def results(path: Path, algorithm: str, budget: int, correct_ids, ids) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         for i in ids:
-            rec = {"algorithm": algorithm, "budget": budget, "id": i, "correct": i in correct_ids}
+            ok = i in correct_ids
+            rec = {"algorithm": algorithm, "budget": budget, "id": i, "correct": ok,
+                   "answer": "1" if ok or i == "q9" else None, "tokens": 100 + 10 * ok}  # fmt: skip
             f.write(json.dumps(rec) + "\n")
 
 
@@ -48,6 +50,8 @@ def test_rows_per_round_compared_with_the_round_before(tmp_path):
     assert rows[3]["vs_previous"][:2] == (1, 3)  # round 1 against round 0 (not the untrained)
     assert rows[4]["vs_previous"][:2] == (2, 0) and rows[4]["ppm"]
     md = table.markdown(rows, 4).splitlines()
-    assert "| untrained default | greedy | 10.0 % | 1 / 10 | – |" in md
-    assert any("MCTS @ 4 (PPM) | 40.0 % | 4 / 10 | 2 / 0, p = 0.50 |" in line for line in md)
+    # answered: the correct ones and q9; tokens: 100 a problem, 110 when correct
+    assert "| untrained default | greedy | 10.0 % | 1 / 10 | – | 20.0 % | 101 |" in md
+    assert any("MCTS @ 4 (PPM) | 40.0 % | 4 / 10 | 2 / 0, p = 0.50 | 50.0 % | 104 |" in line
+               for line in md)  # fmt: skip
     assert table.plot(rows, tmp_path / "p.png", 4).read_bytes().startswith(b"\x89PNG")
