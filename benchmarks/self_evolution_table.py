@@ -19,6 +19,8 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
+from evaluation import run_figures
+
 ALGORITHMS = ("greedy", "self_consistency", "best_of_n", "mcts")
 LABELS = {"greedy": "greedy", "self_consistency": "self-consistency", "best_of_n": "best-of-N",
           "mcts": "MCTS"}  # fmt: skip
@@ -88,12 +90,8 @@ def table(evolution: Path, base: Path, budget: int) -> list[dict[str, Any]]:
             if not recs:
                 continue
             res = {i: bool(r["correct"]) for i, r in recs.items()}
-            row = {
-                "stage": stage, "algorithm": alg, "n": len(res), "correct": sum(res.values()),
-                "ppm": has_ppm and alg in ("best_of_n", "mcts"),
-                "answered": sum(r.get("answer") is not None for r in recs.values()),
-                "mean_tokens": sum(r.get("tokens", 0) for r in recs.values()) / len(recs),
-            }  # fmt: skip
+            row = {"stage": stage, "algorithm": alg, **run_figures(list(recs.values())),
+                   "ppm": has_ppm and alg in ("best_of_n", "mcts")}  # fmt: skip
             if alg in previous:
                 row["vs_previous"] = sign_test(res, previous[alg])
             previous[alg] = res

@@ -18,6 +18,7 @@ from evaluation.run import (
     check_out_dir,
     evaluate,
     plan,
+    run_figures,
     tree_summary,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "load_problems",
     "plan",
     "plot",
+    "run_figures",
     "table",
     "tree_summary",
 ]

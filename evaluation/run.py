@@ -311,24 +311,32 @@ def build_report(
     runs = []
     for k in keys:
         recs = [r for p in problems if (r := records.get((k.algorithm, k.budget, p.id)))]
-        n = len(recs)
-        correct = sum(bool(r["correct"]) for r in recs)
         runs.append({
             "algorithm": k.algorithm,
             "budget": k.budget,
-            "n": n,
-            "correct": correct,
-            "accuracy": round(correct / n, 6) if n else None,
-            "mean_tokens": round(sum(r["tokens"] for r in recs) / n, 2) if n else None,
-            "mean_seconds": round(sum(r["seconds"] for r in recs) / n, 4) if n else None,
-            "answered": sum(r["answer"] is not None for r in recs),
-            "errors": sum(bool(r.get("error")) for r in recs),
-            "complete": n == len(problems),
+            **run_figures(recs),
+            "complete": len(recs) == len(problems),
             **({"tree": summary} if (summary := tree_summary(recs)) else {}),
             "records": [{f: r.get(f) for f in ("id", "gold", "answer", "correct", "tokens",
                          "seconds", "rollouts", "stopped_by", "error")} for r in recs],
         })  # fmt: skip
     return {"status": status, **info, "problems": len(problems), "runs": runs}
+
+
+def run_figures(recs: Sequence[dict]) -> dict[str, Any]:
+    """One (algorithm, budget)'s figures over its records: what every report and table of
+    results shows, computed in one place so that they agree."""
+    n = len(recs)
+    correct = sum(bool(r["correct"]) for r in recs)
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": round(correct / n, 6) if n else None,
+        "mean_tokens": round(sum(r["tokens"] for r in recs) / n, 2) if n else None,
+        "mean_seconds": round(sum(r["seconds"] for r in recs) / n, 4) if n else None,
+        "answered": sum(r["answer"] is not None for r in recs),
+        "errors": sum(bool(r.get("error")) for r in recs),
+    }
 
 
 def tree_summary(recs: Sequence[dict]) -> dict[str, Any] | None:

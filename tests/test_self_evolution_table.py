@@ -15,7 +15,8 @@ def results(path: Path, algorithm: str, budget: int, correct_ids, ids) -> None:
         for i in ids:
             ok = i in correct_ids
             rec = {"algorithm": algorithm, "budget": budget, "id": i, "correct": ok,
-                   "answer": "1" if ok or i == "q9" else None, "tokens": 100 + 10 * ok}  # fmt: skip
+                   "answer": "1" if ok or i == "q9" else None, "tokens": 100 + 10 * ok,
+                   "seconds": 1.0, "error": None}  # fmt: skip
             f.write(json.dumps(rec) + "\n")
 
 
