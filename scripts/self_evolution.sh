@@ -31,7 +31,8 @@ STAGES=${STAGES:-r0 r0-search r1 r1-search r2 r2-search}
 N_GREEDY=${N_GREEDY:-200}
 N_SEARCH=${N_SEARCH:-100}
 BUDGET=${BUDGET:-4}
-R0_ROWS=${R0_ROWS:-1070}   # → 1,005 verified solutions, ~0.26 M tokens: one LoRA epoch ≈ 35 min
+R0_ROWS=${R0_ROWS:-1070}   # → 1,005 verified solutions, ~0.26 M tokens: one LoRA epoch ≈ 41 min
+#                             in bf16 on AMX, 72 min in fp32 on AVX2
 R1_N=${R1_N:-200}
 R2_N=${R2_N:-200}
 R_ROLLOUTS=${R_ROLLOUTS:-8}
