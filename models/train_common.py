@@ -36,6 +36,9 @@ Record = TypeVar("Record", bound=BaseModel)
 
 # settings that change how a run goes, not what it computes
 NOT_IN_RECIPE = ("checkpoint_every_s", "log_every", "max_pass_tokens")
+# settings added after recorded runs (docs/measured/evolution/), left out of a recipe while at
+# this default, so that those runs keep their fingerprints (the default must never change)
+ADDED_LATER: dict[str, Any] = {"head_lr": None}
 
 
 class TrainHParams(BaseModel):
@@ -74,6 +77,14 @@ class TrainHParams(BaseModel):
     )
     lora_alpha: float | None = Field(None, gt=0, description="LoRA scale numerator; 2 × rank")
     lora_dropout: float = Field(0.0, ge=0, lt=1)
+    head_lr: float | None = Field(
+        None,
+        gt=0,
+        description="peak learning rate of the PPM's one-label head, which trains in full "
+        "even under LoRA (default: lr). A LoRA-sized lr is too much for it: with inputs "
+        "near 5 in size over 896 dimensions, one AdamW step of 2e-4 moves a score's logit by "
+        "up to 0.9, and tanh saturates (round 1's first PPM: loss stuck at ln 2)",
+    )
     holdout_share: float = Field(
         0.0,
         ge=0,
@@ -93,7 +104,11 @@ class TrainHParams(BaseModel):
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """What a resumed run must share with the run it resumes (not how often it logs)."""
-        return self.model_dump(exclude=set(NOT_IN_RECIPE))
+        fields = self.model_dump(exclude=set(NOT_IN_RECIPE))
+        for name, default in ADDED_LATER.items():
+            if fields.get(name) == default:
+                del fields[name]
+        return fields
 
 
 class HeldOut(BaseModel):
@@ -197,15 +212,31 @@ def total_steps(batches_per_epoch: int, hp: TrainHParams) -> int:
 
 
 def make_optimizer(model: Any, hp: TrainHParams) -> Any:
+    """AdamW; biases and norms without weight decay, a PPM head at `head_lr` (each group's
+    `lr_scale` follows the schedule: see train_loop)."""
     import torch
 
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": hp.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=hp.lr, betas=(0.9, 0.95), eps=1e-8)
+    from models.ppm import is_head_parameter
+
+    head_scale = (hp.head_lr or hp.lr) / hp.lr
+    # (decay, head) → params; the first two always, in this order (saved optimizer states)
+    groups: dict[tuple[bool, bool], list[Any]] = {(True, False): [], (False, False): []}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((p.ndim >= 2, is_head_parameter(name)), []).append(p)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "weight_decay": hp.weight_decay if decay else 0.0,
+                "lr_scale": head_scale if head else 1.0,
+            }
+            for (decay, head), params in groups.items()
+        ],
+        lr=hp.lr,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+    )
 
 
 # Between `log_every` lines a step still logs when this long has passed (a CPU step can take a
@@ -507,7 +538,7 @@ def train_loop(
         for batch in loader:
             lr = lr_at(meter.steps, total, hp)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             with acc.accumulate(model):
                 loss, tokens, accuracy = loss_fn(model, batch, acc.backward)
                 if acc.sync_gradients:

@@ -41,10 +41,11 @@ def default_model_path():
 
 @pytest.fixture(scope="session")
 def tiny_ppm_path(tiny_model_path, tmp_path_factory):
-    """A PPM on the tiny backbone with a freshly initialised one-label head."""
+    """A PPM on the tiny backbone with a random one-label head (its scores differ)."""
     from models.ppm import init_ppm_from_backbone
 
-    return str(init_ppm_from_backbone(tiny_model_path, tmp_path_factory.mktemp("ppm")))
+    out = tmp_path_factory.mktemp("ppm")
+    return str(init_ppm_from_backbone(tiny_model_path, out, zero_head=False))
 
 
 @pytest.fixture(scope="session")

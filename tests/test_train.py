@@ -257,10 +257,35 @@ def test_lora_ppm_trains_its_head_and_reports_held_out_accuracy(tiny_model_path,
     assert h is not None and h.metric == "pairwise_accuracy"
     assert h.examples == 2 * h.problems and 0 < h.problems < 12
     assert result.examples + h.examples == len(many)
-    assert 0.0 <= h.before <= 1.0 and 0.0 <= h.after <= 1.0
+    assert h.before == 0.5  # a zero head scores every text 0: all ties, counted half
+    assert 0.0 <= h.after <= 1.0
     # the head is trained in full beside the adapters (576 = the tiny model's hidden size)
     assert "score.weight" in _weights(out)
     assert result.trainable_params > 576
+
+
+def test_ppm_head_starts_at_zero_and_has_its_own_learning_rate(tiny_model_path, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from models.ppm import head_parameters, init_ppm_from_backbone
+    from models.train_common import apply_lora, make_optimizer
+
+    path = init_ppm_from_backbone(tiny_model_path, tmp_path / "ppm")
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+    assert all(float(p.abs().sum()) == 0.0 for p in head_parameters(model))
+    hp = small(lr=2e-4, head_lr=1e-5, lora_rank=4)
+    model = apply_lora(model, hp, "SEQ_CLS")
+    head = {id(p) for p in head_parameters(model) if p.requires_grad}
+    assert head  # peft's trained copy of the head (modules_to_save), found under its wrapping
+    groups = make_optimizer(model, hp).param_groups
+    for g in groups:
+        in_head = {id(p) for p in g["params"]} & head
+        assert g["lr_scale"] == (pytest.approx(0.05) if in_head else 1.0)
+        assert not in_head or in_head == {id(p) for p in g["params"]}
+    # unset, it leaves recipes recorded before it existed as they were
+    assert "head_lr" not in small().fingerprint_fields()
+    assert small(head_lr=1e-5).fingerprint_fields()["head_lr"] == 1e-5
 
 
 @pytest.mark.timeout(600)

@@ -205,6 +205,30 @@ def test_bad_inputs_exit_2_with_a_clear_message_before_compute(
     assert (out / "manifest.json").read_text() == before
 
 
+def test_settings_of_unfinished_phases_may_change(tmp_path, capsys, no_compute):
+    """A stopped or failed phase can be tried again with new settings; a finished one is not
+    redone behind the user's back."""
+    good = write_jsonl(tmp_path / "good.jsonl", TOY[1:])
+    out = tmp_path / "out"
+    args = ["--engine", "transformers", "--out", str(out), "--problems", str(good)]
+    cfg = RoundConfig(out=str(out), problems=str(good), engine="transformers")
+    recorded = Manifest(config=cfg.model_dump(mode="json"), identity_sha256=cfg.identity_sha256())
+    for p in ("generate", "extract", "sft"):
+        recorded.phases[p].status = "complete"
+    recorded.phases["ppm"].status = "interrupted"
+    recorded.save(out)
+    with pytest.raises(AssertionError, match="the round started"):  # accepted: the round runs
+        main([*args, "--ppm-lr", "1e-5", "--ppm-head-lr", "1e-6"])
+    assert main([*args, "--sft-lr", "1e-5"]) == 2  # sft is finished
+    err = capsys.readouterr().err
+    assert "differs in: sft.lr" in err and "sft finished with the old settings" in err
+    assert "--force-phase sft re-runs" in err
+    with pytest.raises(AssertionError, match="the round started"):
+        main([*args, "--sft-lr", "1e-5", "--force-phase", "sft"])
+    assert main([*args, "--top-k", "3"]) == 2  # extract and sft are finished
+    assert "extract, sft finished" in capsys.readouterr().err
+
+
 # --- generation: resumable -----------------------------------------------------------------------
 
 

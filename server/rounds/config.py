@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.settings import PolicyEngine, RewardEngine
-from models.train_common import NOT_IN_RECIPE, TrainHParams
+from models.train_common import TrainHParams
 from search.steps import PromptStyle
 
 Phase = Literal["generate", "extract", "sft", "ppm", "eval"]
@@ -36,6 +36,11 @@ REQUIRES: dict[Phase, tuple[Phase, ...]] = {
     "eval": ("sft", "ppm"),
 }
 
+# the phase a setting (a top-level field or section) first acts on; unlisted: generate
+SETTING_PHASE: dict[str, Phase] = {
+    "top_k": "extract", "final_pairs": "extract", "supported_only": "extract",
+    "sft": "sft", "ppm_train": "ppm", "eval": "eval",
+}  # fmt: skip
 
 # settings added after recorded rounds (docs/measured/evolution/): name → default
 ADDED_LATER: dict[str, Any] = {"supported_only": True}
@@ -166,9 +171,11 @@ class RoundConfig(_Section):
                 "engine": True, "policy_url": True, "ppm_engine": True, "ppm_url": True,
                 "max_model_len": True, "cpu_kv_cache_gb": True, "gpu_memory_utilization": True,
                 "search": {"concurrency"}, "eval": {"concurrency", "engine"},
-                "sft": set(NOT_IN_RECIPE), "ppm_train": set(NOT_IN_RECIPE),
+                "sft": True, "ppm_train": True,
             },
         )  # fmt: skip
+        ident["sft"] = self.sft.fingerprint_fields()
+        ident["ppm_train"] = self.ppm_train.fingerprint_fields()
         for name, default in ADDED_LATER.items():
             if ident.get(name) == default:
                 del ident[name]
@@ -176,6 +183,13 @@ class RoundConfig(_Section):
 
     def identity_sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+
+
+def first_phase_changed(keys: list[str]) -> Phase:
+    """The first phase whose result depends on one of these (dotted) settings: re-running it
+    and every later phase is what changing them takes."""
+    return min((SETTING_PHASE.get(k.split(".")[0], "generate") for k in keys),
+               key=PHASES.index, default="generate")  # fmt: skip
 
 
 def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.rounds.config import PHASES, REQUIRES, Phase, RoundConfig, diff_keys
+from server.rounds.config import (
+    PHASES,
+    REQUIRES,
+    Phase,
+    RoundConfig,
+    diff_keys,
+    first_phase_changed,
+)
 from server.rounds.manifest import (
     DONE,
     FORMAT,
@@ -233,15 +240,32 @@ def check_out_dir(cfg: RoundConfig) -> Manifest | None:
         raise InputError(f"--out {out}: holds a {prev.format!r} manifest, not {FORMAT!r}")
     if prev.identity_sha256 != cfg.identity_sha256():
         try:
-            old = RoundConfig.model_validate(prev.config).identity()
-            keys = ", ".join(diff_keys(old, cfg.identity())) or "?"
+            keys = diff_keys(RoundConfig.model_validate(prev.config).identity(), cfg.identity())
         except ValueError:
-            keys = "(unreadable old config)"
+            keys = []
+        if keys and (why := settings_may_change(cfg, prev, keys)) is None:
+            log.info("--out %s: settings changed for phases not finished yet: %s", out,
+                     ", ".join(keys))  # fmt: skip
+            return prev
+        shown = ", ".join(keys) or "(unreadable old config)"
         raise InputError(
-            f"--out {out}: holds another round (its configuration differs in: {keys}); "
-            "use another --out, or the same configuration to resume it"
+            f"--out {out}: holds another round (its configuration differs in: {shown}); "
+            f"{why or ''}use another --out, or the same configuration to resume it"
         )
     return prev
+
+
+def settings_may_change(cfg: RoundConfig, prev: Manifest, keys: list[str]) -> str | None:
+    """None when changing these settings of a recorded round redoes nothing finished: the
+    phases they act on and every later one are not done yet, or re-run by --force-phase (a
+    stopped or failed phase can be tried again with new settings). Else why not."""
+    first = PHASES.index(first_phase_changed(keys))
+    forced = min((PHASES.index(p) for p in cfg.force_phase), default=len(PHASES))
+    done = [p for p in PHASES[first:forced] if prev.done(p)]
+    if not done:
+        return None
+    return (f"{', '.join(done)} finished with the old settings (--force-phase "
+            f"{PHASES[first]} re-runs from the first phase they change); ")  # fmt: skip
 
 
 def check_input_hashes(cfg: RoundConfig, records: dict[str, InputRecord], prev: Manifest) -> None:
