@@ -197,6 +197,7 @@ def test_bad_inputs_exit_2_with_a_clear_message_before_compute(
     other = Manifest(config=RoundConfig(out=str(out), problems=str(good), top_k=3).model_dump(),
                      identity_sha256=RoundConfig(out=str(out), problems=str(good),
                                                  top_k=3).identity_sha256())  # fmt: skip
+    other.phases["generate"].status = other.phases["extract"].status = "complete"
     other.save(out)
     before = (out / "manifest.json").read_text()
     assert main(["--problems", str(good), *base]) == 2
@@ -227,6 +228,11 @@ def test_settings_of_unfinished_phases_may_change(tmp_path, capsys, no_compute):
         main([*args, "--sft-lr", "1e-5", "--force-phase", "sft"])
     assert main([*args, "--top-k", "3"]) == 2  # extract and sft are finished
     assert "extract, sft finished" in capsys.readouterr().err
+    # a generation that partly ran keeps its trees: new search settings would mix with them
+    recorded.phases["generate"].status = "interrupted"
+    recorded.save(out)
+    assert main([*args, "--rollouts", "3"]) == 2
+    assert "generate partly ran with the old settings" in capsys.readouterr().err
 
 
 # --- generation: resumable -----------------------------------------------------------------------

@@ -255,17 +255,29 @@ def check_out_dir(cfg: RoundConfig) -> Manifest | None:
     return prev
 
 
+# phases whose partial results (trees, eval rows) are kept without their settings: resuming
+# them with new ones would mix the two (training resumes only from a state of the same recipe)
+KEEPS_PARTIAL: tuple[Phase, ...] = ("generate", "eval")
+
+
 def settings_may_change(cfg: RoundConfig, prev: Manifest, keys: list[str]) -> str | None:
-    """None when changing these settings of a recorded round redoes nothing finished: the
-    phases they act on and every later one are not done yet, or re-run by --force-phase (a
-    stopped or failed phase can be tried again with new settings). Else why not."""
+    """None when changing these settings of a recorded round mixes or redoes nothing: the
+    phases they act on and every later one are not done, nor partly done where that is kept,
+    or --force-phase re-runs them (a stopped or failed training can be tried again with new
+    settings). Else why not."""
     first = PHASES.index(first_phase_changed(keys))
     forced = min((PHASES.index(p) for p in cfg.force_phase), default=len(PHASES))
     done = [p for p in PHASES[first:forced] if prev.done(p)]
-    if not done:
+    partial = [
+        p for p in PHASES[first:forced]
+        if p in KEEPS_PARTIAL and not prev.done(p) and prev.phases[p].status != "pending"
+    ]  # fmt: skip
+    if not done and not partial:
         return None
-    return (f"{', '.join(done)} finished with the old settings (--force-phase "
-            f"{PHASES[first]} re-runs from the first phase they change); ")  # fmt: skip
+    why = [f"{', '.join(done)} finished"] if done else []
+    why += [f"{', '.join(partial)} partly ran"] if partial else []
+    return (f"{' and '.join(why)} with the old settings (--force-phase {PHASES[first]} "
+            "re-runs from the first phase they change); ")  # fmt: skip
 
 
 def check_input_hashes(cfg: RoundConfig, records: dict[str, InputRecord], prev: Manifest) -> None:
