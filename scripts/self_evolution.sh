@@ -48,7 +48,7 @@ R0_TRAIN=(--sft-lora-rank 16 --sft-lr 2e-4 --sft-epochs 1 --sft-micro-batch-size
   --sft-grad-accum 2 --sft-holdout-share 0.1 --sft-warmup-ratio 0.05)  # round 0 trains no PPM
 # the PPM: LoRA at 2e-4, its head (trained in full) at a full fine-tuning's 1e-5 from zero (at
 # 2e-4 from a random head, round 1's first PPM saturated tanh within ten steps: loss stuck at
-# ln 2); one epoch (≈ 1.8 h on 2 AVX2 cores for ~1,100 pairs)
+# ln 2); one epoch (2.2 h on 2 AVX2 cores for 1,125 pairs)
 R_TRAIN=(--sft-lr 1e-4 --sft-epochs 2 --ppm-lr 2e-4 --ppm-head-lr 1e-5 --ppm-epochs 1)
 ROUND_EVAL=(--eval-data "$DATA/gsm8k_test.jsonl" --eval-limit "$N_GREEDY" --eval-algorithms greedy
   --no-eval-previous --eval-concurrency 32)
