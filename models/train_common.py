@@ -104,11 +104,13 @@ class TrainHParams(BaseModel):
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """What a resumed run must share with the run it resumes (not how often it logs)."""
-        fields = self.model_dump(exclude=set(NOT_IN_RECIPE))
-        for name, default in ADDED_LATER.items():
-            if fields.get(name) == default:
-                del fields[name]
-        return fields
+        return drop_added_later(self.model_dump(exclude=set(NOT_IN_RECIPE)), ADDED_LATER)
+
+
+def drop_added_later(fields: dict[str, Any], added_later: dict[str, Any]) -> dict[str, Any]:
+    """`fields` without the settings added after runs were recorded that are at their default:
+    so the recorded runs' fingerprints (recipes, round identities) stay what they were."""
+    return {k: v for k, v in fields.items() if k not in added_later or v != added_later[k]}
 
 
 class HeldOut(BaseModel):

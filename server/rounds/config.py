@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.settings import PolicyEngine, RewardEngine
-from models.train_common import TrainHParams
+from models.train_common import TrainHParams, drop_added_later
 from search.steps import PromptStyle
 
 Phase = Literal["generate", "extract", "sft", "ppm", "eval"]
@@ -176,10 +176,7 @@ class RoundConfig(_Section):
         )  # fmt: skip
         ident["sft"] = self.sft.fingerprint_fields()
         ident["ppm_train"] = self.ppm_train.fingerprint_fields()
-        for name, default in ADDED_LATER.items():
-            if ident.get(name) == default:
-                del ident[name]
-        return ident
+        return drop_added_later(ident, ADDED_LATER)
 
     def identity_sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()

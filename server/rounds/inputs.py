@@ -52,6 +52,7 @@ class Inputs:
     rows: list[dict[str, Any]]  # bootstrap: the raw GSM8K rows of `problems`
     eval_problems: list[Any] | None
     records: dict[str, InputRecord] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)  # settings changed since the last run
 
 
 # --- problem files -------------------------------------------------------------------------------
@@ -225,8 +226,10 @@ def check_phases(cfg: RoundConfig, manifest: Manifest | None) -> None:
         raise InputError(f"--force-phase {','.join(sorted(bad))}: not among --phases")
 
 
-def check_out_dir(cfg: RoundConfig) -> Manifest | None:
-    """An output directory may hold this round (same identity and inputs), nothing else."""
+def check_out_dir(cfg: RoundConfig) -> tuple[Manifest | None, list[str]]:
+    """An output directory may hold this round (same identity and inputs), or this round with
+    new settings for phases that have not run (`settings_may_change`), nothing else. Returns
+    its manifest and the settings that changed."""
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
@@ -235,7 +238,7 @@ def check_out_dir(cfg: RoundConfig) -> Manifest | None:
     except (ValueError, OSError) as e:
         raise InputError(f"--out {out}: its manifest.json is unreadable ({e})") from None
     if prev is None:
-        return None
+        return None, []
     if prev.format != FORMAT:
         raise InputError(f"--out {out}: holds a {prev.format!r} manifest, not {FORMAT!r}")
     if prev.identity_sha256 != cfg.identity_sha256():
@@ -246,13 +249,13 @@ def check_out_dir(cfg: RoundConfig) -> Manifest | None:
         if keys and (why := settings_may_change(cfg, prev, keys)) is None:
             log.info("--out %s: settings changed for phases not finished yet: %s", out,
                      ", ".join(keys))  # fmt: skip
-            return prev
+            return prev, keys
         shown = ", ".join(keys) or "(unreadable old config)"
         raise InputError(
             f"--out {out}: holds another round (its configuration differs in: {shown}); "
             f"{why or ''}use another --out, or the same configuration to resume it"
         )
-    return prev
+    return prev, []
 
 
 # phases whose partial results (trees, eval rows) are kept without their settings: resuming
@@ -311,7 +314,7 @@ def preflight(cfg: RoundConfig) -> tuple[Inputs, Manifest | None]:
     if "vllm" in engines and importlib.util.find_spec("vllm") is None:
         raise InputError("engine vllm: vLLM is not installed (pip install -e '.[cpu]' or "
                          "'.[gpu]'), or pass --engine transformers")  # fmt: skip
-    prev = check_out_dir(cfg)
+    prev, changed = check_out_dir(cfg)
     check_phases(cfg, prev)
 
     problems, rows, ppath = load_training_problems(cfg)
@@ -342,7 +345,7 @@ def preflight(cfg: RoundConfig) -> tuple[Inputs, Manifest | None]:
     _hash_inputs(records, prev)
     if prev is not None:
         check_input_hashes(cfg, records, prev)
-    return Inputs(problems, rows, eval_problems, records), prev
+    return Inputs(problems, rows, eval_problems, records, changed), prev
 
 
 # phases whose outputs are weights, which are not kept with the round's small artefacts: a

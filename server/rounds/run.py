@@ -34,7 +34,6 @@ from server.rounds.config import (
     RoundConfig,
     add_config_flags,
     build_config,
-    diff_keys,
 )
 from server.rounds.generate import GenerateError
 from server.rounds.inputs import InputError, Inputs, missing_outputs, phase_order, preflight
@@ -80,10 +79,6 @@ class Round:
     def _run(self) -> int:
         cfg = self.cfg
         self.m = Manifest.load(self.out) or Manifest()
-        changed = (
-            diff_keys(RoundConfig.model_validate(self.m.config).identity(), cfg.identity())
-            if self.m.config else []
-        )  # fmt: skip
         self.m.config = cfg.model_dump(mode="json")
         self.m.identity_sha256 = cfg.identity_sha256()
         self.m.round = cfg.round
@@ -97,8 +92,8 @@ class Round:
                 self._invalidate(p, f"--force-phase {PHASES[first]}")
         run = {"started": now(), "argv": sys.argv[1:], "phases": list(cfg.phases),
                "force_phase": list(cfg.force_phase)}  # fmt: skip
-        if changed:  # settings of unfinished phases (server.rounds.inputs.settings_may_change)
-            run["changed"] = changed
+        if self.inputs.changed:  # of phases not run yet (inputs.settings_may_change)
+            run["changed"] = self.inputs.changed
         self.m.runs.append(run)
         self.m.save(self.out)
         code = 0
