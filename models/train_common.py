@@ -109,8 +109,16 @@ class TrainHParams(BaseModel):
 
 def drop_added_later(fields: dict[str, Any], added_later: dict[str, Any]) -> dict[str, Any]:
     """`fields` without the settings added after runs were recorded that are at their default:
-    so the recorded runs' fingerprints (recipes, round identities) stay what they were."""
-    return {k: v for k, v in fields.items() if k not in added_later or v != added_later[k]}
+    so the recorded runs' fingerprints (recipes, round identities) stay what they were. A dotted
+    name ("search.unsolved_rollouts") reaches into a section."""
+    out = dict(fields)
+    for name, default in added_later.items():
+        head, _, rest = name.partition(".")
+        if rest and isinstance(out.get(head), dict):
+            out[head] = drop_added_later(out[head], {rest: default})
+        elif not rest and head in out and out[head] == default:
+            del out[head]
+    return out
 
 
 class HeldOut(BaseModel):

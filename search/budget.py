@@ -50,6 +50,7 @@ class Tracker:
         self.budget = budget
         self.usage = Usage()
         self.started_rollouts = 0
+        self.rollout_limit = budget.rollouts  # MCTS may raise it once (extend_unsolved)
         self._t0 = time.monotonic()
 
     def elapsed(self) -> float:
@@ -70,7 +71,7 @@ class Tracker:
         return None
 
     def can_start_rollout(self) -> bool:
-        return self.started_rollouts < self.budget.rollouts and self.stop_reason() is None
+        return self.started_rollouts < self.rollout_limit and self.stop_reason() is None
 
     def start_rollout(self) -> None:
         self.started_rollouts += 1

@@ -32,6 +32,12 @@ class SearchConfig(BaseModel):
         None, ge=1, description="choose by score-weighted vote over the top-k terminals"
     )
     seed: int | None = None
+    unsolved_rollouts: int | None = Field(
+        None,
+        ge=1,
+        description="MCTS with a gold answer (training data): while no terminal is "
+        "correct, rollouts go on up to this many (rStar-Math's extra rollouts on hard problems)",
+    )
     particle_temperature: float = Field(
         1.0, gt=0, description="particle filtering: softmax temperature over the PPM scores"
     )

@@ -86,7 +86,7 @@ class Expander:
         self.c.progress(
             SearchProgress(
                 rollouts=u.rollouts,
-                rollouts_budget=self.tracker.budget.rollouts,
+                rollouts_budget=self.tracker.rollout_limit,
                 tokens=u.tokens,
                 nodes=u.nodes,
                 elapsed_s=self.tracker.elapsed(),

@@ -11,15 +11,19 @@ the nodes they need expanded go to the policy as one batch.
 
 With a reward model, each new non-terminal step starts with one visit worth its score
 (rStar-Math's PPM-augmented Q initialisation), so UCT follows the PPM from the start.
+
+Generating training data (a gold answer given), `config.unsolved_rollouts` lets a problem with
+no correct terminal after the budget's rollouts go on to that many: more rollouts where they
+find new SFT data, instead of on every problem.
 """
 
 from __future__ import annotations
 
-from search.budget import Budget, BudgetTimeout, StopReason, deadline
+from search.budget import Budget, BudgetTimeout, StopReason, Tracker, deadline
 from search.config import Components, SearchConfig
 from search.expand import Expander
 from search.result import SearchResult, build_result
-from search.tree import Node, uct
+from search.tree import Node, Tree, uct
 
 
 def select_child(parent: Node, children: list[Node], c: float, virtual_loss: float) -> Node | None:
@@ -36,6 +40,18 @@ def select_child(parent: Node, children: list[Node], c: float, virtual_loss: flo
         if best_key is None or key > best_key:
             best, best_key = child, key
     return best
+
+
+def extend_unsolved(tracker: Tracker, tree: Tree, config: SearchConfig, gold: str | None) -> bool:
+    """Raise the rollout limit to `config.unsolved_rollouts` (once) when a gold answer was given
+    and no terminal is correct yet. True if the search may go on."""
+    limit = config.unsolved_rollouts
+    if gold is None or limit is None or tracker.rollout_limit >= limit:
+        return False
+    if any(n.correct is True for n in tree.terminals()):
+        return False
+    tracker.rollout_limit = limit
+    return True
 
 
 async def mcts(
@@ -72,6 +88,8 @@ async def mcts(
                 root.virtual += 1
                 cursors.append(root)
             if not cursors:
+                if not root.exhausted and extend_unsolved(tracker, tree, config, gold):
+                    continue
                 stopped = "exhausted" if root.exhausted else "rollouts"
                 break
 

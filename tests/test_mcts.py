@@ -230,6 +230,37 @@ async def test_rollout_budget(comps):
     assert r.stopped_by == "rollouts" and r.usage.rollouts == 5
 
 
+def wrong_finals(path):
+    """Two ways on and a wrong final answer (100 + depth) below every step."""
+    k = len(path) + 1
+    go_on = [f"# Step {k}: go on {i}\nv{k}_{i} = {i}\n<end_of_step>" for i in range(2)]
+    return [*go_on, f"# Step {k}: done\nprint({100 + k})\n<end_of_code>"]
+
+
+@pytest.mark.parametrize(
+    ("gold", "unsolved", "rollouts"),
+    [
+        ("7", 7, 7),  # never solved: the budget grows to 7
+        ("7", None, 3),  # no extension asked for
+        (None, 7, 3),  # no gold: nothing says it is unsolved
+        ("101", 7, 3),  # solved within the budget: no extension
+    ],
+)
+async def test_unsolved_problems_get_more_rollouts(comps, gold, unsolved, rollouts):
+    policy = ScriptedPolicy(default=wrong_finals)
+    seen = []
+    c = comps(policy)
+    c.progress = seen.append
+    config = SearchConfig(
+        candidates=3, parallel_rollouts=1, max_depth=4, unsolved_rollouts=unsolved
+    )
+    r = await mcts("p", c, Budget(rollouts=3), config, gold=gold)
+    assert r.usage.rollouts == rollouts and r.stopped_by == "rollouts"
+    assert seen[-1].rollouts_budget == rollouts
+    if gold == "101":
+        assert any(n.correct for n in r.tree.terminals())
+
+
 async def test_token_budget(comps):
     policy = ScriptedPolicy(default=endless)
     r = await mcts(

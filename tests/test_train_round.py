@@ -138,6 +138,13 @@ def test_config_file_then_flags_and_shared_training_flags(tmp_path):
     b = RoundConfig(out="b", engine="transformers", search={"concurrency": 1})
     assert a.identity_sha256() == b.identity_sha256()
     assert a.identity_sha256() != RoundConfig(out="a", top_k=3).identity_sha256()
+    # a setting added later leaves the identity of rounds recorded before it alone while unset
+    assert "unsolved_rollouts" not in a.identity()["search"]
+    more = build_config(parser().parse_args(["--out", "m", "--rollouts", "8",
+                                             "--unsolved-rollouts", "16"]))  # fmt: skip
+    assert more.search.unsolved_rollouts == 16 and more.identity()["search"]["unsolved_rollouts"]
+    with pytest.raises(ValueError, match="must exceed rollouts"):
+        RoundConfig(out="m", search={"rollouts": 8, "unsolved_rollouts": 8})
 
 
 # --- bad inputs ----------------------------------------------------------------------------------
@@ -276,6 +283,21 @@ async def test_a_killed_generation_resumes_without_repeating_a_finished_problem(
     assert not any("What is 6*5?" in p for p in asked)  # p1 was not searched again
     assert {r["id"]: r["correct"] for r in recs} == {"p1": True, "p2": True, "p3": False}
     assert counts.solved == 2 and counts.correct == 2
+
+
+async def test_unsolved_problems_get_the_extra_rollouts_and_are_counted(tmp_path, sandbox):
+    def x_is_7_or_8(path):
+        if not path:
+            return [f"# Step 1: set x\nx = {x}\n<end_of_step>" for x in (7, 8)]
+        return ["# Step 2: multiply\nprint(x * 5)\n<end_of_code>"]
+
+    rows = [dict(TOY[0], id=f"p{gold}", answer=gold) for gold in ("35", "40", "99")]
+    config = CONFIG.model_copy(update={"unsolved_rollouts": 3})
+    counts = await gen.generate(problems_of(rows), Components(ScriptedPolicy(default=x_is_7_or_8),
+                                sandbox), config, Budget(rollouts=1), tmp_path)  # fmt: skip
+    rollouts = {r["id"]: r["usage"]["rollouts"] for r in lines(tmp_path / gen.TREES)}
+    assert rollouts == {"p35": 1, "p40": 2, "p99": 2}  # x = 7 first; then x = 8, then nothing
+    assert (counts.solved, counts.extended, counts.extended_solved) == (2, 2, 1)
 
 
 async def test_failed_searches_are_kept_out_and_retried(tmp_path, sandbox):

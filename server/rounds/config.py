@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.settings import PolicyEngine, RewardEngine
 from models.train_common import TrainHParams, drop_added_later
@@ -43,7 +43,7 @@ SETTING_PHASE: dict[str, Phase] = {
 }  # fmt: skip
 
 # settings added after recorded rounds (docs/measured/evolution/): name → default
-ADDED_LATER: dict[str, Any] = {"supported_only": True}
+ADDED_LATER: dict[str, Any] = {"supported_only": True, "search.unsolved_rollouts": None}
 
 
 class _Section(BaseModel):
@@ -68,6 +68,19 @@ class SearchSettings(_Section):
         0.0, ge=0, le=1, description="share of problems whose search may fail and the phase "
         "still completes (failed ones are retried by a re-run otherwise)"
     )  # fmt: skip
+    unsolved_rollouts: int | None = Field(
+        None, ge=1, description="a problem with no correct terminal after --rollouts goes on "
+        "to this many (the paper's extra rollouts on hard problems)"
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _more_than_rollouts(self) -> SearchSettings:
+        if self.unsolved_rollouts is not None and self.unsolved_rollouts <= self.rollouts:
+            raise ValueError(
+                f"unsolved_rollouts ({self.unsolved_rollouts}) must exceed rollouts "
+                f"({self.rollouts}): it is how far an unsolved problem's search may go on"
+            )
+        return self
 
 
 class EvalSettings(_Section):

@@ -72,6 +72,7 @@ def search_config(cfg: RoundConfig, settings: ModelSettings, *, for_eval: bool =
         step_max_tokens=s.step_max_tokens,
         prompt_style=settings.resolved_prompt_style(),
         seed=s.seed,
+        unsolved_rollouts=None if for_eval else s.unsolved_rollouts,
     )
 
 

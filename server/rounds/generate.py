@@ -48,8 +48,17 @@ class GenerateCounts:
     correct: int = 0  # the search's own answer was right
     solved: int = 0  # a correct terminal exists (SFT data)
     tokens: int = 0
+    extended: int = 0  # went past the budget's rollouts unsolved (SearchConfig.unsolved_rollouts)
+    extended_solved: int = 0  # of those, solved by the extra rollouts
     dropped_lines: int = 0  # unreadable lines skipped (a cut last line is removed)
     failures: list[str] = field(default_factory=list)  # first few "id: error"
+
+    def add(self, correct: bool, solved: bool, tokens: int, extended: bool) -> None:
+        self.correct += correct
+        self.solved += solved
+        self.tokens += tokens
+        self.extended += extended
+        self.extended_solved += extended and solved
 
     def summary(self) -> dict[str, Any]:
         d = asdict(self)
@@ -221,9 +230,9 @@ async def generate(
     done = {k: v for k, v in done.items() if k in ids}
     counts = GenerateCounts(problems=len(problems), resumed=len(done), dropped_lines=bad)
     for rec in done.values():
-        counts.correct += bool(rec.get("correct"))
-        counts.solved += bool(rec.get("solved"))
-        counts.tokens += int((rec.get("usage") or {}).get("tokens", 0))
+        usage = rec.get("usage") or {}
+        counts.add(bool(rec.get("correct")), bool(rec.get("solved")), int(usage.get("tokens", 0)),
+                   int(usage.get("rollouts", 0)) > budget.rollouts)  # fmt: skip
     counts.finished = len(done)
     if isinstance(progress, GenerateProgress):
         progress.resumed(counts.finished, counts.solved)
@@ -256,9 +265,7 @@ async def generate(
             solved = any(n.correct is True for n in r.tree.terminals())
             counts.searched += 1
             counts.finished += 1
-            counts.correct += bool(r.correct)
-            counts.solved += solved
-            counts.tokens += r.usage.tokens
+            counts.add(bool(r.correct), solved, r.usage.tokens, r.usage.rollouts > budget.rollouts)
             if progress is not None:
                 progress(solved)
 

@@ -272,9 +272,10 @@ class Round:
         config = search_config(cfg, settings)
         budget = Budget(rollouts=s.rollouts, max_tokens=s.max_tokens, time_limit_s=s.time_limit_s)
         problems = self.inputs.problems
-        log.info("generate: MCTS over %d problems (%s, PPM: %s; %d rollouts, %d candidates, "
+        more = f" (up to {s.unsolved_rollouts} while unsolved)" if s.unsolved_rollouts else ""
+        log.info("generate: MCTS over %d problems (%s, PPM: %s; %d rollouts%s, %d candidates, "
                  "depth %d, %d problems at once, prompt %s)", len(problems), cfg.policy,
-                 cfg.ppm or "none, terminal-guided", s.rollouts, s.candidates, s.max_depth,
+                 cfg.ppm or "none, terminal-guided", s.rollouts, more, s.candidates, s.max_depth,
                  s.concurrency, config.prompt_style)  # fmt: skip
 
         async def go(comps: Any) -> Any:
