@@ -9,9 +9,14 @@ their trees read like MCTS's.
   best_of_n         N chains, the one the reward model scores highest (answer agreement when
                     there is no reward model, and `reward_source` says so);
   self_consistency  N chains, majority vote over equivalent answers.
+
+Greedy and best-of-N read only the final step's score, so only terminals are scored (a third of
+the reward model's work on 3-step chains); self-consistency is a vote and never calls it.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from search.budget import Budget, BudgetTimeout, StopReason, deadline
 from search.config import Components, SearchConfig
@@ -63,7 +68,9 @@ async def _chains(
     temperature: float | None = None,
 ) -> SearchResult:
     budget = budget or Budget()
-    ex = Expander(problem, components, budget, config or SearchConfig(), gold)
+    if method == "vote":
+        components = replace(components, reward_model=None)
+    ex = Expander(problem, components, budget, config or SearchConfig(), gold, score="terminals")
     stopped = await sample_chains(ex, budget.rollouts if n is None else n, temperature)
     winner, groups = ex.judge.choose(ex.tree, method)
     return build_result(name, ex.tree, ex.judge, winner, groups, ex.tracker.finish(), stopped)

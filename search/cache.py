@@ -70,16 +70,22 @@ def expansion_key(
     config: SearchConfig,
     temperature: float,
     dedup: bool,
+    scored: str = "steps",
 ) -> str:
+    """`scored` apart from "steps" (every step scored) keys its own entries: their steps may lack
+    the scores another algorithm reads."""
+    parts = [
+        CACHE_FORMAT,
+        namespace,
+        normalize_problem(tree.problem),
+        node_names(tree, node),
+        n,
+        _config_digest(config, temperature, dedup),
+    ]
+    if scored != "steps":
+        parts.append(scored)
     payload = json.dumps(
-        [
-            CACHE_FORMAT,
-            namespace,
-            normalize_problem(tree.problem),
-            node_names(tree, node),
-            n,
-            _config_digest(config, temperature, dedup),
-        ],
+        parts,
         ensure_ascii=False,
         sort_keys=True,
     )

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from search.budget import Budget, Tracker
 from search.cache import expansion_key, from_record, to_record
@@ -55,8 +56,10 @@ class Expander:
         budget: Budget,
         config: SearchConfig,
         gold: str | None = None,
+        score: Literal["steps", "terminals"] = "steps",
     ) -> None:
         self.problem = problem
+        self.score = score  # "terminals": an algorithm that reads only final scores
         self.c = components
         self.config = config
         self.tree = Tree(problem)
@@ -183,12 +186,16 @@ class Expander:
             await self._answer(finals)
         children = [self._attach(p) for p in pending]
         valid = [n for n in children if n.status != "invalid"]
+        if self.score == "terminals":
+            valid = [n for n in valid if n.status == "terminal"]
         if valid and self.c.reward_model is not None:
             await self._score(valid)
         return children
 
     def _key(self, node: Node, n: int, temp: float, dedup: bool) -> str:
-        return expansion_key(self.c.cache_namespace, self.tree, node, n, self.config, temp, dedup)
+        return expansion_key(
+            self.c.cache_namespace, self.tree, node, n, self.config, temp, dedup, self.score
+        )
 
     async def _cache_get(self, keys: list[str]) -> list[list[dict] | None]:
         assert self.c.cache is not None

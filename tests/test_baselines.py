@@ -30,18 +30,23 @@ async def test_greedy_is_one_chain_at_temperature_zero(sandbox):
 
 async def test_best_of_n_takes_the_reward_models_favourite(sandbox):
     policy = ScriptedPolicy(chain_script())
-    comps = Components(policy, sandbox, ScriptedReward(REWARD))
+    reward = ScriptedReward(REWARD)
+    comps = Components(policy, sandbox, reward)
     r = await run_search("best_of_n", "p", comps, Budget(rollouts=6))
     assert r.answer == "7" and r.score == pytest.approx(0.8)
     assert r.reward_source == "reward_model" and r.usage.rollouts == 6
+    # it reads only the final steps' scores, so only they are scored
+    assert reward.calls == [6] and all(n.prm_score is None for n in r.tree if not n.final)
 
 
 async def test_self_consistency_takes_the_majority(sandbox):
     policy = ScriptedPolicy(chain_script())
-    comps = Components(policy, sandbox, ScriptedReward(REWARD))
+    reward = ScriptedReward(REWARD)
+    comps = Components(policy, sandbox, reward)
     r = await run_search("self_consistency", "p", comps, Budget(rollouts=6))
     assert r.answer == "6"
     assert [(a.answer, a.count) for a in r.alternatives] == [("6", 4), ("7", 2)]
+    assert reward.calls == [] and r.reward_source == "agreement"  # a vote: no verifier
 
 
 async def test_best_of_n_without_reward_model_says_it_used_agreement(sandbox):
