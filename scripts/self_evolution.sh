@@ -42,6 +42,7 @@ R_ROLLOUTS=${R_ROLLOUTS:-8}
 # with a correct terminal was still rising at the end: 42 % within the first half of the nodes
 # made, 57 % within three quarters, 64.5 % in all
 R2_UNSOLVED=${R2_UNSOLVED:-16}
+PPM_ENGINE=${PPM_ENGINE:-transformers}  # or vllm: its pooling runner (prefix cache)
 GEN_CONC=${GEN_CONC:-8}
 EVAL_CONC=${EVAL_CONC:-8}
 # LoRA (2.5× full fine-tuning's tokens/s here: docs/measured/training/throughput.txt); a tenth
@@ -60,13 +61,13 @@ ROUND_EVAL=(--eval-data "$DATA/gsm8k_test.jsonl" --eval-limit "$N_GREEDY" --eval
   --no-eval-previous --eval-concurrency 32)
 
 stage() { echo "=== $(date -u +%H:%M:%S) $*"; }
-round() { $PY -m server.train_round --engine vllm "${ROUND_EVAL[@]}" "$@"; }
+round() { $PY -m server.train_round --engine vllm --ppm-engine "$PPM_ENGINE" "${ROUND_EVAL[@]}" "$@"; }
 searches() {  # searches MODEL_DIR OUT [--ppm PPM]
   local model=$1 out=$2
   shift 2
   $PY -m clients.cli eval --data "$DATA/gsm8k_test.jsonl" --limit "$N_SEARCH" --resume \
     --algorithms self_consistency,best_of_n,mcts --budgets "$BUDGET" --model "$model" \
-    --concurrency "$EVAL_CONC" --out "$out" "$@"
+    --concurrency "$EVAL_CONC" --ppm-engine "$PPM_ENGINE" --out "$out" "$@"
 }
 ppm_flag() { if [ -d "$OUT/$1/ppm" ]; then echo "--ppm $OUT/$1/ppm"; fi; }
 
