@@ -42,7 +42,9 @@ R_ROLLOUTS=${R_ROLLOUTS:-8}
 # with a correct terminal was still rising at the end: 42 % within the first half of the nodes
 # made, 57 % within three quarters, 64.5 % in all
 R2_UNSOLVED=${R2_UNSOLVED:-16}
-PPM_ENGINE=${PPM_ENGINE:-transformers}  # or vllm: its pooling runner (prefix cache)
+# the PPM on vLLM's pooling runner: its prefix cache reuses what sibling steps share; on MCTS's
+# own requests 3.5x transformers' scores/s, same scores (docs/measured/engine/ppm_throughput.txt)
+PPM_ENGINE=${PPM_ENGINE:-vllm}
 GEN_CONC=${GEN_CONC:-8}
 EVAL_CONC=${EVAL_CONC:-8}
 # LoRA (2.5× full fine-tuning's tokens/s here: docs/measured/training/throughput.txt); a tenth
@@ -61,7 +63,9 @@ ROUND_EVAL=(--eval-data "$DATA/gsm8k_test.jsonl" --eval-limit "$N_GREEDY" --eval
   --no-eval-previous --eval-concurrency 32)
 
 stage() { echo "=== $(date -u +%H:%M:%S) $*"; }
-round() { $PY -m server.train_round --engine vllm --ppm-engine "$PPM_ENGINE" "${ROUND_EVAL[@]}" "$@"; }
+round() {
+  $PY -m server.train_round --engine vllm --ppm-engine "$PPM_ENGINE" "${ROUND_EVAL[@]}" "$@"
+}
 searches() {  # searches MODEL_DIR OUT [--ppm PPM]
   local model=$1 out=$2
   shift 2
