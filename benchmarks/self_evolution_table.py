@@ -33,6 +33,9 @@ STAGE_NAMES = {
 }
 
 
+SHORT_NAMES = {"base": "untrained", "r0": "round 0", "r1": "round 1", "r2": "round 2"}
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
@@ -77,7 +80,7 @@ def stage_runs(stage: str, evolution: Path, base: Path) -> list[Path]:
 
 def table(evolution: Path, base: Path, budget: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    previous: dict[str, dict[str, bool]] = {}
+    previous: dict[str, tuple[str, dict[str, bool]]] = {}  # algorithm → its last stage, results
     for stage in ("base", *ROUNDS):
         found: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
         for f in stage_runs(stage, evolution, base):
@@ -93,8 +96,10 @@ def table(evolution: Path, base: Path, budget: int) -> list[dict[str, Any]]:
             row = {"stage": stage, "algorithm": alg, **run_figures(list(recs.values())),
                    "ppm": has_ppm and alg in ("best_of_n", "mcts")}  # fmt: skip
             if alg in previous:
-                row["vs_previous"] = sign_test(res, previous[alg])
-            previous[alg] = res
+                before, prev_res = previous[alg]
+                row["vs_previous"] = sign_test(res, prev_res)
+                row["vs_stage"] = before
+            previous[alg] = (stage, res)
             rows.append(row)
     return rows
 
@@ -113,6 +118,9 @@ def markdown(rows: list[dict[str, Any]], budget: int) -> str:
         if "vs_previous" in r:
             w, lo, p = r["vs_previous"]
             vs = f"{w} / {lo}, p = {p:.2f}"
+            stages = ("base", *ROUNDS)
+            if stages.index(r["stage"]) - stages.index(r["vs_stage"]) > 1:  # a round has no row
+                vs = f"vs {SHORT_NAMES[r['vs_stage']]}: {vs}"
         lines.append(
             f"| {STAGE_NAMES[r['stage']]} | {alg} | {100 * r['correct'] / r['n']:.1f} % "
             f"| {r['correct']} / {r['n']} | {vs} | {100 * r['answered'] / r['n']:.1f} % "
@@ -154,7 +162,7 @@ def round_facts(evolution: Path) -> str:
             )
             if h := meta.get("heldout"):
                 text += (
-                    f"; held out ({h['examples']} of {h['problems']} problems): {h['metric']} "
+                    f"; held out ({h['examples']} from {h['problems']} problems): {h['metric']} "
                     f"{h['before']:.3f} → {h['after']:.3f}"
                 )
             lines.append(text)
