@@ -42,7 +42,10 @@ def test_rows_per_round_compared_with_the_round_before(tmp_path):
     (evo / "r1/ppm").mkdir(parents=True)
     (evo / "r1/ppm/rstar-train.json").write_text("{}")
 
-    rows = table.table(evo, base, budget=4)
+    results(evo / "r0-search/results.jsonl", "mcts", 4, {"q0"}, ids[:3])  # still running
+    running: list[str] = []
+    rows = table.table(evo, base, budget=4, running=running)
+    assert running == ["round 0 MCTS: 3 of 10"]
     assert [(r["stage"], r["algorithm"], r["correct"]) for r in rows] == [
         ("base", "greedy", 1), ("base", "mcts", 2), ("r0", "greedy", 3),
         ("r1", "greedy", 1), ("r1", "mcts", 4),
