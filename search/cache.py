@@ -70,10 +70,10 @@ def expansion_key(
     config: SearchConfig,
     temperature: float,
     dedup: bool,
-    scored: str = "steps",
+    score: str = "steps",
 ) -> str:
-    """`scored` apart from "steps" (every step scored) keys its own entries: their steps may lack
-    the scores another algorithm reads."""
+    """`score` apart from "steps" (the Expander's: every step scored) keys its own entries:
+    their steps may lack the scores another algorithm reads."""
     parts = [
         CACHE_FORMAT,
         namespace,
@@ -82,8 +82,8 @@ def expansion_key(
         n,
         _config_digest(config, temperature, dedup),
     ]
-    if scored != "steps":
-        parts.append(scored)
+    if score != "steps":
+        parts.append(score)
     payload = json.dumps(
         parts,
         ensure_ascii=False,
