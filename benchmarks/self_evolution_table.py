@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from math import comb
 from pathlib import Path
 from typing import Any
 
 from evaluation import run_figures
+from evaluation.stats import sign_test
 
 ALGORITHMS = ("greedy", "self_consistency", "best_of_n", "mcts")
 LABELS = {"greedy": "greedy", "self_consistency": "self-consistency", "best_of_n": "best-of-N",
@@ -56,18 +56,6 @@ def _results(path: Path) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
             if not r.get("error"):
                 out.setdefault((r["algorithm"], r["budget"]), {})[r["id"]] = r
     return out
-
-
-def sign_test(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, float]:
-    """(won, lost, two-sided p) of `a` against `b` on the problems both ran."""
-    both = a.keys() & b.keys()
-    won = sum(1 for i in both if a[i] and not b[i])
-    lost = sum(1 for i in both if b[i] and not a[i])
-    n = won + lost
-    if not n:
-        return won, lost, 1.0
-    tail = sum(comb(n, k) for k in range(min(won, lost) + 1)) / 2**n
-    return won, lost, min(1.0, 2 * tail)
 
 
 def stage_runs(stage: str, evolution: Path, base: Path) -> list[Path]:

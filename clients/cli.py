@@ -6,6 +6,8 @@ rstar solve --url http://127.0.0.1:8000 "What is 12*7?"    against a running ser
 rstar serve [--host H] [--port P]      the HTTP server (same as python -m server)
 rstar eval --data gsm8k_test.jsonl --limit 50 --algorithms greedy,mcts --budgets 4,16
                                        accuracy against tokens (report.json, plot) [--url]
+rstar eval-ppm --ppm DIR --pairs ppm_pairs.jsonl
+                                       a PPM's pairwise accuracy on preference pairs
 """
 
 from __future__ import annotations
@@ -133,6 +135,82 @@ def _add_eval(sub: Any) -> None:
     o.add_argument("--out", help="output folder (default runs/eval-<timestamp>)")
     o.add_argument("--resume", action="store_true",
                    help="keep the results already in --out and run only the rest")  # fmt: skip
+
+
+def _add_eval_ppm(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval-ppm",
+        help="a PPM's pairwise accuracy on preference pairs (overall and per kind, 95 % CI)",
+        description="Score both sides of every pair (search.extract.PreferencePair JSONL, as a "
+        "round writes to data/ppm_pairs.jsonl) and report the share ranked right.",
+    )
+    p.add_argument("--ppm", required=True, help="the PPM: a directory or hub id")
+    p.add_argument("--pairs", required=True, help="JSONL of preference pairs")
+    p.add_argument("--ppm-engine", choices=["transformers", "vllm"], default="transformers")
+    p.add_argument(
+        "--held-out-share",
+        type=float,
+        help="only the pairs of the problems a trainer with this --holdout-share held out",
+    )
+    p.add_argument("--limit", type=int, help="only the first N pairs (after --held-out-share)")
+    p.add_argument("--batch-size", type=int, default=32, help="pairs per scoring call")
+    p.add_argument("--out", help="also write the report as JSON here")
+
+
+def _eval_ppm(args: argparse.Namespace) -> int:
+    """`rstar eval-ppm`: read and check the pairs before an engine starts, then score them."""
+    from pydantic import ValidationError
+
+    from evaluation.ppm_pairs import pair_report, score_pairs
+    from models import ModelSettings, load_reward_model
+    from models.train_common import is_held_out, read_jsonl
+    from search.extract import PreferencePair
+
+    try:
+        if args.batch_size < 1:
+            raise ValueError("--batch-size must be at least 1")
+        if args.held_out_share is not None and not 0 < args.held_out_share < 1:
+            raise ValueError("--held-out-share must be between 0 and 1")
+        pairs = read_jsonl(args.pairs, PreferencePair)
+        if args.held_out_share is not None:
+            pairs = [
+                p for p in pairs if is_held_out(p.problem_id or p.problem, args.held_out_share)
+            ]
+        pairs = pairs[: args.limit] if args.limit is not None else pairs
+        if not pairs:
+            raise ValueError(f"no preference pairs to score in {args.pairs}")
+        _check_models(argparse.Namespace(model=None, engine=None, ppm=args.ppm,
+                                         ppm_engine=args.ppm_engine))  # fmt: skip
+    except (OSError, ValueError, ValidationError) as e:
+        msg = str(e).splitlines()[0] if isinstance(e, ValidationError) else str(e)
+        print(f"rstar eval-ppm: {args.pairs}: {msg}" if isinstance(e, ValidationError)
+              else f"rstar eval-ppm: {msg}", file=sys.stderr)  # fmt: skip
+        return 2
+    from rich.console import Console
+    from rich.progress import Progress
+
+    settings = ModelSettings(ppm_model=args.ppm, ppm_engine=args.ppm_engine)
+    model = load_reward_model(settings)
+    start = time.monotonic()
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("scoring pairs", total=len(pairs))
+        try:
+            scores = asyncio.run(score_pairs(model, pairs, args.batch_size,
+                                             lambda n: bar.advance(task, n)))  # fmt: skip
+        finally:
+            getattr(model, "close", lambda: None)()
+    report = pair_report(pairs, scores)
+    rows = [("all", report.overall), *report.by_kind.items()]
+    for name, r in rows:
+        lo, hi = r.ci95
+        print(f"{name:>5}: {r.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {r.pairs} pairs of "
+              f"{r.problems} problems (ties {r.ties}, margin {r.mean_margin:+.3f})")  # fmt: skip
+    print(f"{len(pairs)} pairs in {time.monotonic() - start:.0f} s")
+    if args.out:
+        info = {"ppm": args.ppm, "pairs": args.pairs, "held_out_share": args.held_out_share,
+                "limit": args.limit, "engine": args.ppm_engine}  # fmt: skip
+        Path(args.out).write_text(json.dumps({**info, **report.model_dump()}, indent=1) + "\n")
+    return 0
 
 
 def _add_serve(sub: Any) -> None:
@@ -476,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_solve(sub)
     _add_serve(sub)
     _add_eval(sub)
+    _add_eval_ppm(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -486,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "eval":
             return _eval(args)
+        if args.command == "eval-ppm":
+            return _eval_ppm(args)
         if args.url:
             return _solve_remote(args)
         return asyncio.run(_solve(args))

@@ -4,8 +4,6 @@ same algorithm one round earlier by an exact sign test on the problems both ran.
 import json
 from pathlib import Path
 
-import pytest
-
 from benchmarks import self_evolution_table as table
 
 
@@ -18,16 +16,6 @@ def results(path: Path, algorithm: str, budget: int, correct_ids, ids) -> None:
                    "answer": "1" if ok or i == "q9" else None, "tokens": 100 + 10 * ok,
                    "seconds": 1.0, "error": None}  # fmt: skip
             f.write(json.dumps(rec) + "\n")
-
-
-def test_sign_test_exact_values():
-    a = {f"q{i}": i < 10 for i in range(20)}
-    b = {f"q{i}": 8 <= i < 10 for i in range(20)}
-    won, lost, p = table.sign_test(a, b)
-    assert (won, lost) == (8, 0) and p == pytest.approx(2 / 2**8)
-    assert table.sign_test(a, a) == (0, 0, 1.0)
-    # only the problems both ran count
-    assert table.sign_test({"x": True, "y": True}, {"x": False})[:2] == (1, 0)
 
 
 def test_rows_per_round_compared_with_the_round_before(tmp_path):

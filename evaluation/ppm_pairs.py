@@ -1,0 +1,83 @@
+"""How well a PPM ranks preference pairs it was not trained on: the share of pairs whose chosen
+side it scores above the rejected one (ties count half), overall and per pair kind (`step`:
+sibling steps after a shared prefix; `final`: the rest of a correct against a wrong
+trajectory), each with its Wilson 95 % interval.
+
+A round's trainer reports this on the tenth of its own problems it holds out (about a hundred
+pairs: an interval of ±0.1). The next round's pairs come from problems no PPM has seen, so the
+previous round's PPM scored on them is the larger, unbiased check:
+
+    rstar eval-ppm --ppm docs/measured/evolution/r1/ppm \
+        --pairs docs/measured/evolution/r2/data/ppm_pairs.jsonl --out r1-ppm-on-r2.json
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from evaluation.stats import wilson_interval
+from search.extract import PreferencePair
+from search.protocols import RewardModel, ScoreRequest
+
+
+class PairAccuracy(BaseModel):
+    pairs: int
+    problems: int
+    accuracy: float
+    ci95: tuple[float, float]
+    ties: int
+    mean_margin: float  # mean of s(chosen) - s(rejected): how far apart, not only which way
+
+
+class PairReport(BaseModel):
+    overall: PairAccuracy
+    by_kind: dict[str, PairAccuracy]
+
+
+async def score_pairs(
+    reward_model: RewardModel,
+    pairs: Sequence[PreferencePair],
+    batch_size: int = 64,
+    progress: Callable[[int], Any] | None = None,
+) -> list[tuple[float, float]]:
+    """(chosen, rejected) scores per pair, `batch_size` pairs per reward-model call (both sides
+    in one call, so an engine with a prefix cache reuses their shared prefix)."""
+    out: list[tuple[float, float]] = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i : i + batch_size]
+        reqs: list[ScoreRequest] = [p.chosen_request() for p in chunk]
+        reqs += [p.rejected_request() for p in chunk]
+        scores = await reward_model.score(reqs)
+        out += list(zip(scores[: len(chunk)], scores[len(chunk) :], strict=True))
+        if progress is not None:
+            progress(len(chunk))
+    return out
+
+
+def _accuracy(
+    pairs: Sequence[PreferencePair], scores: Sequence[tuple[float, float]]
+) -> PairAccuracy:
+    right = sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in scores)
+    n = len(scores)
+    return PairAccuracy(
+        pairs=n,
+        problems=len({p.problem_id or p.problem for p in pairs}),
+        accuracy=right / n if n else 0.0,
+        ci95=wilson_interval(right, n),
+        ties=sum(1 for c, r in scores if c == r),
+        mean_margin=sum(c - r for c, r in scores) / n if n else 0.0,
+    )
+
+
+def pair_report(
+    pairs: Sequence[PreferencePair], scores: Sequence[tuple[float, float]]
+) -> PairReport:
+    kinds = sorted({p.kind for p in pairs})
+    by_kind = {}
+    for kind in kinds:
+        idx = [i for i, p in enumerate(pairs) if p.kind == kind]
+        by_kind[kind] = _accuracy([pairs[i] for i in idx], [scores[i] for i in idx])
+    return PairReport(overall=_accuracy(pairs, scores), by_kind=by_kind)
