@@ -186,19 +186,15 @@ def _eval_ppm(args: argparse.Namespace) -> int:
         print(f"rstar eval-ppm: {args.pairs}: {msg}" if isinstance(e, ValidationError)
               else f"rstar eval-ppm: {msg}", file=sys.stderr)  # fmt: skip
         return 2
-    from rich.console import Console
-    from rich.progress import Progress
+    from evaluation.report import CountProgress
 
-    settings = ModelSettings(ppm_model=args.ppm, ppm_engine=args.ppm_engine)
-    model = load_reward_model(settings)
+    model = load_reward_model(ModelSettings(ppm_model=args.ppm, ppm_engine=args.ppm_engine))
     start = time.monotonic()
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("scoring pairs", total=len(pairs))
-        try:
-            scores = asyncio.run(score_pairs(model, pairs, args.batch_size,
-                                             lambda n: bar.advance(task, n)))  # fmt: skip
-        finally:
-            getattr(model, "close", lambda: None)()
+    try:
+        with CountProgress("scoring pairs", len(pairs)) as progress:
+            scores = asyncio.run(score_pairs(model, pairs, args.batch_size, progress))
+    finally:
+        getattr(model, "close", lambda: None)()
     report = pair_report(pairs, scores)
     rows = [("all", report.overall), *report.by_kind.items()]
     for name, r in rows:

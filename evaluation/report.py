@@ -150,3 +150,39 @@ class EvalProgress(RichBar):
             parts = [f"{k.label} {t.done}/{t.total} {self._acc(t)}" for k, t in tallies.items()]
             line = f"[{done}/{total}] " + " | ".join(parts)
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+class CountProgress(RichBar):
+    """One bar over `total` items on a terminal; otherwise a line every `every_s` seconds and at
+    the end (logs, CI). Always on stderr. Call it with how many items just finished."""
+
+    def __init__(self, label: str, total: int, every_s: float = 10.0) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.tty = self.console.is_terminal
+        self.label, self.total, self.every_s = label, total, every_s
+        self.done, self._start, self._last = 0, time.monotonic(), time.monotonic()
+        self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=self.console, transient=True)  # fmt: skip
+        self.task = self.bar.add_task(label, total=total)
+
+    def __call__(self, n: int = 1) -> None:
+        self.done += n
+        if self.tty:
+            self.bar.advance(self.task, n)
+            return
+        now = time.monotonic()
+        if self.done >= self.total or now - self._last >= self.every_s:
+            self._last = now
+            self.console.print(f"{self.label} {self.done}/{self.total}, {now - self._start:.0f} s",
+                               markup=False, highlight=False)  # fmt: skip

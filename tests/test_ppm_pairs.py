@@ -62,6 +62,7 @@ def test_eval_ppm_scores_a_pairs_file_with_a_real_ppm(tmp_path, tiny_ppm_path):
     report = json.loads(out.read_text())
     assert report["overall"]["pairs"] == 4 and report["overall"]["problems"] == 1
     assert set(report["by_kind"]) == {"step", "final"} and "all:" in p.stdout
+    assert "scoring pairs 4/4" in p.stderr  # progress, as lines off a terminal
     assert 0 <= report["overall"]["accuracy"] <= 1
     # a random head gives the two sides different scores
     assert report["overall"]["ties"] < 4 and report["overall"]["mean_margin"] != 0
