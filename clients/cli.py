@@ -24,7 +24,7 @@ from typing import Any, get_args
 
 import httpx
 
-from evaluation.report import RichBar
+from evaluation.report import RichBar, progress_bar
 from search import Algorithm
 from search.steps import PROMPT_STYLES
 
@@ -247,26 +247,11 @@ class _Progress(RichBar):
 
     def __init__(self, total: int) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
 
         self.console = Console(stderr=True)
         self.tty = self.console.is_terminal
         self._last = 0.0
-        self.bar = Progress(
-            TextColumn("[bold]thinking"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=True,
-        )
+        self.bar = progress_bar(self.console, "[bold]thinking", "info", transient=True)
         self.task = self.bar.add_task("search", total=total, info="starting")
 
     def __call__(self, p: Any) -> None:

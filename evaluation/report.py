@@ -71,6 +71,26 @@ def table(report: dict[str, Any]) -> Any:
     return t
 
 
+def progress_bar(
+    console: Any, label: str, *fields: str, remaining: bool = False, transient: bool = False
+) -> Any:
+    """The project's rich bar: label, bar, done/total, a text column per task field, elapsed
+    (and remaining) time."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
+    columns += [TextColumn(f"{{task.fields[{f}]}}") for f in fields]
+    columns += [TimeElapsedColumn(), *([TimeRemainingColumn()] if remaining else [])]
+    return Progress(*columns, console=console, transient=transient)
+
+
 class RichBar:
     """Starts and stops a rich progress bar (`bar`) on a terminal (`tty`); `status` prints a
     line either way. Shared by `rstar eval`'s and `rstar solve`'s progress displays."""
@@ -158,22 +178,12 @@ class CountProgress(RichBar):
 
     def __init__(self, label: str, total: int, every_s: float = 10.0) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
 
         self.console = Console(stderr=True)
         self.tty = self.console.is_terminal
         self.label, self.total, self.every_s = label, total, every_s
         self.done, self._start, self._last = 0, time.monotonic(), time.monotonic()
-        self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=self.console, transient=True)  # fmt: skip
+        self.bar = progress_bar(self.console, label, remaining=True, transient=True)
         self.task = self.bar.add_task(label, total=total)
 
     def __call__(self, n: int = 1) -> None:

@@ -154,20 +154,9 @@ class GenerateProgress:
 
     def __enter__(self) -> GenerateProgress:
         if self.tty:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from evaluation.report import progress_bar
 
-            self.bar = Progress(
-                TextColumn("generate"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=self.console,
-            )  # fmt: skip
+            self.bar = progress_bar(self.console, "generate", "rate", remaining=True)
             self._task = self.bar.add_task("generate", total=self.total, rate="")
             self.bar.start()
         return self
