@@ -165,6 +165,7 @@ def _eval_ppm(args: argparse.Namespace) -> int:
     from models import ModelSettings, load_reward_model
     from models.train_common import is_held_out, read_jsonl
     from search.extract import PreferencePair
+    from server.rounds.inputs import check_model
 
     try:
         if args.batch_size < 1:
@@ -179,12 +180,12 @@ def _eval_ppm(args: argparse.Namespace) -> int:
         pairs = pairs[: args.limit] if args.limit is not None else pairs
         if not pairs:
             raise ValueError(f"no preference pairs to score in {args.pairs}")
-        _check_models(argparse.Namespace(model=None, engine=None, ppm=args.ppm,
-                                         ppm_engine=args.ppm_engine))  # fmt: skip
-    except (OSError, ValueError, ValidationError) as e:
-        msg = str(e).splitlines()[0] if isinstance(e, ValidationError) else str(e)
-        print(f"rstar eval-ppm: {args.pairs}: {msg}" if isinstance(e, ValidationError)
-              else f"rstar eval-ppm: {msg}", file=sys.stderr)  # fmt: skip
+        check_model(args.ppm, "--ppm", ppm=True)  # an InputError (ValueError) names the flag
+    except ValidationError as e:
+        print(f"rstar eval-ppm: {args.pairs}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        print(f"rstar eval-ppm: {e}", file=sys.stderr)
         return 2
     from evaluation.report import CountProgress
 
