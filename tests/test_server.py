@@ -24,6 +24,9 @@ async def service():
             max_problem_chars=200,
             search_candidates=2,
             search_max_depth=4,
+            # every search ends within a minute, however slow the machine (CI's took >120 s
+            # for 3 MCTS rollouts); the behaviour under test does not need more
+            default_time_limit_s=60.0,
         ),  # small trees: 2 CPU cores
         ModelSettings(policy_engine="transformers"),
         SandboxSettings(workers=2, base_uid=61400),
