@@ -16,8 +16,9 @@ import argparse
 import json
 import logging
 import os
+import random
 import shutil
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,50 @@ def _load_ppm(acc: Any, init_model_path: str, seed: int, out: Path) -> Any:
     return model
 
 
-def _problem_key(p: PreferencePair) -> str:
+def pair_problem(p: PreferencePair) -> str:
+    """What the held-out split goes by: the problem."""
     return p.problem_id or p.problem
+
+
+def pair_parent(p: PreferencePair) -> tuple[str, tuple[str, ...]]:
+    """The step a pair's two sides continue: pairs with one parent share texts."""
+    return pair_problem(p), tuple(p.prefix)
+
+
+def parent_grouped_batches(
+    parents: Sequence[Hashable],
+    lengths: Sequence[int],
+    batch_size: int,
+    seed: int,
+    window: int = 64,
+) -> list[list[int]]:
+    """Indices in batches of `batch_size` (the last may be short) that keep the pairs of one
+    parent step together, since they share texts (rStar-Math's top-2 × bottom-2 pairs: 4 pairs,
+    4 texts): shuffle the parents, sort each window of them by length, fill batches first-fit,
+    shuffle the batches. A parent with more pairs than a batch holds is split."""
+    rng = random.Random(seed)
+    by_parent: dict[Hashable, list[int]] = {}
+    for i, parent in enumerate(parents):
+        by_parent.setdefault(parent, []).append(i)
+    units = [g[k : k + batch_size] for g in by_parent.values()
+             for k in range(0, len(g), batch_size)]  # fmt: skip
+    rng.shuffle(units)
+    batches: list[list[int]] = []
+    left: list[int] = []  # the partly filled batches' pairs, once every window is done
+    for w in range(0, len(units), window):
+        open_: list[list[int]] = []
+        for unit in sorted(units[w : w + window], key=lambda u: max(lengths[i] for i in u)):
+            room = next((b for b in open_ if len(b) + len(unit) <= batch_size), None)
+            if room is None:
+                open_.append(room := [])
+            room += unit
+            if len(room) == batch_size:
+                batches.append(room)
+                open_.remove(room)
+        left += [i for b in open_ for i in b]
+    batches += [left[k : k + batch_size] for k in range(0, len(left), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def train_ppm(
@@ -119,18 +162,25 @@ def train_ppm(
     def encode(req: ScoreRequest) -> list[int]:
         return tok(ppm_text(req), truncation=True, max_length=hp.max_length)["input_ids"]
 
-    train_pairs, held_pairs = split_held_out(pairs, _problem_key, hp.holdout_share)
+    train_pairs, held_pairs = split_held_out(pairs, pair_problem, hp.holdout_share)
     data = [(encode(p.chosen_request()), encode(p.rejected_request())) for p in train_pairs]
     held = [(encode(p.chosen_request()), encode(p.rejected_request())) for p in held_pairs]
 
     def collate_pairs(items: list[tuple[list[int], list[int]]]) -> dict[str, Any]:
-        rows = [c for c, _ in items] + [r for _, r in items]  # chosen, then rejected
-        ids = pad_batch(rows, tok.pad_token_id)
+        """Each distinct text once (pairs of one parent share their sides), and which row is
+        each pair's chosen and rejected side."""
+        rows: dict[tuple[int, ...], int] = {}
+        sides = [rows.setdefault(tuple(t), len(rows)) for pair in items for t in pair]
+        ids = pad_batch(list(rows), tok.pad_token_id)
         mask = pad_batch([[1] * len(r) for r in rows], 0)
-        return {"input_ids": ids, "attention_mask": mask}
+        return {"input_ids": ids, "attention_mask": mask, "sides": torch.tensor(sides)}
 
     lengths = [max(len(c), len(r)) for c, r in data]
-    batches = length_grouped_batches(lengths, hp.micro_batch_size, hp.seed)
+    if hp.pair_batches == "parent":
+        parents = [pair_parent(p) for p in train_pairs]
+        batches = parent_grouped_batches(parents, lengths, hp.micro_batch_size, hp.seed)
+    else:
+        batches = length_grouped_batches(lengths, hp.micro_batch_size, hp.seed)
 
     # --- model and optimizer ---------------------------------------------------------------------
     model = _load_ppm(acc, init_model_path, hp.seed, out)
@@ -145,8 +195,10 @@ def train_ppm(
     model, optimizer = acc.prepare(model, optimizer)
 
     def scores(m: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
-        s = torch.tanh(m(**batch).logits[:, 0].float())
-        return s.chunk(2)
+        """(chosen, rejected) scores of the batch's pairs."""
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+        s = torch.tanh(m(**inputs).logits[:, 0].float())[batch["sides"]]
+        return s[0::2], s[1::2]
 
     def held_out_accuracy() -> float:
         """Share of held-out pairs the PPM ranks right (ties count half)."""
@@ -184,7 +236,7 @@ def train_ppm(
     if held:
         heldout = HeldOut(
             metric="pairwise_accuracy", examples=len(held),
-            problems=len({_problem_key(p) for p in held_pairs}),
+            problems=len({pair_problem(p) for p in held_pairs}),
             before=meter.extra["heldout_before"], after=held_out_accuracy(),
         )  # fmt: skip
         log.info("ppm held-out pairwise accuracy %.3f → %.3f on %d pairs of %d problems",

@@ -20,6 +20,7 @@ import random
 import shutil
 import tempfile
 import time
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -38,7 +39,7 @@ Record = TypeVar("Record", bound=BaseModel)
 NOT_IN_RECIPE = ("checkpoint_every_s", "log_every", "max_pass_tokens")
 # settings added after recorded runs (docs/measured/evolution/), left out of a recipe while at
 # this default, so that those runs keep their fingerprints (the default must never change)
-ADDED_LATER: dict[str, Any] = {"head_lr": None}
+ADDED_LATER: dict[str, Any] = {"head_lr": None, "pair_batches": "length"}
 
 
 class TrainHParams(BaseModel):
@@ -84,6 +85,12 @@ class TrainHParams(BaseModel):
         "even under LoRA (default: lr). A LoRA-sized lr is too much for it: with inputs "
         "near 5 in size over 896 dimensions, one AdamW step of 2e-4 moves a score's logit by "
         "up to 0.9, and tanh saturates (round 1's first PPM: loss stuck at ln 2)",
+    )
+    pair_batches: Literal["length", "parent"] = Field(
+        "length",
+        description="PPM micro-batches: 'length' groups pairs of similar length; 'parent' "
+        "keeps the pairs of one parent step together, so the texts they share are scored once "
+        "(round 1's 1,229 pairs hold 1,550 distinct texts, not 2,458)",
     )
     holdout_share: float = Field(
         0.0,
@@ -653,8 +660,9 @@ def add_hparam_args(ap: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         if field.annotation is bool:
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif name == "mixed_precision":
-            ap.add_argument(flag, choices=["auto", "no", "bf16", "fp16"], default=None)
+        elif typing.get_origin(field.annotation) is Literal:
+            ap.add_argument(flag, choices=typing.get_args(field.annotation), default=None,
+                            help=field.description)  # fmt: skip
         else:
             kind = int if field.annotation in (int, int | None) else float
             ap.add_argument(flag, type=kind, default=None, help=field.description)

@@ -191,6 +191,52 @@ async def test_train_ppm_checkpoint_scores_in_range(tiny_model_path, tmp_path):
     assert len(scores) == 2 and all(-1.0 <= s <= 1.0 for s in scores)
 
 
+def test_parent_grouped_batches_keep_a_parents_pairs_together():
+    from models.ppm_train import parent_grouped_batches
+
+    parents = [i // 4 for i in range(40)] + [100 + i // 2 for i in range(20)] + [200, 201, 202]
+    lengths = [(i * 37) % 101 for i in range(len(parents))]
+    batches = parent_grouped_batches(parents, lengths, 4, seed=0, window=5)
+    assert sorted(i for b in batches for i in b) == list(range(len(parents)))
+    assert sum(len(b) < 4 for b in batches) <= 1  # full batches: every pair weighs the same
+    where = {i: n for n, b in enumerate(batches) for i in b}
+    for parent in set(parents):  # parents of 4 and 2 pairs fit a batch: never split
+        assert len({where[i] for i, p in enumerate(parents) if p == parent}) == 1
+    assert batches == parent_grouped_batches(parents, lengths, 4, seed=0, window=5)
+    split = parent_grouped_batches([0] * 6, [5] * 6, 4, seed=0)  # more than a batch holds
+    assert sorted(map(len, split)) == [2, 4]
+
+
+@pytest.mark.timeout(300)
+async def test_ppm_scores_shared_texts_once_and_learns_which_side_is_chosen(
+    tiny_model_path, tmp_path
+):
+    from transformers import AutoTokenizer
+
+    from models.hf_reward import TransformersPPM
+    from models.ppm import ppm_text
+    from models.ppm_train import train_ppm
+
+    good = pairs()[0].chosen  # one chosen step against two rejected ones: three texts, not four
+    bad = [render_step(f"# Step 1: Guess.\npens = {n}", False) for n in (7, 8)]
+    shared = [PreferencePair(problem=PROBLEM, prefix=[], chosen=good, rejected=b, chosen_q=0.9,
+                             rejected_q=-0.8) for b in bad]  # fmt: skip
+    hp = small(lr=1e-3, epochs=3, pair_batches="parent")
+    result = train_ppm(tiny_model_path, shared, tmp_path / "ppm", hp)
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    texts = [ScoreRequest(PROBLEM, (t,)) for t in (good, *bad)]
+    per_step = sum(len(tok(ppm_text(r))["input_ids"]) for r in texts)
+    assert result.optimizer_steps == 3 and result.tokens == 3 * per_step
+    ppm = TransformersPPM(str(tmp_path / "ppm"))
+    try:
+        chosen, *rejected = await ppm.score(texts)
+    finally:
+        ppm.close()
+    assert all(chosen > r for r in rejected), (chosen, rejected)
+    assert "pair_batches" not in small().fingerprint_fields()  # recorded recipes keep theirs
+    assert hp.fingerprint_fields()["pair_batches"] == "parent"
+
+
 # --- LoRA, held-out split, resuming (issue 15) -------------------------------------------------
 
 

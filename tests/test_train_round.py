@@ -147,6 +147,18 @@ def test_config_file_then_flags_and_shared_training_flags(tmp_path):
         RoundConfig(out="m", search={"rollouts": 8, "unsolved_rollouts": 8})
 
 
+def test_the_recorded_rounds_keep_their_identity():
+    """A setting added since docs/measured/evolution/ was recorded must leave those rounds'
+    identities (and so their resumes and rebuilds) alone: its ADDED_LATER default."""
+    root = Path(__file__).resolve().parent.parent / "docs/measured/evolution"
+    manifests = sorted(root.glob("r*/manifest.json"))
+    assert manifests
+    for path in manifests:
+        recorded = json.loads(path.read_text())
+        cfg = RoundConfig.model_validate(recorded["config"])
+        assert cfg.identity_sha256() == recorded["identity_sha256"], path
+
+
 # --- bad inputs ----------------------------------------------------------------------------------
 
 
