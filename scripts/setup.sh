@@ -6,8 +6,9 @@ venv="${1:-.venv}"
 cd "$(dirname "$0")/.."
 
 # system packages: redis-server for the cache tests and local runs; chromium and its driver for
-# the search-tree page's browser tests (tests/test_ui.py)
-apt_packages=(redis-server chromium chromium-driver)
+# the search-tree page's browser tests (tests/test_ui.py); tcmalloc for the trainers
+# (models/allocator.py)
+apt_packages=(redis-server chromium chromium-driver libtcmalloc-minimal4)
 if ((${#apt_packages[@]})) && command -v apt-get >/dev/null; then
   missing=()
   for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -19,6 +19,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from models.allocator import AllocatorSettings, preload_env
 from models.train_common import TrainHParams, TrainResult
 
 POLICY = Path("policy")
@@ -61,7 +62,10 @@ def run_trainer(cmd: list[str], log_path: Path, echo: Any = None) -> None:
     """Run `cmd`, its output line by line to `echo` (stderr) and `log_path`."""
     echo = echo or sys.stderr
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = preload_env(
+        AllocatorSettings().train_allocator,
+        {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
     tail: deque[str] = deque(maxlen=15)
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + shlex.join(cmd) + "\n")
