@@ -1,16 +1,16 @@
-"""Training tokens per second under glibc's malloc against a preloaded jemalloc / tcmalloc.
+"""Training tokens per second under glibc's malloc against a preloaded tcmalloc / jemalloc.
 
 Prints figures; it is not a test. Why it exists: LoRA training of the 0.5B default on 2 AVX2
-cores spent a fifth of its CPU time in the kernel, zeroing pages for tensors above glibc's
-32 MB mmap threshold (the fp32 logits of a micro-batch over a 152k vocabulary are gigabytes)
-that are unmapped again on free. An allocator that keeps freed pages avoids that. Each trial is
-one `benchmarks.train_throughput` process (LoRA rank 16, `--steps` optimizer steps), the
-allocators alternated in `--rounds` rounds so that a noisy machine hurts each alike; the rate
-is the trainer's own (model loading left out), the kernel's share of the child's CPU time comes
-from getrusage.
+cores spent a fifth to a third of its CPU time in the kernel, zeroing pages for tensors above
+glibc's 32 MB mmap threshold (the fp32 logits of a micro-batch over a 152k vocabulary are
+gigabytes) that are unmapped again on free. An allocator that keeps freed pages avoids that.
+Each trial is one `benchmarks.train_throughput` process (LoRA rank 16, `--steps` optimizer
+steps), the allocators alternated in `--rounds` rounds so that a noisy machine hurts each
+alike; the rate is the trainer's own (model loading left out), the kernel's share of the
+child's CPU time comes from getrusage.
 
     python -m benchmarks.train_allocator --sft docs/measured/evolution/r0/data/sft.jsonl \
-        [--allocators glibc,jemalloc,tcmalloc] [--steps 3] [--rounds 2]
+        [--allocators glibc,tcmalloc,jemalloc] [--steps 3] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 
-from models.allocator import preload_env
+from models.allocator import library, preload_env
 
 RATE = re.compile(r"round \d+ sft\s+lora16\s+(\d+) tokens\s+([\d.]+) s\s+([\d.]+) tok/s")
 
@@ -48,12 +48,16 @@ def trial(allocator: str, args: argparse.Namespace) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sft", required=True, help="SFT examples (JSONL)")
-    ap.add_argument("--allocators", default="glibc,jemalloc")
+    ap.add_argument("--allocators", default="glibc,tcmalloc")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--micro-batch-size", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     allocators = args.allocators.split(",")
+    missing = [a for a in allocators if a != "glibc" and library(a) is None]
+    if missing:  # preload_env would quietly run glibc under their names
+        raise SystemExit(f"not installed: {', '.join(missing)} (e.g. apt-get install "
+                         "libjemalloc2 libtcmalloc-minimal4)")  # fmt: skip
     rates: dict[str, list[float]] = {a: [] for a in allocators}
     for r in range(args.rounds):
         for a in allocators:

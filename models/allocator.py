@@ -3,10 +3,10 @@
 glibc's malloc hands every block above its mmap threshold (at most 32 MB) back to the kernel on
 free, and the kernel zeroes fresh pages on the next fault. A CPU training step allocates and
 frees gigabyte tensors (the fp32 logits over a 152k vocabulary) many times, so on 2 cores a
-fifth of the trainer's CPU time went to the kernel. jemalloc and tcmalloc keep freed pages for
-reuse; tcmalloc gave 1.41x glibc's tokens/s there, jemalloc 0.89x
-(`benchmarks/train_allocator.py`). It has to be preloaded: an allocator cannot
-be swapped inside a running Python.
+fifth to a third of the trainer's CPU time went to the kernel. jemalloc and tcmalloc keep freed
+pages for reuse; tcmalloc gave 1.41x glibc's tokens/s there, jemalloc 0.89x
+(`benchmarks/train_allocator.py`). It has to be preloaded: an allocator cannot be swapped
+inside a running Python.
 """
 
 from __future__ import annotations
