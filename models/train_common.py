@@ -575,6 +575,27 @@ def train_loop(
 # --- checkpoints ---------------------------------------------------------------------------------
 
 
+ADAPTER_DIR = "adapter"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def save_adapter(peft_model: Any, out_dir: Path) -> Path:
+    """The LoRA adapter (and a PPM's fully trained head) alone, in fp16: ~18 MB for the 0.5B
+    model at rank 16, small enough to commit, so a fresh machine merges it onto the
+    hash-checked base instead of training the round again. Written in peft's own layout
+    (`PeftModel.from_pretrained` loads it)."""
+    import torch
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = get_peft_model_state_dict(peft_model)
+    half = {k: v.detach().to(torch.float16).contiguous().cpu() for k, v in state.items()}
+    save_file(half, str(out_dir / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    peft_model.peft_config["default"].save_pretrained(str(out_dir))
+    return out_dir / ADAPTER_WEIGHTS
+
+
 def check_out_dir(out_dir: str | Path, overwrite: bool) -> Path:
     """Fail before training, not after, when the checkpoint could not be written."""
     out = Path(out_dir)
@@ -606,7 +627,8 @@ def save_checkpoint(
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             unwrapped = accelerator.unwrap_model(model)
-            if lora:  # a plain checkpoint both engines load, no adapter files
+            if lora:  # the adapter (committed), then a plain merged checkpoint both engines load
+                save_adapter(unwrapped, tmp / ADAPTER_DIR)
                 unwrapped = unwrapped.merge_and_unload()
             unwrapped.config.use_cache = True
             unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True)
