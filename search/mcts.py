@@ -1,16 +1,25 @@
 """Monte Carlo Tree Search over code-augmented steps, after rStar-Math.
 
-A rollout descends from the root by UCT, expanding each unexpanded node it meets into
-`candidates` children (duplicates dropped, failing code dropped), until it reaches a terminal
-step; the terminal's reward is backed up along the path. Invalid steps (code error, no answer,
-too deep) count -1 on themselves only and are never selected.
+A rollout descends from the root by UCT through non-terminal steps, expanding each unexpanded
+node it meets into `candidates` children (duplicates dropped, failing code dropped), until it
+reaches a node with nothing left to explore below.
 
-`parallel_rollouts` rollouts are in flight at once. Each one adds a virtual visit that loses
-to every node it passes, so concurrent rollouts spread over different branches; every wave,
-the nodes they need expanded go to the policy as one batch.
+Outcomes are never selected: a terminal step gets its reward when it is created (the gold
+check, the reward model's score, or agreement) and that reward is backed up from it to the
+root at once, so every answer found informs Q, whether or not a rollout would have walked to
+it. Invalid steps (code error, no answer, too deep) count -1 on themselves only.
 
 With a reward model, each new non-terminal step starts with one visit worth its score
-(rStar-Math's PPM-augmented Q initialisation), so UCT follows the PPM from the start.
+(rStar-Math's PPM-augmented Q initialisation), so UCT follows the PPM among fresh siblings.
+
+`parallel_rollouts` rollouts are in flight at once, each adding a virtual visit that loses to
+the nodes it passes so that they spread; the nodes they need expanded go to the policy as one
+batch. Keep it small: a rollout only learns from the outcomes of those before it, and batching
+comes from the candidates of an expansion and from concurrent searches.
+
+The answer is a vote over the terminals (`final_choice`), by default weighted by their scores:
+on trees of train problems whose terminals mix right and wrong answers, the single best-scored
+terminal was right less often than a vote.
 
 Generating training data (a gold answer given), `config.unsolved_rollouts` lets a problem with
 no correct terminal after the budget's rollouts go on to that many: more rollouts where they
@@ -27,10 +36,11 @@ from search.tree import Node, Tree, uct
 
 
 def select_child(parent: Node, children: list[Node], c: float, virtual_loss: float) -> Node | None:
-    """Highest UCT among children still worth exploring; unvisited ones first, by PRM score."""
+    """Highest UCT among the non-terminal children still worth exploring (ties: the higher PRM
+    score, then the first made). Terminals and invalid steps are exhausted from birth."""
     best, best_key = None, None
     for i, child in enumerate(children):
-        if child.exhausted:
+        if child.exhausted or child.status in ("terminal", "invalid"):
             continue
         key = (
             uct(child, parent, c, virtual_loss),
@@ -54,6 +64,17 @@ def extend_unsolved(tracker: Tracker, tree: Tree, config: SearchConfig, gold: st
     return True
 
 
+def settle(tree: Tree, children: list[Node], has_reward_model: bool) -> None:
+    """Give a wave's new children their first statistics: a terminal's reward backed up to the
+    root (and the terminal closed), a non-terminal step's PRM score as its first visit."""
+    for child in children:
+        if child.status == "terminal":
+            tree.backup(child, child.reward if child.reward is not None else -1.0, release=False)
+            tree.exhaust(child)
+        elif child.status == "open" and has_reward_model and child.prm_score is not None:
+            child.visits, child.value_sum = 1, child.prm_score
+
+
 async def mcts(
     problem: str,
     components: Components,
@@ -69,11 +90,8 @@ async def mcts(
     cursors: list[Node] = []  # the deepest node of each rollout in flight
     stopped: StopReason | None = None
 
-    def finish(leaf: Node, value: float | None) -> None:
-        if value is None:
-            tree.release(leaf)
-        else:
-            tree.backup(leaf, value)
+    def end_rollout(node: Node) -> None:
+        tree.release(node)
         tracker.usage.rollouts += 1
 
     try:
@@ -93,7 +111,8 @@ async def mcts(
                 stopped = "exhausted" if root.exhausted else "rollouts"
                 break
 
-            # Descend each rollout to a node that needs expanding, or to its end.
+            # Descend each rollout to a node that needs expanding; a rollout with nothing left
+            # to explore below it ends. Two rollouts reaching the same node share its expansion.
             to_expand: dict[int, Node] = {}
             still: list[Node] = []
             for node in cursors:
@@ -101,36 +120,31 @@ async def mcts(
                     child = select_child(
                         node, tree.children(node), config.c_uct, config.virtual_loss
                     )
-                    if child is None:  # every child is exhausted or invalid: a dead end
+                    if child is None:  # every child is terminal, invalid or exhausted
                         tree.exhaust(node)
                         break
                     child.virtual += 1
                     node = child
-                if node.status == "terminal":
-                    finish(node, node.reward)
-                    tree.exhaust(node)
-                elif node.status == "open":
+                if node.status == "open" and not node.exhausted:
                     to_expand[node.id] = node
                     still.append(node)
                 else:
-                    finish(node, None)
+                    end_rollout(node)
             cursors = still
             if not to_expand:
                 continue
 
             async with deadline(tracker):
                 children = await ex.expand([(n, config.candidates) for n in to_expand.values()])
-            if components.reward_model is not None:
-                for child in children:
-                    if child.status == "open" and child.prm_score is not None:
-                        child.visits, child.value_sum = 1, child.prm_score
+            settle(tree, children, components.reward_model is not None)
             ex.report()
     except BudgetTimeout:
         stopped = "time_limit_s"
-    ex.report()  # the final count (the last wave's rollouts finish after its report)
+    for node in cursors:  # cut off by the budget: counted, as far as they got
+        end_rollout(node)
+    ex.report()
 
-    method = "weighted_vote" if config.vote_top_k else "best"
-    winner, groups = ex.judge.choose(tree, method, config.vote_top_k)
+    winner, groups = ex.judge.choose(tree, config.final_choice, config.vote_top_k)
     return build_result(
         "mcts", tree, ex.judge, winner, groups, tracker.finish(), stopped or "finished"
     )

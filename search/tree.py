@@ -88,14 +88,16 @@ class Tree:
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def backup(self, leaf: Node, value: float) -> None:
-        """Add one visit with `value` to every node from the root to `leaf`, releasing the
-        virtual visit the rollout placed on it."""
+    def backup(self, leaf: Node, value: float, release: bool = True) -> None:
+        """Add one visit with `value` to every node from the root to `leaf`; `release`: also
+        undo the virtual visit a rollout placed on each (not for an outcome backed up when it
+        is created, which no rollout walked to)."""
         node: Node | None = leaf
         while node is not None:
             node.visits += 1
             node.value_sum += value
-            node.virtual = max(0, node.virtual - 1)
+            if release:
+                node.virtual = max(0, node.virtual - 1)
             node = self.nodes[node.parent] if node.parent is not None else None
 
     def release(self, leaf: Node) -> None:
@@ -142,7 +144,8 @@ def node_dict(node: Node) -> dict:
 
 
 def uct(child: Node, parent: Node, c: float, virtual_loss: float) -> float:
-    """Q + c·sqrt(ln N_parent / N), with in-flight rollouts counted as visits that lost."""
+    """Q + c·sqrt(ln N_parent / N), with in-flight rollouts counted as visits that lost. A child
+    never visited (no reward model to give it a first value) is +∞: each is tried once."""
     n = child.visits + child.virtual
     if n == 0:
         return math.inf

@@ -75,6 +75,14 @@ def test_virtual_loss_steers_concurrent_rollouts_apart():
     assert select_child(root, [a, b], 2.0, 1.0) is not first
 
 
+def test_terminal_children_are_never_selected_even_unvisited():
+    _, root, (a, b) = make_parent_with([(3, -2.0), (0, 0.0)])
+    b.status, b.prm_score = "terminal", 0.99
+    assert select_child(root, [a, b], 2.0, 1.0) is a
+    a.exhausted = True
+    assert select_child(root, [a, b], 2.0, 1.0) is None
+
+
 def test_exhausted_and_invalid_children_are_never_selected():
     _, root, (a, b) = make_parent_with([(1, 1.0), (0, 0.0)])
     a.exhausted = True
@@ -97,6 +105,54 @@ async def test_first_rollouts_visit_every_root_child_before_going_deeper(comps):
 
 
 # --- backup and terminal rules ---------------------------------------------------------------
+
+
+async def test_every_terminal_is_backed_up_when_it_is_made(comps):
+    """A final step next to an open one counts on the path at once: the rollout that made it
+    goes on into the open step, and the answer still reaches the root's Q."""
+    script = {
+        (): [S1A + "\n<end_of_step>"],
+        (S1A,): ["# Step 2: done\nprint(a)\n<end_of_code>", S2A + "\n<end_of_step>"],
+        (S1A, S2A): ["print(a + 1)\n<end_of_code>"],
+    }
+    r = await mcts(
+        "p",
+        comps(ScriptedPolicy(script)),
+        Budget(rollouts=1),
+        SearchConfig(candidates=2, parallel_rollouts=1),
+        gold="36",
+    )
+    t = r.tree
+    (s1,) = t.children(t.root)
+    done, s2 = t.children(s1)
+    assert done.status == "terminal" and done.correct and done.visits == 1
+    (late,) = t.children(s2)
+    assert late.status == "terminal" and late.correct is False
+    # both outcomes back up to the root; the rollout walked only into the open step
+    assert (t.root.visits, t.root.value_sum) == (2, 0.0)
+    assert (s1.visits, s1.value_sum) == (2, 0.0) and (s2.visits, s2.value_sum) == (1, -1.0)
+    assert r.usage.rollouts == 1 and all(n.virtual == 0 for n in t)
+
+
+async def test_one_rollout_in_flight_expands_one_node_a_wave(comps):
+    """With one rollout in flight, each wave is one expansion, and the second rollout starts
+    after the first's outcome is backed up (it goes to the branch not yet found wrong)."""
+    script = {
+        (): [S1B + "\n<end_of_step>", S1A + "\n<end_of_step>"],
+        (S1B,): ["# Step 2: wrong\nprint(a)\n<end_of_code>"],
+        (S1A,): ["# Step 2: right\nprint(a - 7)\n<end_of_code>"],
+    }
+    policy = ScriptedPolicy(script)
+    r = await mcts(
+        "p",
+        comps(policy),
+        Budget(rollouts=2),
+        SearchConfig(candidates=2, parallel_rollouts=1, c_uct=0.5),
+        gold="29",
+    )
+    wrong, right = r.tree.children(r.tree.root)
+    assert wrong.status == right.status == "expanded"
+    assert policy.step_batches == [1, 1, 1]  # one node a wave: each rollout after the last
 
 
 async def test_backup_with_gold_answer(grader, comps):
@@ -376,9 +432,20 @@ async def test_final_answer_is_the_highest_scored_terminal(comps):
         "p",
         comps(ScriptedPolicy(voting_script()), reward),
         Budget(rollouts=10),
-        SearchConfig(candidates=5),
+        SearchConfig(candidates=5, final_choice="best"),
     )
     assert r.answer == "7" and r.score == 0.9
+
+
+async def test_the_default_answer_is_a_score_weighted_vote_over_all_terminals(comps):
+    reward = ScriptedReward({"final 7": 0.9, "final 6": 0.4})
+    r = await mcts(
+        "p",
+        comps(ScriptedPolicy(voting_script()), reward),
+        Budget(rollouts=10),
+        SearchConfig(candidates=5),
+    )
+    assert r.answer == "6"  # 4 × 0.7 outweighs 1 × 0.95
 
 
 async def test_score_weighted_vote_over_top_k(comps):
