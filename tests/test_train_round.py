@@ -386,6 +386,7 @@ TOY_FLAGS = [
     "--parallel", "2", "--concurrency", "2", "--max-tokens", "300", "--step-max-tokens", "64",
     "--seed", "0", "--policy", "tiny",
     "--train-max-steps", "1", "--train-max-length", "256", "--train-micro-batch-size", "2",
+    "--train-lora-rank", "4",
     "--train-grad-accum", "1", "--train-log-every", "1",
     "--eval-limit", "2", "--eval-algorithms", "greedy,mcts", "--eval-rollouts", "2",
     "--eval-max-tokens", "100", "--eval-concurrency", "2",
@@ -543,6 +544,47 @@ def test_toy_round_trains_missing_weights_again_from_its_records(toy_round, tmp_
     # a third run finds the weights there and trains nothing
     assert main(args) == 0
     assert all(len(manifest(copy)["phases"][p]["rebuilds"]) == 1 for p in ("sft", "ppm"))
+
+
+@pytest.mark.timeout(600)
+def test_toy_round_merges_its_committed_adapters_instead_of_training(toy_round, tmp_path):
+    """With only the adapters on disk (what is committed), re-running the round merges them
+    onto the init models: no training, the recorded weights back up to fp16 rounding. An
+    adapter whose sha256 differs from the record is not trusted: that phase trains again."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    out, code, argv = toy_round
+    assert code == 0
+    copy = tmp_path / "round1"
+    shutil.copytree(out, copy)
+    for d in ("policy", "ppm"):
+        for f in (copy / d).iterdir():
+            if f.name not in ("adapter", "rstar-train.json"):
+                f.unlink()
+    before = manifest(copy)
+    assert all(before["phases"][p]["counts"]["adapter_sha256"] for p in ("sft", "ppm"))
+    args = list(argv)
+    args[args.index("--out") + 1] = str(copy)
+    assert main(args) == 0
+    m = manifest(copy)
+    for p in ("sft", "ppm"):
+        assert len(m["phases"][p]["restores"]) == 1 and not m["phases"][p]["rebuilds"]
+    assert not (copy / "logs" / "sft.rebuild.log").exists()
+    for d in ("policy", "ppm"):
+        a, b = (load_file(str(r / d / "model.safetensors")) for r in (out, copy))
+        assert a.keys() == b.keys()
+        assert all(torch.allclose(a[k], b[k], atol=2e-3) for k in a)
+    assert (copy / "ppm" / "adapter" / "adapter_model.safetensors").exists()
+
+    (copy / "ppm" / "model.safetensors").unlink()
+    (copy / "ppm" / "adapter" / "adapter_model.safetensors").write_bytes(b"tampered")
+    assert main(args) == 0
+    ph = manifest(copy)["phases"]
+    assert len(ph["ppm"]["rebuilds"]) == 1 and len(ph["sft"]["restores"]) == 1
+    assert ph["ppm"]["rebuilds"][0]["same_adapter"]  # seeded: the very adapter recorded
 
 
 # --- round 0 -------------------------------------------------------------------------------------

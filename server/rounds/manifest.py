@@ -47,6 +47,8 @@ class PhaseRecord(BaseModel):
     # weights trained again from the recorded data and settings, their outputs having gone
     # (each: when, seconds, and whether the counts came out as recorded)
     rebuilds: list[dict[str, Any]] = Field(default_factory=list)
+    # weights merged from the committed adapter onto the init model (each: when, seconds)
+    restores: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class InputRecord(BaseModel):

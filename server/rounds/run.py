@@ -102,7 +102,9 @@ class Round:
                 log.info("%s: %s, not run again (--force-phase %s re-runs it)", phase, skip, phase)
                 continue
             if gone := missing_outputs(self.m, self.out, phase):
-                code = self._rebuild(phase, gone)
+                code = (
+                    self._restore(phase) if self._restorable(phase) else self._rebuild(phase, gone)
+                )
             else:
                 code = self._phase(phase)
             if code:
@@ -142,6 +144,43 @@ class Round:
                 f" ({rec.reason})" if rec.reason else "")  # fmt: skip
         return code
 
+    def _init_model(self, phase: Phase) -> str:
+        """What a weight phase trains from: the policy from the base, the PPM from the new
+        policy when there is one."""
+        if phase == "ppm" and self.m.phases["sft"].status == "complete":
+            return str(self.out / "policy")
+        return self._base()
+
+    def _restorable(self, phase: Phase) -> bool:
+        from server.rounds.restore import can_restore
+
+        rec = self.m.phases[phase]
+        return bool(rec.outputs) and all(
+            can_restore(self.out / o, rec.counts.get("adapter_sha256")) for o in rec.outputs
+        )
+
+    def _restore(self, phase: Phase) -> int:
+        """Merge a finished phase's committed adapter onto its init model: the same weights as
+        the recorded run's, up to the adapter's fp16 rounding, in about a minute."""
+        from server.rounds.restore import merge_adapter
+
+        rec = self.m.phases[phase]
+        init = self._init_model(phase)
+        log.info("%s: complete, weights missing: merging its committed adapter onto %s",
+                 phase, init)  # fmt: skip
+        t0 = time.monotonic()
+        try:
+            for o in rec.outputs:
+                merge_adapter("sft" if phase == "sft" else "ppm", init, self.out / o)
+        except KeyboardInterrupt:
+            return 130
+        except Exception as e:
+            log.error("%s: merging the adapter failed: %s: %s", phase, type(e).__name__, e)
+            return 1
+        rec.restores.append({"at": now(), "seconds": round(time.monotonic() - t0, 2)})
+        self.m.save(self.out)
+        return 0
+
     def _rebuild(self, phase: Phase, gone: list[str]) -> int:
         """Train a finished phase's weights again (same data, settings and seeds); the record
         and the later phases stand, since they describe the same model."""
@@ -163,10 +202,16 @@ class Round:
             self.rebuilding = False
         same = {k: outcome.counts.get(k) == v for k, v in old.counts.items()
                 if k in ("examples", "skipped_too_long", "optimizer_steps", "tokens")}  # fmt: skip
+        sha = outcome.counts.get("adapter_sha256")
+        same_adapter = None  # bit-identical is likely on the same hardware, not promised
+        if "adapter_sha256" in old.counts:
+            same_adapter = sha == old.counts["adapter_sha256"]
+        elif sha:  # recorded before adapters were kept: the rebuilt one stands for it
+            old.counts["adapter_sha256"] = sha
         seconds = round(time.monotonic() - t0, 2)
         old.rebuilds.append(
             {"at": now(), "seconds": seconds, "same_counts": all(same.values()),
-             "counts": outcome.counts}
+             "same_adapter": same_adapter, "counts": outcome.counts}
         )  # fmt: skip
         self.m.phases[phase] = old
         self.m.save(self.out)
@@ -316,6 +361,7 @@ class Round:
 
     def _sft(self) -> Outcome:
         from server.rounds.extract import SFT
+        from server.rounds.restore import adapter_sha256
         from server.rounds.train import POLICY, result_counts, train
 
         n = self._count(SFT)
@@ -327,24 +373,24 @@ class Round:
         log.info("sft: %d examples, from %s", n, base)
         result = train("sft", self.out, self.out / SFT, base, self.cfg.sft, self.cfg.launcher,
                        self._log_name("sft"))  # fmt: skip
-        return Outcome(outputs=[str(POLICY)], counts=result_counts(result))
+        counts = {**result_counts(result), "adapter_sha256": adapter_sha256(self.out / POLICY)}
+        return Outcome(outputs=[str(POLICY)], counts=counts)
 
     def _ppm(self) -> Outcome:
         from server.rounds.extract import PAIRS
+        from server.rounds.restore import adapter_sha256
         from server.rounds.train import PPM, result_counts, train
 
         n = self._count(PAIRS)
         if n == 0:
             return Outcome("skipped", "no preference pairs: no tree held both a correct and a "
                            "wrong answer under one step; no PPM trained")  # fmt: skip
-        if self.m.phases["sft"].status == "complete":
-            init = str(self.out / "policy")
-        else:
-            init = self._base()
+        init = self._init_model("ppm")
         log.info("ppm: %d pairs, a fresh head on %s", n, init)
         result = train("ppm", self.out, self.out / PAIRS, init, self.cfg.ppm_train,
                        self.cfg.launcher, self._log_name("ppm"))  # fmt: skip
-        counts = {**result_counts(result), "init": init}
+        counts = {**result_counts(result), "init": init,
+                  "adapter_sha256": adapter_sha256(self.out / PPM)}  # fmt: skip
         return Outcome(outputs=[str(PPM)], counts=counts)
 
     def _eval(self) -> Outcome:
