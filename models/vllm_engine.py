@@ -60,6 +60,8 @@ def make_engine(model: str, settings: ModelSettings, runner: Literal["generate",
         gpu_memory_utilization=settings.gpu_memory_utilization,
         block_size=settings.block_size or (CPU_BLOCK_SIZE if on_cpu else None),
         disable_log_stats=True,
+        # a bar redrawn on stderr is noise in a log stream (the server turns bars off in its logs)
+        use_tqdm_on_load=os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"),
     )
     log.info(
         "starting vLLM (%s, %s, dtype %s) for %s", "cpu" if on_cpu else "gpu", runner, dtype, model
