@@ -11,6 +11,7 @@ counts the tokens the search really processed. With `stream: true`, progress arr
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -105,11 +106,21 @@ def to_solve_request(body: ChatCompletionRequest, svc: SolverService) -> SolveRe
     )
 
 
+# The policy writes each step as `# Step k: …`; the rendering numbers steps itself.
+_STEP_LABEL = re.compile(r"^\s*step\s*\d+\s*[:.)\-–]\s*", re.IGNORECASE)
+
+
+def without_step_label(reasoning: str) -> str:
+    """A step's reasoning without the `Step k:` it starts with (renderings number steps)."""
+    return _STEP_LABEL.sub("", reasoning.strip(), count=1)
+
+
 def render_steps(res: SolveResponse) -> list[str]:
     """Markdown pieces, one per step, then the answer: the assistant's message."""
     parts = []
     for i, step in enumerate(res.steps, 1):
-        text = f"**Step {i}.** {step.reasoning.strip()}\n\n```python\n{step.code.rstrip()}\n```\n"
+        reasoning = without_step_label(step.reasoning)
+        text = f"**Step {i}.** {reasoning}\n\n```python\n{step.code.rstrip()}\n```\n"
         if step.output and step.output.strip():
             text += f"Output: `{step.output.strip()}`\n"
         parts.append(text + "\n")
