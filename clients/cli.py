@@ -8,6 +8,10 @@ rstar eval --data gsm8k_test.jsonl --limit 50 --algorithms greedy,mcts --budgets
                                        accuracy against tokens (report.json, plot) [--url]
 rstar eval-ppm --ppm DIR --pairs ppm_pairs.jsonl
                                        a PPM's pairwise accuracy on preference pairs
+
+`rstar COMMAND --help` lists a command's flags. Settings not given as flags come from RSTAR_*
+variables; a bad one is named in one line (exit status 2) before any engine starts, with the
+traceback only under --debug.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from typing import Any, get_args
 import httpx
 
 from evaluation.report import RichBar, progress_bar
-from search import Algorithm
+from search import Algorithm, Budget, SearchConfig
 from search.steps import PROMPT_STYLES
+from server.preflight import ConfigError, arg_type, debug_wanted, load_settings
 
 # Quiet engines unless asked (the CLI shows its own progress), and keep their logs off stdout,
 # which belongs to the answer (and to --json).
@@ -35,6 +40,7 @@ for _var, _val in (
     ("VLLM_LOGGING_STREAM", "ext://sys.stderr"),
     ("TRANSFORMERS_VERBOSITY", "error"),
     ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+    ("TQDM_DISABLE", "1"),  # the CLI draws its own progress
     ("TOKENIZERS_PARALLELISM", "false"),
     ("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning"),  # engine processes
 ):
@@ -49,9 +55,12 @@ def _add_solve(sub: Any) -> None:
     p.add_argument("--algorithm", default="mcts",
                    choices=list(get_args(Algorithm)))  # fmt: skip
     b = p.add_argument_group("budget")
-    b.add_argument("--rollouts", type=int, default=8, help="MCTS rollouts / samples (default 8)")
-    b.add_argument("--max-tokens", type=int, help="generated tokens, all calls together")
-    b.add_argument("--time-limit", type=float, help="wall-clock seconds")
+    b.add_argument("--rollouts", type=arg_type(Budget, "rollouts"), default=8,
+                   help="MCTS rollouts / samples (default 8)")  # fmt: skip
+    b.add_argument("--max-tokens", type=arg_type(Budget, "max_tokens"),
+                   help="generated tokens, all calls together")  # fmt: skip
+    b.add_argument("--time-limit", type=arg_type(Budget, "time_limit_s", float),
+                   help="wall-clock seconds")  # fmt: skip
     _add_search_args(p.add_argument_group("search"))
     _add_model_args(p.add_argument_group("models (default: RSTAR_* settings)"))
     o = p.add_argument_group("output")
@@ -66,12 +75,19 @@ def _add_solve(sub: Any) -> None:
 
 
 def _add_search_args(s: Any) -> None:
-    s.add_argument("--candidates", type=int, default=3, help="children per expansion (default 3)")
-    s.add_argument("--max-depth", type=int, default=8, help="most steps (default 8)")
-    s.add_argument("--parallel", type=int, default=4, help="rollouts in flight (default 4)")
-    s.add_argument("--c-uct", type=float, default=2.0)
-    s.add_argument("--temperature", type=float, default=0.7)
-    s.add_argument("--vote-top-k", type=int, help="score-weighted vote over the top k")
+    def bounded(field: str, kind: type = int) -> Any:
+        return arg_type(SearchConfig, field, kind)
+
+    s.add_argument("--candidates", type=bounded("candidates"), default=3,
+                   help="children per expansion (default 3)")  # fmt: skip
+    s.add_argument("--max-depth", type=bounded("max_depth"), default=8,
+                   help="most steps (default 8)")  # fmt: skip
+    s.add_argument("--parallel", type=bounded("parallel_rollouts"), default=4,
+                   help="rollouts in flight (default 4)")  # fmt: skip
+    s.add_argument("--c-uct", type=bounded("c_uct", float), default=2.0)
+    s.add_argument("--temperature", type=bounded("temperature", float), default=0.7)
+    s.add_argument("--vote-top-k", type=bounded("vote_top_k"),
+                   help="score-weighted vote over the top k")  # fmt: skip
     s.add_argument("--seed", type=int)
 
 
@@ -82,6 +98,33 @@ def _add_model_args(m: Any) -> None:
     m.add_argument("--ppm", help="reward model path or hub id (default: none → agreement)")
     m.add_argument("--ppm-engine", choices=["transformers", "vllm", "remote"])
     m.add_argument("--prompt-style", choices=PROMPT_STYLES)
+
+
+def _at_least(low: int) -> Any:
+    """An argparse `type`: a whole number ≥ low."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be ≥ {low}, got {text}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _share(text: str) -> float:
+    """An argparse `type`: a fraction strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be > 0 and < 1, got {text}")
+    return value
 
 
 def _csv(kind: type) -> Any:
@@ -105,8 +148,8 @@ def _add_eval(sub: Any) -> None:
     p.add_argument(
         "--data", required=True, help="JSONL: 'problem' (or 'question') and 'answer' per line"
     )
-    p.add_argument("--limit", type=int, help="only the first N problems (after --offset)")
-    p.add_argument("--offset", type=int, default=0, help="skip the first N problems")
+    p.add_argument("--limit", type=_at_least(0), help="only the first N problems (after --offset)")
+    p.add_argument("--offset", type=_at_least(0), default=0, help="skip the first N problems")
     p.add_argument(
         "--algorithms",
         type=_csv(str),
@@ -121,14 +164,16 @@ def _add_eval(sub: Any) -> None:
     )
     p.add_argument(
         "--concurrency",
-        type=int,
+        type=_at_least(1),
         default=4,
         help="problems searched at once on the one engine (default 4)",
     )
     p.add_argument("--url", help="evaluate a running rstar server (its search settings apply)")
     p.add_argument("--api-key", help="the server's API key (default: RSTAR_API_KEY)")
-    p.add_argument("--max-tokens", type=int, help="generated tokens per search")
-    p.add_argument("--time-limit", type=float, help="wall-clock seconds per search")
+    p.add_argument("--max-tokens", type=arg_type(Budget, "max_tokens"),
+                   help="generated tokens per search")  # fmt: skip
+    p.add_argument("--time-limit", type=arg_type(Budget, "time_limit_s", float),
+                   help="wall-clock seconds per search")  # fmt: skip
     _add_search_args(p.add_argument_group("search (in-process)"))
     _add_model_args(p.add_argument_group("models, in-process (default: RSTAR_* settings)"))
     o = p.add_argument_group("output")
@@ -140,7 +185,7 @@ def _add_eval(sub: Any) -> None:
 def _add_eval_ppm(sub: Any) -> None:
     p = sub.add_parser(
         "eval-ppm",
-        help="a PPM's pairwise accuracy on preference pairs (overall and per kind, 95 % CI)",
+        help="a PPM's pairwise accuracy on preference pairs (overall and per kind, 95%% CI)",
         description="Score both sides of every pair (search.extract.PreferencePair JSONL, as a "
         "round writes to data/ppm_pairs.jsonl) and report the share ranked right.",
     )
@@ -149,11 +194,12 @@ def _add_eval_ppm(sub: Any) -> None:
     p.add_argument("--ppm-engine", choices=["transformers", "vllm"], default="transformers")
     p.add_argument(
         "--held-out-share",
-        type=float,
+        type=_share,
         help="only the pairs of the problems a trainer with this --holdout-share held out",
     )
-    p.add_argument("--limit", type=int, help="only the first N pairs (after --held-out-share)")
-    p.add_argument("--batch-size", type=int, default=32, help="pairs per scoring call")
+    p.add_argument("--limit", type=_at_least(0),
+                   help="only the first N pairs (after --held-out-share)")  # fmt: skip
+    p.add_argument("--batch-size", type=_at_least(1), default=32, help="pairs per scoring call")
     p.add_argument("--out", help="also write the report as JSON here")
 
 
@@ -168,10 +214,6 @@ def _eval_ppm(args: argparse.Namespace) -> int:
     from server.rounds.inputs import check_model
 
     try:
-        if args.batch_size < 1:
-            raise ValueError("--batch-size must be at least 1")
-        if args.held_out_share is not None and not 0 < args.held_out_share < 1:
-            raise ValueError("--held-out-share must be between 0 and 1")
         pairs = read_jsonl(args.pairs, PreferencePair)
         if args.held_out_share is not None:
             pairs = [
@@ -211,9 +253,14 @@ def _eval_ppm(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: Any) -> None:
-    p = sub.add_parser("serve", help="run the HTTP server (settings from RSTAR_* variables)")
+    from server.settings import ServerSettings
+
+    p = sub.add_parser("serve", help="run the HTTP server (settings from RSTAR_* variables)",
+                       description="The HTTP server, as python -m server: settings from RSTAR_* "
+                       "variables, checked before the engines start.")  # fmt: skip
     p.add_argument("--host", help="listen address (default RSTAR_HOST or 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default RSTAR_PORT or 8000)")
+    p.add_argument("--port", type=arg_type(ServerSettings, "port"),
+                   help="port (default RSTAR_PORT or 8000)")  # fmt: skip
 
 
 def _search_config(args: argparse.Namespace, settings: Any) -> Any:
@@ -231,16 +278,42 @@ def _search_config(args: argparse.Namespace, settings: Any) -> Any:
     )
 
 
+# ModelSettings fields → the flags that set them (an error names the flag when it was given)
+_MODEL_FLAGS = {
+    "policy_engine": "engine",
+    "policy_model": "model",
+    "policy_url": "policy_url",
+    "ppm_model": "ppm",
+    "ppm_engine": "ppm_engine",
+    "prompt_style": "prompt_style",
+}
+
+
 def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    pairs = {
-        "policy_engine": args.engine,
-        "policy_model": args.model,
-        "policy_url": args.policy_url,
-        "ppm_model": args.ppm,
-        "ppm_engine": args.ppm_engine,
-        "prompt_style": args.prompt_style,
-    }
+    pairs = {field: getattr(args, dest) for field, dest in _MODEL_FLAGS.items()}
     return {k: v for k, v in pairs.items() if v is not None}
+
+
+def _model_settings(args: argparse.Namespace) -> Any:
+    """The model settings (flags over RSTAR_* variables), checked before any engine starts:
+    a ConfigError names the flag or variable that cannot work."""
+    from models import ModelSettings
+    from server.preflight import check_models
+
+    overrides = _settings_overrides(args)
+    names = {f: "--" + _MODEL_FLAGS[f].replace("_", "-") for f in overrides}
+    settings = load_settings(ModelSettings, names, **overrides)
+    check_models(settings, names)
+    return settings
+
+
+def _sandbox_settings() -> Any:
+    from sandbox import SandboxSettings
+    from server.preflight import check_sandbox
+
+    settings = load_settings(SandboxSettings)
+    check_sandbox(settings)
+    return settings
 
 
 class _Progress(RichBar):
@@ -315,15 +388,16 @@ def _solve_remote(args: argparse.Namespace) -> int:
 
 
 async def _solve(args: argparse.Namespace) -> int:
-    from models import ModelSettings, load_models
+    from models import load_models
     from sandbox import create_sandbox
-    from search import Budget, Components, run_search
+    from search import Components, run_search
     from search.grading import default_grader
 
     problem = _read_problem(args)
     if problem is None:
         return 2
-    settings = ModelSettings(**_settings_overrides(args))
+    settings = _model_settings(args)
+    sandbox_settings = _sandbox_settings()
     budget = Budget(
         rollouts=args.rollouts, max_tokens=args.max_tokens, time_limit_s=args.time_limit
     )
@@ -331,7 +405,7 @@ async def _solve(args: argparse.Namespace) -> int:
     progress = _Progress(args.rollouts if args.algorithm != "greedy" else 1)
     t0 = time.monotonic()
     progress.status(f"starting the sandbox and the {settings.policy_engine} policy engine…")
-    sandbox = create_sandbox()
+    sandbox = create_sandbox(sandbox_settings)
     models = None
     try:
         sandbox.start()
@@ -367,30 +441,14 @@ def _write_html(path: str, result: dict[str, Any]) -> None:
     print(f"rstar solve: the search tree is in {path} (open it in a browser)", file=sys.stderr)
 
 
-def _check_models(args: argparse.Namespace) -> None:
-    """A --model/--ppm that is not a model fails here, before an engine starts (ValueError)."""
-    from server.rounds.inputs import InputError, check_model
-
-    try:
-        if args.model and args.engine != "remote":
-            check_model(args.model, "--model")
-        if args.ppm and args.ppm_engine != "remote":
-            check_model(args.ppm, "--ppm", ppm=True)
-    except InputError as e:
-        raise ValueError(str(e)) from None
-
-
 def _eval(args: argparse.Namespace) -> int:
-    """`rstar eval`: check the data (before anything starts), then evaluate."""
+    """`rstar eval`: check the data, the output folder and the settings (cheapest first, all
+    before anything starts), then evaluate."""
     import evaluation as ev
 
     try:
         problems = ev.load_problems(args.data, offset=args.offset, limit=args.limit)
         keys = ev.plan(args.algorithms, args.budgets)
-        if args.concurrency < 1:
-            raise ValueError("--concurrency must be at least 1")
-        if not args.url:
-            _check_models(args)
     except (ev.DataError, ValueError) as e:
         print(f"rstar eval: {e}", file=sys.stderr)
         return 2
@@ -405,7 +463,10 @@ def _eval(args: argparse.Namespace) -> int:
     }  # fmt: skip
     try:
         ev.check_out_dir(out, info, args.resume)
-    except ev.EvalError as e:
+        if not args.url:
+            args.model_settings = _model_settings(args)
+            args.sandbox_settings = _sandbox_settings()
+    except (ev.EvalError, ConfigError) as e:
         print(f"rstar eval: {e}", file=sys.stderr)
         return 2
     return asyncio.run(_eval_run(args, problems, keys, info, out))
@@ -440,18 +501,18 @@ async def _eval_run(
                 with progress:
                     report = await run(solver)
         else:
-            from models import ModelSettings, load_models, model_versions
+            from models import load_models, model_versions
             from sandbox import create_sandbox
             from search import Components
 
-            settings = ModelSettings(**_settings_overrides(args))
+            settings = args.model_settings
             config = _search_config(args, settings)
             info["config"]["search"] = config.model_dump(mode="json")
             versions = {"policy": settings.policy_model, "policy_engine": settings.policy_engine,
                         "reward_model": settings.ppm_model,
                         "versions": model_versions(settings)}  # fmt: skip
             progress.status(f"starting the sandbox and the {settings.policy_engine} engine…")
-            sandbox = create_sandbox()
+            sandbox = create_sandbox(args.sandbox_settings)
             models = None
             try:
                 sandbox.start()
@@ -487,6 +548,8 @@ def _print_result(problem: str, result: Any, gold: str | None, correct: bool | N
     from rich.panel import Panel
     from rich.syntax import Syntax
 
+    from server.openai_api import without_step_label
+
     con = Console()
     con.print(Panel(problem.strip(), title="problem", expand=False))
     if not result.steps:
@@ -496,8 +559,8 @@ def _print_result(problem: str, result: Any, gold: str | None, correct: bool | N
         con.print(
             f"[bold]step {i}[/bold] [dim]({score}Q {step.q:+.2f}, {step.visits} visits)[/dim]"
         )
-        if step.reasoning:
-            con.print(f"  {step.reasoning}")
+        if reasoning := without_step_label(step.reasoning):
+            con.print(f"  {reasoning}")
         if step.code:
             con.print(Syntax(step.code, "python", theme="ansi_dark", padding=(0, 2)))
         if step.output is not None and i == len(result.steps):
@@ -523,28 +586,37 @@ def _print_result(problem: str, result: Any, gold: str | None, correct: bool | N
     )
 
 
+DEBUG_HELP = "errors with their traceback (as RSTAR_LOG_LEVEL=DEBUG)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rstar", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_solve, _add_serve, _add_eval, _add_eval_ppm):
+        add(sub)
+    for p in sub.choices.values():  # after the command too; SUPPRESS keeps `rstar --debug CMD`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from models import ModelUnavailable
     from sandbox import SandboxUnavailable
+    from server.preflight import report
 
-    parser = argparse.ArgumentParser(
-        prog="rstar", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_solve(sub)
-    _add_serve(sub)
-    _add_eval(sub)
-    _add_eval_ppm(sub)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    debug = debug_wanted(args.debug)
+    prog = f"rstar {args.command}"
     try:
         if args.command == "serve":
-            from server.__main__ import main as serve
+            from server.__main__ import serve
 
-            serve([*(["--host", args.host] if args.host else []),
-                   *(["--port", str(args.port)] if args.port else [])])  # fmt: skip
-            return 0
+            return serve(args.host, args.port, debug, prog=prog)
         if args.command == "eval":
             return _eval(args)
         if args.command == "eval-ppm":
@@ -552,11 +624,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             return _solve_remote(args)
         return asyncio.run(_solve(args))
-    except (ModelUnavailable, SandboxUnavailable) as e:
-        print(f"rstar: {e}", file=sys.stderr)
+    except (ConfigError, ModelUnavailable, SandboxUnavailable) as e:
+        report(prog, e, json_logs=False, debug=debug)
         return 2
-    except ValidationError as e:
-        print(f"rstar: invalid setting:\n{e}", file=sys.stderr)
+    except ValidationError as e:  # a model built from flags and settings together
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        report(prog, ConfigError(loc, err.get("input"), err["msg"]), json_logs=False, debug=debug)
         return 2
     except KeyboardInterrupt:
         return 130

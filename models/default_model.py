@@ -184,18 +184,24 @@ def resolve_model(name_or_path: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m models.default_model [default] [tiny]`: verify and convert, print the paths."""
+    import argparse
     import sys
 
+    ap = argparse.ArgumentParser(
+        prog="python -m models.default_model",
+        description="Assemble, verify (pinned sha256) and convert the embedded models into the "
+        "local model cache (RSTAR_MODEL_CACHE, else ~/.cache/rstar/models), once; print where "
+        "each one is. Engines do this on first use; running it ahead saves that time.",
+    )
+    ap.add_argument("names", nargs="*", metavar="NAME",
+                    help=f"which: {' and/or '.join(EMBEDDED)} (default: default)")  # fmt: skip
+    names = ap.parse_args(argv).names or ["default"]
+    if unknown := [n for n in names if n not in EMBEDDED]:
+        ap.error(f"unknown embedded model {unknown[0]!r}; choose from {', '.join(EMBEDDED)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    names = (sys.argv[1:] if argv is None else argv) or ["default"]
     for name in names:
-        spec = EMBEDDED.get(name)
-        if spec is None:
-            print(f"unknown embedded model {name!r}; choose from {', '.join(EMBEDDED)}",
-                  file=sys.stderr)  # fmt: skip
-            return 2
         try:
-            print(f"{name}: {ensure_model(spec)}")
+            print(f"{name}: {ensure_model(EMBEDDED[name])}")
         except ModelUnavailable as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = SandboxSettings(workers=1)
     except ValidationError as e:
-        print(f"bad sandbox settings (RSTAR_SANDBOX*):\n{e}", file=sys.stderr)
+        from server.preflight import settings_error
+
+        print(f"{ap.prog}: {settings_error(SandboxSettings, e)}", file=sys.stderr)
         return 2
     limits = ExecLimits(
         timeout_s=args.timeout_s or settings.timeout_s,

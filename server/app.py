@@ -77,7 +77,7 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if manage_service:
+        if manage_service and not svc.ready:  # `python -m server` starts it before it listens
             await svc.start()
         try:
             yield
