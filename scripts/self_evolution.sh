@@ -63,6 +63,9 @@ R_TRAIN=(--sft-lr 1e-4 --sft-epochs 2 --ppm-lr 2e-4 --ppm-head-lr 1e-5 --ppm-epo
 # share once (on round 1's pairs 21 % fewer padded tokens an epoch); round 1 keeps the batches
 # it was trained with, so that rebuilding it gives the model that was measured
 R2_TRAIN=(--ppm-pair-batches parent)
+# round 1 was labelled before the reference's rules (outcome Q over every terminal, the margin
+# and edit-distance filters, no credit for false arithmetic): it keeps the rules it ran with
+R1_LABELS=(--label-q search --q-margin none --min-edit-chars 0 --no-check-claims)
 ROUND_EVAL=(--eval-data "$DATA/gsm8k_test.jsonl" --eval-limit "$N_GREEDY" --eval-algorithms greedy
   --no-eval-previous --eval-concurrency 32)
 
@@ -89,7 +92,7 @@ for s in $STAGES; do
       stage "round 1: terminal-guided MCTS over $R1_N train problems"
       round --problems "$DATA/gsm8k_train.jsonl" --offset "$R0_ROWS" --limit "$R1_N" --round 1 \
         --policy "$OUT/r0/policy" --rollouts "$R_ROLLOUTS" --concurrency "$GEN_CONC" \
-        --out "$OUT/r1" "${TRAIN[@]}" "${R_TRAIN[@]}" ;;
+        --out "$OUT/r1" "${TRAIN[@]}" "${R_TRAIN[@]}" "${R1_LABELS[@]}" ;;
     r2)
       stage "round 2: PPM-augmented MCTS over $R2_N train problems"
       # shellcheck disable=SC2046

@@ -21,6 +21,13 @@ From a tree searched with a gold answer (terminal reward ±1, so every terminal 
   is label noise (what the paper's code-execution filter is meant to remove), so it is neither
   an SFT trajectory nor a positive, and counted in `unsupported`.
 
+- **Labels as the reference draws them** (`LabelRules`): a step's Q for labelling is the mean
+  outcome of every terminal below it (+1 credited correct, -1 wrong), whether or not the search
+  visited it; a pair is kept only when the chosen Q exceeds the rejected one by `q_margin` and the
+  two steps differ by at least `min_edit_chars` characters; with `check_claims`, a correct
+  terminal whose path states false arithmetic, or whose last comment ends on another number than
+  its answer, is not credited (search/claims.py), so it is neither SFT data nor a positive.
+
 Records are pydantic models (`.model_dump_json()` for a JSONL line, `model_validate_json` back).
 """
 
@@ -28,12 +35,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import product
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from rapidfuzz.distance import Levenshtein
 
+from search.claims import contradicts_answer, false_claims
 from search.grading import answers_equal
 from search.protocols import ScoreRequest
 from search.steps import ANSWER, OUTPUT, PromptStyle, render_prompt
@@ -131,6 +140,7 @@ class ExtractStats(BaseModel):
     step_pairs: int = 0
     final_pairs: int = 0
     unsupported: int = 0  # correct terminals whose answer the code never printed
+    unsound: int = 0  # correct terminals whose comments state false arithmetic
     steps_per_trajectory: dict[int, int] = Field(default_factory=dict)  # steps -> trajectories
 
     @property
@@ -153,6 +163,7 @@ class ExtractStats(BaseModel):
             step_pairs=self.step_pairs + other.step_pairs,
             final_pairs=self.final_pairs + other.final_pairs,
             unsupported=self.unsupported + other.unsupported,
+            unsound=self.unsound + other.unsound,
             steps_per_trajectory=dict(sorted(hist.items())),
         )
 
@@ -166,6 +177,7 @@ class ExtractStats(BaseModel):
             "step_pairs": self.step_pairs,
             "final_pairs": self.final_pairs,
             "unsupported": self.unsupported,
+            "unsound": self.unsound,
             "mean_steps_per_trajectory": round(self.mean_steps_per_trajectory, 3),
         }
 
@@ -176,15 +188,39 @@ class Extraction(BaseModel):
     stats: ExtractStats
 
 
+class LabelRules(BaseModel):
+    """How a finished tree becomes training data. The defaults are the reference's rules; the
+    rounds recorded before them ran with `q="search"`, `q_margin=None`, `min_edit_chars=0`,
+    `check_claims=False`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    top_k: int = Field(2, ge=1, description="SFT trajectories per problem; pairs: k×k per step")
+    final_pairs: bool = Field(True, description="also final-answer pairs (paper's relaxation)")
+    supported_only: bool = Field(
+        True, description="credit a correct answer only if its code printed it (SFT and pairs)"
+    )
+    q: Literal["outcomes", "search"] = Field(
+        "outcomes",
+        description="a step's Q for labels: the mean outcome of every terminal below it, or "
+        "the search's own Q (only the terminals its rollouts visited, PRM first values mixed in)",
+    )
+    q_margin: float | None = Field(
+        0.5, ge=0, description="keep a pair only if chosen Q − rejected Q ≥ this (unset: any)"
+    )
+    min_edit_chars: int = Field(
+        20, ge=0, description="keep a pair only if its two sides differ by this many characters"
+    )
+    check_claims: bool = Field(
+        True, description="credit no correct answer whose comments state false arithmetic"
+    )
+
+
 # --- helpers -----------------------------------------------------------------------------------
 
 
 def _valid(node: Node) -> bool:
     return node.status != "invalid" and node.error is None
-
-
-def _mean_q(path: Sequence[Node]) -> float:
-    return sum(n.q for n in path) / len(path) if path else 0.0
 
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
@@ -200,13 +236,65 @@ def supported(node: Node) -> bool:
     return any(x == node.answer or answers_equal(x, node.answer) for x in printed)
 
 
-def _credited(node: Node, supported_only: bool) -> bool:
-    return node.correct is True and (not supported_only or supported(node))
+def _sound(tree: Tree, check: bool) -> list[bool]:
+    """Per node: is every comment on its path free of false arithmetic (a terminal's last
+    comment also ending on its answer, if it ends on a number)? All True unless `check`."""
+    ok = [True] * len(tree)
+    if not check:
+        return ok
+    for node in tree.nodes:  # parents come before their children
+        own = not false_claims(node.reasoning)
+        if node.status == "terminal":
+            own = own and not contradicts_answer(node.reasoning, node.answer)
+        ok[node.id] = own and (node.parent is None or ok[node.parent])
+    return ok
 
 
-def _outcomes(tree: Tree, supported_only: bool = False) -> tuple[list[bool], list[bool]]:
-    """Per node: does its subtree hold a correct terminal / a wrong one (valid nodes only; an
-    unsupported correct terminal is neither when `supported_only`)."""
+class _Labels:
+    """What labelling needs of one tree: which terminals count as correct, and each node's Q."""
+
+    def __init__(self, tree: Tree, rules: LabelRules) -> None:
+        self.tree, self.rules = tree, rules
+        self.sound = _sound(tree, rules.check_claims)
+        self.has_correct, self.has_wrong = _outcomes(tree, self.credited)
+        self._q = _outcome_q(tree, self.credited) if rules.q == "outcomes" else None
+
+    def credited(self, node: Node) -> bool:
+        if node.correct is not True or not self.sound[node.id]:
+            return False
+        return not self.rules.supported_only or supported(node)
+
+    def q(self, node: Node) -> float:
+        if self._q is None:
+            return node.q
+        v = self._q[node.id]
+        return v if v is not None else 0.0
+
+    def mean_q(self, path: Sequence[Node]) -> float:
+        return sum(self.q(n) for n in path) / len(path) if path else 0.0
+
+    def keep(self, chosen: str, rejected: str, chosen_q: float, rejected_q: float) -> bool:
+        r = self.rules
+        if r.q_margin is not None and chosen_q - rejected_q < r.q_margin:
+            return False
+        return r.min_edit_chars <= 0 or Levenshtein.distance(chosen, rejected) >= r.min_edit_chars
+
+    def ranked_paths(self, correct: bool) -> list[list[Node]]:
+        """Paths to credited correct (or to wrong) terminals with no failed step, best mean Q
+        first (ties: the terminal found first)."""
+        paths = []
+        for t in self.tree.terminals():
+            if self.credited(t) if correct else t.correct is False:
+                path = self.tree.path(t)
+                if path and all(_valid(n) for n in path):
+                    paths.append(path)
+        paths.sort(key=lambda p: (-self.mean_q(p), p[-1].id))
+        return paths
+
+
+def _outcomes(tree: Tree, credited: Callable[[Node], bool]) -> tuple[list[bool], list[bool]]:
+    """Per node: does its subtree hold a credited correct terminal / a wrong one (valid nodes
+    only; a correct terminal not credited is neither)."""
     has_correct = [False] * len(tree)
     has_wrong = [False] * len(tree)
     # children are always added after their parent, so ids descend bottom-up
@@ -214,7 +302,7 @@ def _outcomes(tree: Tree, supported_only: bool = False) -> tuple[list[bool], lis
         if not _valid(node):
             continue
         if node.status == "terminal":
-            has_correct[node.id] |= _credited(node, supported_only)
+            has_correct[node.id] |= credited(node)
             has_wrong[node.id] |= node.correct is False
         if node.parent is not None:
             has_correct[node.parent] |= has_correct[node.id]
@@ -222,31 +310,34 @@ def _outcomes(tree: Tree, supported_only: bool = False) -> tuple[list[bool], lis
     return has_correct, has_wrong
 
 
-def _ranked_paths(tree: Tree, correct: bool, supported_only: bool = False) -> list[list[Node]]:
-    """Paths to terminals with `correct` (and, for correct ones, a supported answer when
-    `supported_only`) and no failed step, best mean Q first (ties: the terminal found first)."""
-    paths = []
-    for t in tree.terminals():
-        if t.correct is not correct or (correct and not _credited(t, supported_only)):
+def _outcome_q(tree: Tree, credited: Callable[[Node], bool]) -> list[float | None]:
+    """Per node: the mean outcome (+1 credited, -1 wrong) of the valid terminals below it,
+    None where there is none."""
+    total = [0.0] * len(tree)
+    count = [0] * len(tree)
+    for node in reversed(tree.nodes):
+        if not _valid(node):
             continue
-        path = tree.path(t)
-        if path and all(_valid(n) for n in path):
-            paths.append(path)
-    paths.sort(key=lambda p: (-_mean_q(p), p[-1].id))
-    return paths
+        if node.status == "terminal" and (node.correct is False or credited(node)):
+            total[node.id] += 1.0 if node.correct else -1.0
+            count[node.id] += 1
+        if node.parent is not None:
+            total[node.parent] += total[node.id]
+            count[node.parent] += count[node.id]
+    return [t / c if c else None for t, c in zip(total, count, strict=True)]
 
 
-def _trajectory(tree: Tree, path: list[Node], problem_id: str | None) -> Trajectory:
+def _trajectory(labels: _Labels, path: list[Node], problem_id: str | None) -> Trajectory:
     last = path[-1]
     return Trajectory(
-        problem=tree.problem,
+        problem=labels.tree.problem,
         steps=[
             TrajectoryStep(
                 text=n.text,
                 reasoning=n.reasoning,
                 code=n.code,
                 output=n.output,
-                q=n.q,
+                q=labels.q(n),
                 visits=n.visits,
             )
             for n in path
@@ -254,7 +345,7 @@ def _trajectory(tree: Tree, path: list[Node], problem_id: str | None) -> Traject
         answer=last.answer,
         answer_text=last.answer_text,
         correct=last.correct,
-        mean_q=_mean_q(path),
+        mean_q=labels.mean_q(path),
         problem_id=problem_id,
     )
 
@@ -263,39 +354,46 @@ def _trajectory(tree: Tree, path: list[Node], problem_id: str | None) -> Traject
 
 
 def sft_trajectories(
-    tree: Tree, k: int = 2, problem_id: str | None = None, supported_only: bool = False
+    tree: Tree, rules: LabelRules | None = None, problem_id: str | None = None
 ) -> list[Trajectory]:
-    """The top-`k` correct trajectories by mean Q of their steps (none with a failed step)."""
-    paths = _ranked_paths(tree, True, supported_only)[:k]
-    return [_trajectory(tree, p, problem_id) for p in paths]
+    """The top-k credited correct trajectories by mean Q of their steps (none with a failed
+    step)."""
+    labels = _Labels(tree, rules or LabelRules())
+    paths = labels.ranked_paths(True)[: labels.rules.top_k]
+    return [_trajectory(labels, p, problem_id) for p in paths]
 
 
 def preference_pairs(
-    tree: Tree, k: int = 2, problem_id: str | None = None, supported_only: bool = False
+    tree: Tree, rules: LabelRules | None = None, problem_id: str | None = None
 ) -> list[PreferencePair]:
-    """Step-level pairs sharing a prefix: at each expanded node, the top-`k` children by Q that
-    lead to a correct answer × the bottom-`k` by Q that lead only to wrong ones."""
-    has_correct, has_wrong = _outcomes(tree, supported_only)
+    """Step-level pairs sharing a prefix: at each expanded node, the top-k children by Q that
+    lead to a credited correct answer × the bottom-k by Q that lead only to wrong ones, each
+    pair kept if it passes the margin and edit-distance rules."""
+    labels = _Labels(tree, rules or LabelRules())
+    k = labels.rules.top_k
+    q = labels.q
     pairs: list[PreferencePair] = []
     for node in tree.nodes:
         kids = [c for c in tree.children(node) if _valid(c)]
-        pos = sorted((c for c in kids if has_correct[c.id]), key=lambda c: (-c.q, c.id))[:k]
+        pos = sorted((c for c in kids if labels.has_correct[c.id]), key=lambda c: (-q(c), c.id))
         neg = sorted(
-            (c for c in kids if has_wrong[c.id] and not has_correct[c.id]),
-            key=lambda c: (c.q, c.id),
-        )[:k]
+            (c for c in kids if labels.has_wrong[c.id] and not labels.has_correct[c.id]),
+            key=lambda c: (q(c), c.id),
+        )
         if not pos or not neg:
             continue
         prefix = [n.text for n in tree.path(node)]
-        for p, n in product(pos, neg):
+        for p, n in product(pos[:k], neg[:k]):
+            if not labels.keep(p.text, n.text, q(p), q(n)):
+                continue
             pairs.append(
                 PreferencePair(
                     problem=tree.problem,
                     prefix=prefix,
                     chosen=p.text,
                     rejected=n.text,
-                    chosen_q=p.q,
-                    rejected_q=n.q,
+                    chosen_q=q(p),
+                    rejected_q=q(n),
                     kind="step",
                     problem_id=problem_id,
                 )
@@ -304,25 +402,33 @@ def preference_pairs(
 
 
 def final_answer_pairs(
-    tree: Tree, k: int = 2, problem_id: str | None = None, supported_only: bool = False
+    tree: Tree, rules: LabelRules | None = None, problem_id: str | None = None
 ) -> list[PreferencePair]:
-    """Whole-trajectory pairs for the last step: the top-`k` correct trajectories by mean Q ×
-    the bottom-`k` wrong ones; the prefix is the steps they share, each side the rest, joined."""
-    good = _ranked_paths(tree, True, supported_only)[:k]
-    bad = _ranked_paths(tree, False)[::-1][:k]  # lowest mean Q first
+    """Whole-trajectory pairs for the last step: the top-k credited correct trajectories by mean
+    Q × the bottom-k wrong ones; the prefix is the steps they share, each side the rest, joined;
+    kept if they pass the margin and edit-distance rules."""
+    labels = _Labels(tree, rules or LabelRules())
+    k = labels.rules.top_k
+    good = labels.ranked_paths(True)[:k]
+    bad = labels.ranked_paths(False)[::-1][:k]  # lowest mean Q first
     pairs = []
     for g, b in product(good, bad):
         shared = 0
         while shared < min(len(g), len(b)) - 1 and g[shared].id == b[shared].id:
             shared += 1
+        chosen = "".join(n.text for n in g[shared:])
+        rejected = "".join(n.text for n in b[shared:])
+        gq, bq = labels.mean_q(g), labels.mean_q(b)
+        if not labels.keep(chosen, rejected, gq, bq):
+            continue
         pairs.append(
             PreferencePair(
                 problem=tree.problem,
                 prefix=[n.text for n in g[:shared]],
-                chosen="".join(n.text for n in g[shared:]),
-                rejected="".join(n.text for n in b[shared:]),
-                chosen_q=_mean_q(g),
-                rejected_q=_mean_q(b),
+                chosen=chosen,
+                rejected=rejected,
+                chosen_q=gq,
+                rejected_q=bq,
                 kind="final",
                 problem_id=problem_id,
             )
@@ -335,24 +441,22 @@ def _pair_key(p: PreferencePair) -> tuple[str, ...]:
 
 
 def extract(
-    tree: Tree,
-    k: int = 2,
-    final_pairs: bool = True,
-    problem_id: str | None = None,
-    supported_only: bool = False,
+    tree: Tree, rules: LabelRules | None = None, problem_id: str | None = None
 ) -> Extraction:
     """Everything one tree gives: SFT trajectories, step pairs (+ final-answer pairs unless
-    `final_pairs=False`; one that repeats a step pair is dropped), and their counts."""
-    trajectories = sft_trajectories(tree, k, problem_id, supported_only)
-    pairs = preference_pairs(tree, k, problem_id, supported_only)
+    `rules.final_pairs` is off; one that repeats a step pair is dropped), and their counts."""
+    rules = rules or LabelRules()
+    trajectories = sft_trajectories(tree, rules, problem_id)
+    pairs = preference_pairs(tree, rules, problem_id)
     n_step = len(pairs)
-    if final_pairs:
+    if rules.final_pairs:
         seen = {_pair_key(p) for p in pairs}
-        for p in final_answer_pairs(tree, k, problem_id, supported_only):
+        for p in final_answer_pairs(tree, rules, problem_id):
             if _pair_key(p) not in seen:
                 seen.add(_pair_key(p))
                 pairs.append(p)
     hist = Counter(len(t.steps) for t in trajectories)
+    sound = _sound(tree, rules.check_claims)
     stats = ExtractStats(
         problems=1,
         problems_solved=int(bool(trajectories)),
@@ -361,6 +465,7 @@ def extract(
         step_pairs=n_step,
         final_pairs=len(pairs) - n_step,
         unsupported=sum(t.correct is True and not supported(t) for t in tree.terminals()),
+        unsound=sum(t.correct is True and not sound[t.id] for t in tree.terminals()),
         steps_per_trajectory=dict(sorted(hist.items())),
     )
     return Extraction(trajectories=trajectories, pairs=pairs, stats=stats)

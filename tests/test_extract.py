@@ -6,6 +6,7 @@ import pytest
 
 from search.extract import (
     ExtractStats,
+    LabelRules,
     PreferencePair,
     SftExample,
     Trajectory,
@@ -71,6 +72,13 @@ def failed(tree: Tree, parent: Node, name: str) -> Node:
     )
 
 
+def search_q(k: int = 2, **kw) -> LabelRules:
+    """The rules the first rounds ran with: the search's own Q, every pair kept."""
+    base = {"q": "search", "q_margin": None, "min_edit_chars": 0, "check_claims": False,
+            "supported_only": False}  # fmt: skip
+    return LabelRules(top_k=k, **{**base, **kw})
+
+
 @pytest.fixture
 def tree() -> Tree:
     """root ─ a (Q .6) ─ a1 ✓ (Q 1) , a2 ✗ (Q -1), a3 failed
@@ -102,13 +110,13 @@ def by_name(tree: Tree, name: str) -> Node:
 
 
 def test_sft_top2_by_mean_q(tree):
-    trajs = sft_trajectories(tree, k=2)
+    trajs = sft_trajectories(tree, search_q(2))
     assert [t.steps[-1].reasoning for t in trajs] == ["a1", "b1"]  # mean Q .8 and .5
     assert trajs[0].mean_q == pytest.approx((0.6 + 1.0) / 2)
     assert trajs[1].mean_q == pytest.approx((0.2 + 0.8) / 2)
     assert all(t.correct and t.answer == "7" for t in trajs)
     assert trajs[0].step_texts() == [by_name(tree, "a").text, by_name(tree, "a1").text]
-    assert len(sft_trajectories(tree, k=1)) == 1
+    assert len(sft_trajectories(tree, search_q(1))) == 1
 
 
 def test_sft_ranking_beats_terminal_q_alone():
@@ -120,14 +128,14 @@ def test_sft_ranking_beats_terminal_q_alone():
     final(t, b, "b1", 0.5, True)  # mean .7
     c = step(t, t.root, "c", 0.1)
     final(t, c, "c1", 0.3, True)  # mean .2
-    assert [x.steps[-1].reasoning for x in sft_trajectories(t, 2)] == ["b1", "c1"]
+    assert [x.steps[-1].reasoning for x in sft_trajectories(t, search_q(2))] == ["b1", "c1"]
 
 
 def test_sft_ties_broken_by_discovery_order():
     t = Tree("p")
     for name in ("a", "b", "c"):
         final(t, t.root, name, 0.5, True)
-    assert [x.steps[-1].reasoning for x in sft_trajectories(t, 2)] == ["a", "b"]
+    assert [x.steps[-1].reasoning for x in sft_trajectories(t, search_q(2))] == ["a", "b"]
 
 
 def test_failed_steps_never_in_sft_data():
@@ -139,7 +147,7 @@ def test_failed_steps_never_in_sft_data():
     final(t, bad, "under_bad", 1.0, True)
     good = step(t, t.root, "g", -0.9)
     final(t, good, "g1", -0.9, True)
-    trajs = sft_trajectories(t, 2)
+    trajs = sft_trajectories(t, search_q(2))
     assert [x.steps[-1].reasoning for x in trajs] == ["g1"]
     assert not any("boom" in s.text for x in trajs for s in x.steps)
 
@@ -152,7 +160,7 @@ def test_no_correct_terminal_no_sft(tree):
 
 
 def test_pairs_at_root_top2_positive_bottom2_negative(tree):
-    pairs = preference_pairs(tree, k=2)
+    pairs = preference_pairs(tree, search_q(2))
     at_root = [p for p in pairs if p.prefix == []]
     a, b, c, d = (by_name(tree, x).text for x in "abcd")
     # positives a, b (lead to a correct answer); negatives d, c (only wrong), lowest Q first;
@@ -165,7 +173,7 @@ def test_pairs_at_root_top2_positive_bottom2_negative(tree):
 
 
 def test_pairs_share_the_prefix_and_skip_failed_children(tree):
-    pairs = preference_pairs(tree, k=2)
+    pairs = preference_pairs(tree, search_q(2))
     under_a = [p for p in pairs if p.prefix]
     a = by_name(tree, "a")
     assert len(under_a) == 1
@@ -183,7 +191,7 @@ def test_negatives_are_the_lowest_q():
     final(t, t.root, "good", 0.9, True)
     for name, q in [("w1", -0.2), ("w2", -0.9), ("w3", -0.5), ("w4", 0.1)]:
         final(t, t.root, name, q, False)
-    rejected = [p.rejected for p in preference_pairs(t, k=2)]
+    rejected = [p.rejected for p in preference_pairs(t, search_q(2))]
     assert rejected == [by_name(t, "w2").text, by_name(t, "w3").text]
 
 
@@ -195,13 +203,13 @@ def test_node_with_only_correct_children_gives_no_pair():
     b = step(t, t.root, "b", 0.4)  # both outcomes below b: a positive, never a negative
     final(t, b, "b1", 1.0, True)
     final(t, b, "b2", -1.0, False)
-    pairs = preference_pairs(t, k=2)
+    pairs = preference_pairs(t, search_q(2))
     assert all(p.prefix == [b.text] for p in pairs)  # none at the root, none under a
     assert len(pairs) == 1
 
 
 def test_final_answer_pairs_relax_the_shared_prefix(tree):
-    pairs = final_answer_pairs(tree, k=2)
+    pairs = final_answer_pairs(tree, search_q(2))
     # correct: a→a1 (mean .8), b→b1 (.5); wrong, lowest mean first: d→d1 (-.75), c→c1 (-.75)…
     assert len(pairs) == 4
     assert all(p.kind == "final" for p in pairs)
@@ -218,15 +226,15 @@ def test_final_pairs_share_what_they_have_in_common():
     a = step(t, t.root, "a", 0.5)
     final(t, a, "a1", 1.0, True)
     final(t, a, "a2", -1.0, False)
-    pairs = final_answer_pairs(t, k=2)
+    pairs = final_answer_pairs(t, search_q(2))
     assert len(pairs) == 1 and pairs[0].prefix == [a.text]
     # extract() keeps it once: it repeats the step pair
-    ex = extract(t, k=2)
+    ex = extract(t, search_q(2))
     assert ex.stats.step_pairs == 1 and ex.stats.final_pairs == 0 and len(ex.pairs) == 1
 
 
 def test_extract_stats_and_json_round_trip(tree):
-    ex = extract(tree, k=2, problem_id="p-1")
+    ex = extract(tree, search_q(2), problem_id="p-1")
     s = ex.stats
     assert (s.problems, s.problems_solved, s.trajectories) == (1, 1, 2)
     assert s.step_pairs == 5 and s.final_pairs == 4 and s.pairs == 9
@@ -250,7 +258,7 @@ def test_extract_survives_tree_json_round_trip(tree):
 
 
 def test_render_sft_masks_prompt_and_executor_output(tree):
-    (traj, _) = sft_trajectories(tree, k=2)
+    (traj, _) = sft_trajectories(tree, search_q(2))
     ex = render_sft(traj)
     assert ex.prompt == render_prompt(tree.problem, [], "bare")
     assert ex.prompt + ex.completion == render_prompt(tree.problem, traj.step_texts(), "bare")
@@ -284,7 +292,7 @@ def test_supported_answers_are_the_ones_the_code_printed(tree):
 
 def test_unsupported_correct_answers_are_neither_sft_data_nor_positives(tree):
     by_name(tree, "a1").output = "6"  # printed 6, answered 7: right by luck
-    loose, strict = extract(tree, k=2), extract(tree, k=2, supported_only=True)
+    loose, strict = extract(tree, search_q(2)), extract(tree, search_q(2, supported_only=True))
     assert loose.stats.unsupported == strict.stats.unsupported == 1
     assert [t.steps[-1].reasoning for t in loose.trajectories] == ["a1", "b1"]
     assert [t.steps[-1].reasoning for t in strict.trajectories] == ["b1"]
@@ -292,3 +300,47 @@ def test_unsupported_correct_answers_are_neither_sft_data_nor_positives(tree):
     root_pairs = [p for p in strict.pairs if p.kind == "step" and not p.prefix[1:]]
     assert {p.chosen for p in root_pairs} == {by_name(tree, "b").text}
     assert all("a1" not in p.chosen for p in strict.pairs)
+
+
+# --- the reference's label rules (the default) -----------------------------------------------
+
+
+def test_labels_read_q_from_every_terminal_below_visited_or_not(tree):
+    """Outcome Q: a (one right, one wrong below) 0; b (right) 1; c, d (wrong) -1, whatever
+    the search's visits say; pairs rank by it."""
+    for n in tree.terminals():
+        n.visits, n.value_sum = 0, 0.0  # made, never walked to
+    rules = LabelRules(min_edit_chars=0)
+    (best, second) = sft_trajectories(tree, rules)
+    assert [s.q for s in best.steps] == [1.0, 1.0] and best.steps[0].reasoning == "b"
+    assert second.steps[0].q == 0.0
+    root_pairs = [p for p in preference_pairs(tree, rules) if not p.prefix]
+    assert [(p.chosen_q, p.rejected_q) for p in root_pairs] == [(1, -1), (1, -1), (0, -1), (0, -1)]
+
+
+def test_pairs_need_a_q_margin_and_different_enough_steps():
+    t = Tree("What is 3 + 4?")
+    t.root.status = "expanded"
+    weak = step(t, t.root, "weak", 0.0)  # one right below, four wrong: outcome Q -0.6
+    final(t, weak, "w1", 0, True)
+    for i in range(4):
+        final(t, weak, f"w{i + 2}", 0, False)
+    bad = step(t, t.root, "bad_step_with_another_long_name", 0.0)
+    final(t, bad, "b1", 0, False)
+    root_pairs = lambda rules: [p for p in preference_pairs(t, rules) if not p.prefix]  # noqa: E731
+    assert root_pairs(LabelRules(min_edit_chars=0)) == []  # -0.6 vs -1: under the 0.5 margin
+    assert len(root_pairs(LabelRules(min_edit_chars=0, q_margin=0.4))) == 1
+    assert len(root_pairs(LabelRules(q_margin=0.4, min_edit_chars=20))) == 1  # 30+ chars apart
+    assert root_pairs(LabelRules(q_margin=0.4, min_edit_chars=60)) == []
+
+
+def test_a_right_answer_under_false_arithmetic_is_not_credited(tree):
+    a1 = by_name(tree, "a1")
+    a1.reasoning = "3 + 4 = 8, so print 7"
+    rules = LabelRules(min_edit_chars=0)
+    assert [t.steps[0].reasoning for t in sft_trajectories(tree, rules)] == ["b"]
+    ex = extract(tree, rules)
+    assert ex.stats.unsound == 1
+    # a now leads only to a wrong answer (a1 is neither): a negative at the root
+    assert any(p.rejected == by_name(tree, "a").text for p in ex.pairs)
+    assert not extract(tree, LabelRules(min_edit_chars=0, check_claims=False)).stats.unsound

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from models.settings import PolicyEngine, RewardEngine
 from models.train_common import TrainHParams, drop_added_later
+from search.extract import LabelRules
 from search.steps import PromptStyle
 
 Phase = Literal["generate", "extract", "sft", "ppm", "eval"]
@@ -39,11 +40,17 @@ REQUIRES: dict[Phase, tuple[Phase, ...]] = {
 # the phase a setting (a top-level field or section) first acts on; unlisted: generate
 SETTING_PHASE: dict[str, Phase] = {
     "top_k": "extract", "final_pairs": "extract", "supported_only": "extract",
-    "sft": "sft", "ppm_train": "ppm", "eval": "eval",
+    "label_q": "extract", "q_margin": "extract", "min_edit_chars": "extract",
+    "check_claims": "extract", "sft": "sft", "ppm_train": "ppm", "eval": "eval",
 }  # fmt: skip
 
 # settings added after recorded rounds (docs/measured/evolution/): name → default
-ADDED_LATER: dict[str, Any] = {"supported_only": True, "search.unsolved_rollouts": None}
+# (the label rules' ADDED_LATER values are the old behaviour, their defaults the reference's: a
+# round recorded before them states the old values in its config)
+ADDED_LATER: dict[str, Any] = {
+    "supported_only": True, "search.unsolved_rollouts": None,
+    "label_q": "search", "q_margin": None, "min_edit_chars": 0, "check_claims": False,
+}  # fmt: skip
 
 
 class _Section(BaseModel):
@@ -144,6 +151,18 @@ class RoundConfig(_Section):
     supported_only: bool = Field(
         True, description="credit a correct answer only if its code printed it (SFT and pairs)"
     )
+    label_q: Literal["outcomes", "search"] = Field(
+        "outcomes", description=LabelRules.model_fields["q"].description
+    )
+    q_margin: float | None = Field(
+        0.5, ge=0, description=LabelRules.model_fields["q_margin"].description
+    )
+    min_edit_chars: int = Field(
+        20, ge=0, description=LabelRules.model_fields["min_edit_chars"].description
+    )
+    check_claims: bool = Field(
+        True, description=LabelRules.model_fields["check_claims"].description
+    )
     sft: TrainHParams = Field(default_factory=TrainHParams)
     ppm_train: TrainHParams = Field(default_factory=TrainHParams)
     launcher: str | None = Field(
@@ -169,6 +188,12 @@ class RoundConfig(_Section):
                         out.append(p)
             return sorted(out, key=lambda p: PHASES.index(p) if p in PHASES else -1)
         return v
+
+    def label_rules(self) -> LabelRules:
+        return LabelRules(top_k=self.top_k, final_pairs=self.final_pairs,
+                          supported_only=self.supported_only, q=self.label_q,
+                          q_margin=self.q_margin, min_edit_chars=self.min_edit_chars,
+                          check_claims=self.check_claims)  # fmt: skip
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -229,13 +254,23 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _or_none(kind: type) -> Any:
+    """A number, or "none" for an optional setting left unset."""
+
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its errors
+    return parse
+
+
 def _csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _add_model_flags(group: Any, model: type[BaseModel], dest: str, flag: str) -> None:
     for name, field in model.model_fields.items():
-        kind, _ = _unwrap(field.annotation)
+        kind, optional = _unwrap(field.annotation)
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             continue  # sections get their own groups
         opt = "--" + flag + name.replace("_", "-")
@@ -249,7 +284,7 @@ def _add_model_flags(group: Any, model: type[BaseModel], dest: str, flag: str) -
             kw["type"] = _csv
             kw["metavar"] = "A,B"
         elif kind in (int, float):
-            kw["type"] = kind
+            kw["type"] = _or_none(kind) if optional else kind
             kw["metavar"] = name.upper()
         else:
             kw["type"] = str

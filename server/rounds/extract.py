@@ -16,6 +16,7 @@ from typing import Any
 
 from search.extract import (
     ExtractStats,
+    LabelRules,
     PreferencePair,
     SftExample,
     Trajectory,
@@ -49,16 +50,13 @@ class _Sink:
         self.f.close()
 
 
-def _from_trees(round_dir: Path, k: int, final_pairs: bool, supported_only: bool) -> Iterator[Any]:
+def _from_trees(round_dir: Path, rules: LabelRules) -> Iterator[Any]:
     for rec in iter_lines(round_dir / TREES):
         tree = Tree.from_json(json.dumps(rec["tree"]))
-        yield rec, extract(tree, k=k, final_pairs=final_pairs, problem_id=str(rec["id"]),
-                           supported_only=supported_only)  # fmt: skip
+        yield rec, extract(tree, rules, problem_id=str(rec["id"]))
 
 
-def run_extract(
-    round_dir: Path, *, bootstrap: bool, k: int, final_pairs: bool, supported_only: bool = True
-) -> dict[str, Any]:
+def run_extract(round_dir: Path, *, bootstrap: bool, rules: LabelRules) -> dict[str, Any]:
     """Write data/ and return its counts (also in data/stats.json)."""
     final = round_dir / DATA
     tmp = temp_dir_for(final)
@@ -81,7 +79,7 @@ def run_extract(
             stats.append(ExtractStats(problems=n, problems_solved=n, trajectories=n,
                                       steps_per_trajectory=dict(sorted(hist.items()))))  # fmt: skip
         else:
-            for rec, ex in _from_trees(round_dir, k, final_pairs, supported_only):
+            for rec, ex in _from_trees(round_dir, rules):
                 searched_correct += bool(rec.get("correct"))
                 for t in ex.trajectories:
                     sinks["trajectories.jsonl"].write(t)
@@ -97,13 +95,14 @@ def run_extract(
         **total.summary(),
         "steps_per_trajectory": {str(k): v for k, v in total.steps_per_trajectory.items()},
         "sft_examples": sinks["sft.jsonl"].n,
-        "top_k": k,
-        "final_pairs_enabled": final_pairs and not bootstrap,
-        "supported_only": supported_only and not bootstrap,
+        "top_k": rules.top_k,
+        "final_pairs_enabled": rules.final_pairs and not bootstrap,
+        "supported_only": rules.supported_only and not bootstrap,
         "source": "gsm8k_bootstrap" if bootstrap else "mcts",
     }
     if not bootstrap:
         counts["searched_answer_correct"] = searched_correct
+        counts["label_rules"] = rules.model_dump()
     write_json(tmp / "stats.json", counts)
     replace_dir(tmp, final)
     return counts

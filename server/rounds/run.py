@@ -338,9 +338,8 @@ class Round:
     def _extract(self) -> Outcome:
         from server.rounds.extract import DATA, run_extract
 
-        counts = run_extract(self.out, bootstrap=bool(self.cfg.bootstrap), k=self.cfg.top_k,
-                             final_pairs=self.cfg.final_pairs,
-                             supported_only=self.cfg.supported_only)  # fmt: skip
+        counts = run_extract(self.out, bootstrap=bool(self.cfg.bootstrap),
+                             rules=self.cfg.label_rules())  # fmt: skip
         self.m.data["extract"] = counts
         outs = [str(DATA / n) for n in ("trajectories.jsonl", "sft.jsonl", "ppm_pairs.jsonl",
                                         "stats.json")]  # fmt: skip
