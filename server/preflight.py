@@ -11,6 +11,7 @@ import errno
 import importlib.util
 import json
 import logging
+import operator
 import os
 import re
 import socket
@@ -80,14 +81,27 @@ def report(prog: str, exc: BaseException, *, json_logs: bool, debug: bool) -> No
 # --- ranges and settings -------------------------------------------------------------------------
 
 
+_LIMITS = (
+    (at.Ge, "ge", "≥", operator.ge),
+    (at.Gt, "gt", ">", operator.gt),
+    (at.Le, "le", "≤", operator.le),
+    (at.Lt, "lt", "<", operator.lt),
+)
+
+
+def _limits(info: FieldInfo) -> list[tuple[str, Any, Callable[[Any, Any], bool]]]:
+    """(sign, limit, test) of each bound a field is declared with (ge=1, le=64, …)."""
+    return [
+        (sign, getattr(m, attr), test)
+        for m in info.metadata
+        for kind, attr, sign, test in _LIMITS
+        if isinstance(m, kind)
+    ]
+
+
 def bounds(info: FieldInfo) -> str:
     """'≥ 1 and ≤ 64' for a field declared with ge=1, le=64 ('' when unbounded)."""
-    parts = []
-    for m in info.metadata:
-        for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
-            if isinstance(m, at.Ge | at.Gt | at.Le | at.Lt) and hasattr(m, attr):
-                parts.append(f"{sign} {getattr(m, attr)}")
-    return " and ".join(parts)
+    return " and ".join(f"{sign} {limit}" for sign, limit, _ in _limits(info))
 
 
 def arg_type(model: type[BaseModel], field: str, kind: type = int) -> Callable[[str], Any]:
@@ -103,15 +117,8 @@ def arg_type(model: type[BaseModel], field: str, kind: type = int) -> Callable[[
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {word}, got {text!r}") from None
-        for m in info.metadata:
-            ok = {
-                at.Ge: lambda m: value >= m.ge,
-                at.Gt: lambda m: value > m.gt,
-                at.Le: lambda m: value <= m.le,
-                at.Lt: lambda m: value < m.lt,
-            }.get(type(m), lambda m: True)(m)
-            if not ok:
-                raise argparse.ArgumentTypeError(f"must be {bounds(info)}, got {text}")
+        if not all(test(value, limit) for _, limit, test in _limits(info)):
+            raise argparse.ArgumentTypeError(f"must be {bounds(info)}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its own messages
@@ -143,7 +150,9 @@ def _field(cls: type[BaseModel], name: str) -> FieldInfo | None:
 def _problem(err: Mapping[str, Any], info: FieldInfo | None) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        return f"must be {bounds(info) if info else ' '.join(map(str, ctx.values()))}"
+        signs = {attr: sign for _, attr, sign, _ in _LIMITS}
+        given = " and ".join(f"{signs[k]} {v}" for k, v in ctx.items() if k in signs)
+        return f"must be {(bounds(info) if info else '') or given}"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
     if kind in ("int_parsing", "int_from_float", "int_type"):
@@ -170,10 +179,10 @@ def settings_error(
         value = err.get("input")
         value = value if isinstance(value, str | int | float) else json.dumps(value, default=str)
         found.append(ConfigError(name, value, _problem(err, _field(cls, field))))
-    first = found[0]
-    if len(found) > 1:
-        first.problem += "; also " + "; ".join(str(f) for f in found[1:])
-        return ConfigError(first.name, first.value, first.problem)
+    first, *others = found
+    if others:
+        also = "; also " + "; ".join(str(f) for f in others)
+        return ConfigError(first.name, first.value, first.problem + also)
     return first
 
 
