@@ -190,7 +190,16 @@ def _add_eval_ppm(sub: Any) -> None:
         "round writes to data/ppm_pairs.jsonl) and report the share ranked right.",
     )
     p.add_argument("--ppm", required=True, help="the PPM: a directory or hub id")
-    p.add_argument("--pairs", required=True, help="JSONL of preference pairs")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pairs", help="JSONL of preference pairs")
+    src.add_argument(
+        "--trees",
+        help="a round's trees (JSONL, searched with gold answers): score the dev pairs drawn "
+        "from them, terminal (a right trajectory against a wrong one) and step (siblings whose "
+        "outcomes are all right against all wrong), at most --per-kind of each per problem",
+    )
+    p.add_argument("--per-kind", type=_at_least(1), default=8,
+                   help="with --trees: pairs of each kind per problem (default 8)")  # fmt: skip
     p.add_argument("--ppm-engine", choices=["transformers", "vllm"], default="transformers")
     p.add_argument(
         "--held-out-share",
@@ -214,17 +223,23 @@ def _eval_ppm(args: argparse.Namespace) -> int:
     from server.rounds.inputs import check_model
 
     try:
-        pairs = read_jsonl(args.pairs, PreferencePair)
+        if args.trees:
+            from evaluation.ppm_pairs import tree_dev_pairs
+
+            pairs = tree_dev_pairs(args.trees, args.per_kind)
+        else:
+            pairs = read_jsonl(args.pairs, PreferencePair)
         if args.held_out_share is not None:
             pairs = [
                 p for p in pairs if is_held_out(p.problem_id or p.problem, args.held_out_share)
             ]
         pairs = pairs[: args.limit] if args.limit is not None else pairs
         if not pairs:
-            raise ValueError(f"no preference pairs to score in {args.pairs}")
+            raise ValueError(f"no preference pairs to score in {args.pairs or args.trees}")
         check_model(args.ppm, "--ppm", ppm=True)  # an InputError (ValueError) names the flag
     except ValidationError as e:
-        print(f"rstar eval-ppm: {args.pairs}: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"rstar eval-ppm: {args.pairs or args.trees}: {str(e).splitlines()[0]}",
+              file=sys.stderr)  # fmt: skip
         return 2
     except (OSError, ValueError) as e:
         print(f"rstar eval-ppm: {e}", file=sys.stderr)
@@ -241,13 +256,16 @@ def _eval_ppm(args: argparse.Namespace) -> int:
     report = pair_report(pairs, scores)
     rows = [("all", report.overall), *report.by_kind.items()]
     for name, r in rows:
-        lo, hi = r.ci95
-        print(f"{name:>5}: {r.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {r.pairs} pairs of "
-              f"{r.problems} problems (ties {r.ties}, margin {r.mean_margin:+.3f})")  # fmt: skip
+        (lo, hi), (blo, bhi) = r.ci95, r.ci95_by_problem
+        print(f"{name:>8}: {r.accuracy:.3f} [{blo:.3f}, {bhi:.3f} by problem; Wilson {lo:.3f}, "
+              f"{hi:.3f}] on {r.pairs} pairs of {r.problems} problems (ties {r.ties}, margin "
+              f"{r.mean_margin:+.3f})")  # fmt: skip
     print(f"{len(pairs)} pairs in {time.monotonic() - start:.0f} s")
     if args.out:
-        info = {"ppm": args.ppm, "pairs": args.pairs, "held_out_share": args.held_out_share,
-                "limit": args.limit, "engine": args.ppm_engine}  # fmt: skip
+        info = {"ppm": args.ppm, "pairs": args.pairs, "trees": args.trees,
+                "per_kind": args.per_kind if args.trees else None,
+                "held_out_share": args.held_out_share, "limit": args.limit,
+                "engine": args.ppm_engine}  # fmt: skip
         Path(args.out).write_text(json.dumps({**info, **report.model_dump()}, indent=1) + "\n")
     return 0
 

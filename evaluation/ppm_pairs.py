@@ -9,17 +9,24 @@ previous round's PPM scored on them is the larger, unbiased check:
 
     rstar eval-ppm --ppm docs/measured/evolution/r1/ppm \
         --pairs docs/measured/evolution/r2/data/ppm_pairs.jsonl --out r1-ppm-on-r2.json
+
+With `--trees`, the pairs are drawn from searched trees by rules that leave no doubt about the
+labels (`terminal` and `step` kinds, search.extract.dev_pairs): the dev set every PPM is
+compared on. Pairs come many to a problem, so the interval that counts is the bootstrap over
+problems.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from evaluation.stats import wilson_interval
-from search.extract import PreferencePair
+from evaluation.stats import cluster_bootstrap_interval, wilson_interval
+from search.extract import PreferencePair, dev_pairs
 from search.protocols import RewardModel, ScoreRequest
 
 
@@ -27,7 +34,8 @@ class PairAccuracy(BaseModel):
     pairs: int
     problems: int
     accuracy: float
-    ci95: tuple[float, float]
+    ci95: tuple[float, float]  # Wilson, as if the pairs were independent
+    ci95_by_problem: tuple[float, float]  # bootstrap over problems: pairs of one problem agree
     ties: int
     mean_margin: float  # mean of s(chosen) - s(rejected): how far apart, not only which way
 
@@ -60,13 +68,15 @@ async def score_pairs(
 def _accuracy(
     pairs: Sequence[PreferencePair], scores: Sequence[tuple[float, float]]
 ) -> PairAccuracy:
-    right = sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in scores)
-    n = len(scores)
+    wins = [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in scores]
+    right, n = sum(wins), len(scores)
+    problems = [p.problem_id or p.problem for p in pairs]
     return PairAccuracy(
         pairs=n,
-        problems=len({p.problem_id or p.problem for p in pairs}),
+        problems=len(set(problems)),
         accuracy=right / n if n else 0.0,
         ci95=wilson_interval(right, n),
+        ci95_by_problem=cluster_bootstrap_interval(wins, problems),
         ties=sum(1 for c, r in scores if c == r),
         mean_margin=sum(c - r for c, r in scores) / n if n else 0.0,
     )
@@ -81,3 +91,17 @@ def pair_report(
         idx = [i for i, p in enumerate(pairs) if p.kind == kind]
         by_kind[kind] = _accuracy([pairs[i] for i in idx], [scores[i] for i in idx])
     return PairReport(overall=_accuracy(pairs, scores), by_kind=by_kind)
+
+
+def tree_dev_pairs(path: str | Path, per_kind: int = 8) -> list[PreferencePair]:
+    """The dev pairs of every tree in a round's tree file (search.extract.dev_pairs)."""
+    from search.tree import Tree
+
+    pairs: list[PreferencePair] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                rec = json.loads(line)
+                tree = Tree.from_json(json.dumps(rec["tree"]))
+                pairs += dev_pairs(tree, str(rec.get("id")), per_kind)
+    return pairs

@@ -33,6 +33,7 @@ Records are pydantic models (`.model_dump_json()` for a JSONL line, `model_valid
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -96,7 +97,7 @@ class PreferencePair(_Record):
     rejected: str
     chosen_q: float
     rejected_q: float
-    kind: Literal["step", "final"] = "step"
+    kind: Literal["step", "final", "terminal"] = "step"
     problem_id: str | None = None
 
     def chosen_request(self) -> ScoreRequest:
@@ -469,6 +470,62 @@ def extract(
         steps_per_trajectory=dict(sorted(hist.items())),
     )
     return Extraction(trajectories=trajectories, pairs=pairs, stats=stats)
+
+
+def dev_pairs(
+    tree: Tree, problem_id: str | None = None, per_kind: int = 8, seed: int = 0
+) -> list[PreferencePair]:
+    """Pairs that test a PPM on a tree whose labels are beyond doubt, at most `per_kind` of each
+    kind per problem (drawn with `seed`, so big trees do not outvote small ones):
+    `terminal`, a credited correct trajectory against a wrong one (the prefix they share, each
+    side the rest); `step`, sibling steps whose terminals below are all right against all
+    wrong."""
+    labels = _Labels(tree, LabelRules())
+    rng = random.Random(f"{seed}:{problem_id or tree.problem}")
+
+    def sample(items: list) -> list:
+        return items if len(items) <= per_kind else rng.sample(items, per_kind)
+
+    def all_right(n: Node) -> bool:
+        return labels.has_correct[n.id] and not labels.has_wrong[n.id]
+
+    def all_wrong(n: Node) -> bool:
+        return labels.has_wrong[n.id] and not labels.has_correct[n.id]
+
+    steps = []
+    for node in tree.nodes:
+        kids = [c for c in tree.children(node) if _valid(c)]
+        prefix = [n.text for n in tree.path(node)]
+        for p, n in product([c for c in kids if all_right(c)], [c for c in kids if all_wrong(c)]):
+            steps.append((prefix, p.text, n.text, labels.q(p), labels.q(n), "step"))
+    terminals = []
+    for g, b in product(labels.ranked_paths(True), labels.ranked_paths(False)):
+        shared = 0
+        while shared < min(len(g), len(b)) - 1 and g[shared].id == b[shared].id:
+            shared += 1
+        terminals.append(
+            (
+                [n.text for n in g[:shared]],
+                "".join(n.text for n in g[shared:]),
+                "".join(n.text for n in b[shared:]),
+                1.0,
+                -1.0,
+                "terminal",
+            )
+        )
+    return [
+        PreferencePair(
+            problem=tree.problem,
+            prefix=prefix,
+            chosen=c,
+            rejected=r,
+            chosen_q=cq,
+            rejected_q=rq,
+            kind=kind,
+            problem_id=problem_id,
+        )
+        for prefix, c, r, cq, rq, kind in sample(steps) + sample(terminals)
+    ]
 
 
 def merge_stats(stats: Iterable[ExtractStats]) -> ExtractStats:
