@@ -1,0 +1,1 @@
+"""Self-evolution's training side: turning searched trees into the next round's models."""
