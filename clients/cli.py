@@ -158,9 +158,11 @@ def _add_eval(sub: Any) -> None:
     )
     p.add_argument(
         "--budgets",
-        type=_csv(int),
+        type=_csv(str),
         default="1,4,8",
-        help="rollouts / samples, comma-separated (default 1,4,8; greedy runs once)",
+        help="rollouts / samples, or generated tokens per search as 650tok (as many rollouts "
+        "as fit: algorithms compared at equal tokens), comma-separated (default 1,4,8; greedy "
+        "runs once)",
     )
     p.add_argument(
         "--concurrency",

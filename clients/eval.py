@@ -34,10 +34,12 @@ class RemoteSolver:
         self.max_wait_s = max_wait_s
         self.models: dict[str, Any] = {}
 
-    async def solve(self, problem: str, algorithm: str, rollouts: int) -> Outcome:
+    async def solve(
+        self, problem: str, algorithm: str, rollouts: int, max_tokens: int | None = None
+    ) -> Outcome:
         from clients.client import RstarError
 
-        budget = {"rollouts": rollouts, "max_tokens": self.max_tokens,
+        budget = {"rollouts": rollouts, "max_tokens": max_tokens or self.max_tokens,
                   "time_limit_s": self.time_limit_s}  # fmt: skip
         t0 = time.monotonic()
         while True:

@@ -14,6 +14,10 @@ from typing import Any
 from evaluation.run import ALGORITHMS, LABELS, RunKey, Tally
 
 
+def _point(run: dict[str, Any]) -> str:
+    return f"{run['max_tokens']}t" if run.get("max_tokens") else str(run["budget"])
+
+
 def plot(report: dict[str, Any], path: str | Path) -> Path:
     """Accuracy against mean generated tokens per problem (log x), a line per algorithm with
     its points labelled by budget."""
@@ -24,16 +28,16 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
     ax = fig.subplots()
     top = 0.0
     for i, alg in enumerate(ALGORITHMS):
-        pts = sorted((r["budget"], max(r["mean_tokens"], 1.0), r["accuracy"])
+        pts = sorted((max(r["mean_tokens"], 1.0), r["accuracy"], _point(r))
                      for r in report["runs"] if r["algorithm"] == alg and r["n"])  # fmt: skip
         if not pts:
             continue
-        xs, ys = [x for _, x, _ in pts], [y for _, _, y in pts]
+        xs, ys = [x for x, _, _ in pts], [y for _, y, _ in pts]
         top = max(top, *ys)
         ax.plot(xs, ys, marker="o", color=f"C{i}", label=LABELS[alg])  # a colour per algorithm
         if alg != "greedy":
-            for b, x, y in pts:
-                ax.annotate(str(b), (x, y), textcoords="offset points", xytext=(4, 5), fontsize=8)
+            for x, y, b in pts:
+                ax.annotate(b, (x, y), textcoords="offset points", xytext=(4, 5), fontsize=8)
     ax.set_xscale("log")
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
     ax.xaxis.set_major_formatter(plain)
@@ -44,7 +48,7 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
     ax.set_xlabel("mean generated tokens per problem (log scale)")
     ax.set_ylabel("accuracy")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="points: budget (rollouts)", fontsize=8, title_fontsize=8)
+    ax.legend(title="points: budget (rollouts, or tokens)", fontsize=8, title_fontsize=8)
     models = report.get("models") or {}
     data = report.get("data") or {}
     name = (models.get("versions") or {}).get("policy") or models.get("policy", "policy")
@@ -66,7 +70,8 @@ def table(report: dict[str, Any]) -> Any:
         acc = f"{100 * r['accuracy']:.1f}%" if r["accuracy"] is not None else "-"
         tok = f"{r['mean_tokens']:.0f}" if r["mean_tokens"] is not None else "-"
         sec = f"{r['mean_seconds']:.1f}" if r["mean_seconds"] is not None else "-"
-        t.add_row(LABELS[r["algorithm"]], str(r["budget"]), str(r["n"]), str(r["correct"]),
+        budget = f"{r['max_tokens']} tok" if r.get("max_tokens") else str(r["budget"])
+        t.add_row(LABELS[r["algorithm"]], budget, str(r["n"]), str(r["correct"]),
                   acc, tok, sec, str(r["errors"]))  # fmt: skip
     return t
 

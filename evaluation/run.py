@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -52,30 +53,48 @@ class EvalError(RuntimeError):
 # --------------------------------------------------------------------------- the plan
 
 
+# rollouts allowed under a token budget: never the limit that binds
+TOKEN_BUDGET_ROLLOUTS = 1000
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class RunKey:
-    """One (algorithm, budget) of the evaluation; budget = rollouts (samples)."""
+    """One (algorithm, budget) of the evaluation. The budget is rollouts (samples), or with
+    `tokens` generated tokens per search, as many rollouts as fit: the budget at which
+    algorithms that spend tokens differently are compared."""
 
     algorithm: str
     budget: int
+    tokens: int = 0  # 0: no token budget
 
     @property
     def label(self) -> str:
-        return f"{self.algorithm}@{self.budget}"
+        budget = f"{self.tokens}tok" if self.tokens else str(self.budget)
+        return f"{self.algorithm}@{budget}"
 
 
-def plan(algorithms: Iterable[str], budgets: Iterable[int]) -> list[RunKey]:
+def parse_budget(text: str | int) -> tuple[int, int]:
+    """ "8" → 8 rollouts; "650tok" (or "650t") → a budget of 650 generated tokens per search."""
+    t = str(text).strip().lower()
+    m = re.fullmatch(r"(\d+)\s*(tok|t)?", t)
+    if m is None or int(m.group(1)) < 1:
+        raise ValueError(f"budget {text!r}: a positive rollout count (8) or token count (650tok)")
+    n = int(m.group(1))
+    return (TOKEN_BUDGET_ROLLOUTS, n) if m.group(2) else (n, 0)
+
+
+def plan(algorithms: Iterable[str], budgets: Iterable[int | str]) -> list[RunKey]:
     """Every algorithm at every budget; greedy runs once (one chain, budget 1)."""
-    budgets = list(budgets)
-    if not budgets or any(b < 1 for b in budgets):
-        raise ValueError("budgets must be positive rollout counts")
+    parsed = sorted({parse_budget(b) for b in budgets}, key=lambda bt: (bt[1] > 0, bt[1], bt[0]))
+    if not parsed:
+        raise ValueError("no budget: give rollout counts (8) or token counts (650tok)")
     keys: list[RunKey] = []
     for alg in algorithms:
         if alg not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {alg!r}; choose from {', '.join(ALGORITHMS)}")
-        for b in [1] if alg == "greedy" else sorted(set(budgets)):
-            if RunKey(alg, b) not in keys:
-                keys.append(RunKey(alg, b))
+        for b, tok in [(1, 0)] if alg == "greedy" else parsed:
+            if RunKey(alg, b, tok) not in keys:
+                keys.append(RunKey(alg, b, tok))
     if not keys:
         raise ValueError("no algorithm to evaluate")
     return keys
@@ -99,7 +118,9 @@ class Outcome:
 class Solver(Protocol):
     models: dict[str, Any]  # {"policy", "policy_engine", "reward_model", "versions"}
 
-    async def solve(self, problem: str, algorithm: str, rollouts: int) -> Outcome: ...
+    async def solve(
+        self, problem: str, algorithm: str, rollouts: int, max_tokens: int | None = None
+    ) -> Outcome: ...
 
 
 class InProcessSolver:
@@ -122,11 +143,13 @@ class InProcessSolver:
         self.time_limit_s = time_limit_s
         self.models = models or {}
 
-    async def solve(self, problem: str, algorithm: str, rollouts: int) -> Outcome:
+    async def solve(
+        self, problem: str, algorithm: str, rollouts: int, max_tokens: int | None = None
+    ) -> Outcome:
         from search import Budget, run_search
         from search.tree_stats import tree_stats
 
-        budget = Budget(rollouts=rollouts, max_tokens=self.max_tokens,
+        budget = Budget(rollouts=rollouts, max_tokens=max_tokens or self.max_tokens,
                         time_limit_s=self.time_limit_s)  # fmt: skip
         components = self.components
         if algorithm == "greedy" and components.reward_model is not None:
@@ -157,16 +180,23 @@ class Tally:
 ProgressFn = Callable[[RunKey, dict[RunKey, Tally]], None]
 
 
-def _read_results(path: Path) -> dict[tuple[str, int, str], dict]:
-    """Finished records by (algorithm, budget, id); the last line wins; a line cut short by a
-    killed run is skipped."""
-    out: dict[tuple[str, int, str], dict] = {}
+RecordKey = tuple[str, int, int, str]  # algorithm, budget, token budget (0: none), problem id
+
+
+def record_key(rec: dict[str, Any]) -> RecordKey:
+    return (rec["algorithm"], int(rec["budget"]), int(rec.get("max_tokens") or 0), str(rec["id"]))
+
+
+def _read_results(path: Path) -> dict[RecordKey, dict]:
+    """Finished records by (algorithm, budget, token budget, id); the last line wins; a line
+    cut short by a killed run is skipped."""
+    out: dict[RecordKey, dict] = {}
     if not path.exists():
         return out
     for line in path.read_text(encoding="utf-8").split("\n"):
         with contextlib.suppress(ValueError, KeyError, TypeError):
             rec = json.loads(line)
-            out[(rec["algorithm"], int(rec["budget"]), str(rec["id"]))] = rec
+            out[record_key(rec)] = rec
     return out
 
 
@@ -210,16 +240,16 @@ async def evaluate(
     check_out_dir(out_dir, info, resume)
     results = out_dir / RESULTS
     ids = {p.id for p in problems}
-    records: dict[tuple[str, int, str], dict] = {
-        k: r for k, r in _read_results(results).items() if k[2] in ids
+    records: dict[RecordKey, dict] = {
+        k: r for k, r in _read_results(results).items() if k[3] in ids
     }
     tallies = {k: Tally(len(problems)) for k in keys}
-    for (alg, budget, _), rec in records.items():
-        if (t := tallies.get(RunKey(alg, budget))) is not None and not rec.get("error"):
+    for (alg, budget, tokens, _), rec in records.items():
+        if (t := tallies.get(RunKey(alg, budget, tokens))) is not None and not rec.get("error"):
             t.done += 1
             t.correct += bool(rec["correct"])
     jobs = [(k, p) for k in keys for p in problems
-            if (rec := records.get((k.algorithm, k.budget, p.id))) is None
+            if (rec := records.get((k.algorithm, k.budget, k.tokens, p.id))) is None
             or rec.get("error")]  # fmt: skip
     sem = asyncio.Semaphore(max(1, concurrency))
     state = {"ok": 0, "failed": 0}
@@ -244,7 +274,8 @@ async def evaluate(
                 t0 = time.monotonic()
                 error = None
                 try:
-                    out = await solver.solve(p.problem, key.algorithm, key.budget)
+                    out = await solver.solve(p.problem, key.algorithm, key.budget,
+                                             key.tokens or None)  # fmt: skip
                 except EvalError:
                     raise
                 except Exception as e:
@@ -261,6 +292,7 @@ async def evaluate(
             rec = {
                 "algorithm": key.algorithm,
                 "budget": key.budget,
+                "max_tokens": key.tokens or None,
                 "id": p.id,
                 "gold": p.answer,
                 "answer": out.answer,
@@ -275,7 +307,7 @@ async def evaluate(
                 rec["tree"] = tree
             sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
             sink.flush()
-            records[(key.algorithm, key.budget, p.id)] = rec
+            records[(key.algorithm, key.budget, key.tokens, p.id)] = rec
             t = tallies[key]
             t.done += 1
             t.correct += bool(correct)
@@ -304,16 +336,18 @@ async def evaluate(
 def build_report(
     problems: Sequence[Problem],
     keys: Sequence[RunKey],
-    records: dict[tuple[str, int, str], dict],
+    records: dict[RecordKey, dict],
     info: dict[str, Any],
     status: str = "complete",
 ) -> dict[str, Any]:
     runs = []
     for k in keys:
-        recs = [r for p in problems if (r := records.get((k.algorithm, k.budget, p.id)))]
+        recs = [r for p in problems
+                if (r := records.get((k.algorithm, k.budget, k.tokens, p.id)))]  # fmt: skip
         runs.append({
             "algorithm": k.algorithm,
             "budget": k.budget,
+            "max_tokens": k.tokens or None,
             **run_figures(recs),
             "complete": len(recs) == len(problems),
             **({"tree": summary} if (summary := tree_summary(recs)) else {}),

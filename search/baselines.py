@@ -25,33 +25,55 @@ from search.judge import ChoiceMethod
 from search.result import SearchResult, build_result
 from search.tree import Node
 
+# chains in flight at once under a token budget: enough for batched calls, few enough that the
+# budget is not spent on chains cut off half-way
+TOKEN_BUDGET_WIDTH = 4
+
 
 async def sample_chains(ex: Expander, n: int, temperature: float | None = None) -> StopReason:
-    """Grow `n` chains (at most the rollout budget) until each ends or the budget runs out."""
+    """Grow `n` chains (at most the rollout budget) until each ends or the budget runs out.
+
+    With no token budget all `n` start at once. Under one, chains start `TOKEN_BUDGET_WIDTH` at
+    a time, and a new one only while the tokens left cover the chains in flight and one more at
+    the mean length of those finished: as many chains as fit, few cut short."""
     tracker, tree = ex.tracker, ex.tree
     n = min(n, tracker.budget.rollouts)
+    cap = tracker.budget.max_tokens
+    width = n if cap is None else min(n, TOKEN_BUDGET_WIDTH)
+    finished_tokens: list[int] = []
+    tips: list[Node] = []
     try:
-        if (stopped := tracker.stop_reason()) is not None:
-            return stopped
-        for _ in range(n):
-            tracker.start_rollout()
-        async with deadline(tracker):
-            tips = await ex.expand([(tree.root, n)], temperature, dedup=False)
         while True:
-            for tip in [t for t in tips if t.status != "open"]:
+            if (stopped := tracker.stop_reason()) is not None:
+                return stopped
+            new = 0
+            while tracker.started_rollouts < n and len(tips) + new < width:
+                if cap is not None and finished_tokens:
+                    mean = sum(finished_tokens) / len(finished_tokens)
+                    if tracker.usage.tokens + (len(tips) + new + 1) * mean > cap:
+                        break
+                tracker.start_rollout()
+                new += 1
+            if not tips and not new:
+                return "finished" if tracker.started_rollouts >= n else "max_tokens"
+            items = [(t, 1) for t in tips] + ([(tree.root, new)] if new else [])
+            async with deadline(tracker):
+                children = await ex.expand(items, temperature, dedup=False)
+            by_parent: dict[int | None, Node] = {}
+            for c in children:
+                by_parent.setdefault(c.parent, c)
+            grown = [by_parent[t.id] for t in tips if t.id in by_parent]
+            grown += [c for c in children if c.parent == tree.root.id]
+            tips = []
+            for tip in grown:
+                if tip.status == "open":
+                    tips.append(tip)
+                    continue
                 if tip.status == "terminal":
                     tree.backup(tip, tip.reward if tip.reward is not None else -1.0)
                 tracker.usage.rollouts += 1
+                finished_tokens.append(sum(x.tokens for x in tree.path(tip)))
             ex.report()
-            tips = [t for t in tips if t.status == "open"]
-            if not tips:
-                return "finished"
-            if (stopped := tracker.stop_reason()) is not None:
-                return stopped
-            async with deadline(tracker):
-                children = await ex.expand([(t, 1) for t in tips], temperature, dedup=False)
-            by_parent: dict[int | None, Node] = {c.parent: c for c in children}
-            tips = [by_parent[t.id] for t in tips if t.id in by_parent]
     except BudgetTimeout:
         return "time_limit_s"
 

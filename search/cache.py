@@ -84,6 +84,8 @@ def expansion_key(
     ]
     if score != "steps":
         parts.append(score)
+    if node.children:  # a node sampled again (chains started in waves) draws new samples
+        parts.append(["after", len(node.children)])
     payload = json.dumps(
         parts,
         ensure_ascii=False,

@@ -97,3 +97,24 @@ async def test_chains_record_their_tree_with_backed_up_rewards(sandbox):
     assert len(t.children(t.root)) == 3
     assert t.root.visits == 3 and t.root.value_sum == pytest.approx(1 + 1 - 1)
     assert r.correct is True
+
+
+@pytest.mark.parametrize("algorithm", ["best_of_n", "self_consistency"])
+async def test_under_a_token_budget_chains_start_in_waves_as_many_as_fit(algorithm, sandbox):
+    """Budget: 1000 rollouts and 300 tokens. A chain costs ~24 tokens here (two steps and an
+    answer; the scripted policy counts a token per 4 characters): about a dozen fit, started
+    four at a time, and the last wave starts only what the tokens left can finish."""
+    policy = ScriptedPolicy(chain_script())
+    r = await run_search(
+        algorithm,
+        "p",
+        Components(policy, sandbox, ScriptedReward(REWARD)),
+        Budget(rollouts=1000, max_tokens=300),
+    )
+    t = r.tree
+    chains = len(t.children(t.root))
+    assert 9 <= chains <= 14
+    assert r.usage.rollouts == chains - sum(1 for c in t.children(t.root) if not c.children)
+    assert all(c.n <= 4 for call in policy.calls for c in call)  # never more than a wave
+    assert r.usage.tokens <= 300 + max(policy.call_tokens)
+    assert len(t.terminals()) >= chains - 4  # few chains cut short

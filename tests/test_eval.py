@@ -56,14 +56,14 @@ class Counting(ev.InProcessSolver):
         super().__init__(*args, **kw)
         self.calls, self.in_flight, self.most, self.fail = [], 0, 0, set(fail)
 
-    async def solve(self, problem, algorithm, rollouts):
-        self.calls.append((problem, algorithm, rollouts))
+    async def solve(self, problem, algorithm, rollouts, max_tokens=None):
+        self.calls.append((problem, algorithm, rollouts, max_tokens))
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         try:
             if problem in self.fail:
                 raise RuntimeError("engine exploded")
-            return await super().solve(problem, algorithm, rollouts)
+            return await super().solve(problem, algorithm, rollouts, max_tokens)
         finally:
             self.in_flight -= 1
 
@@ -160,6 +160,31 @@ def test_the_plan_runs_greedy_once():
     assert [k.label for k in keys] == ["greedy@1", "mcts@1", "mcts@8", "best_of_n@1", "best_of_n@8"]
     with pytest.raises(ValueError, match="positive"):
         ev.plan(["mcts"], [0])
+
+
+def test_a_token_budget_is_a_budget_of_its_own_with_rollouts_as_many_as_fit():
+    keys = ev.plan(["greedy", "mcts"], ["650tok", 4, "1300t"])
+    assert [k.label for k in keys] == ["greedy@1", "mcts@4", "mcts@650tok", "mcts@1300tok"]
+    assert keys[2].budget == ev.TOKEN_BUDGET_ROLLOUTS and keys[2].tokens == 650
+    for bad in ("0tok", "tok", "-3", "6.5"):
+        with pytest.raises(ValueError, match="650tok"):
+            ev.plan(["mcts"], [bad])
+
+
+async def test_an_eval_at_a_token_budget_passes_it_to_every_search_and_resumes(
+    sandbox, data, tmp_path
+):
+    problems = ev.load_problems(data)
+    s = solver(sandbox)
+    keys = ev.plan(["self_consistency"], [2, "100tok"])
+    report = await ev.evaluate(problems, keys, s, tmp_path)
+    assert sorted({c[2:] for c in s.calls}) == [(2, None), (ev.TOKEN_BUDGET_ROLLOUTS, 100)]
+    by_budget = {r["max_tokens"]: r for r in report["runs"]}
+    assert by_budget[100]["n"] == by_budget[None]["n"] == 3
+    assert all(rec["tokens"] <= 100 + 40 for rec in by_budget[100]["records"])
+    calls = len(s.calls)
+    await ev.evaluate(problems, keys, s, tmp_path, resume=True)  # both budgets kept apart
+    assert len(s.calls) == calls
 
 
 # --------------------------------------------------------------------------- in-process
