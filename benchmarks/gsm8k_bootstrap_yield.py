@@ -23,7 +23,7 @@ from pathlib import Path
 from sandbox import SandboxSettings, create_sandbox
 from search.extract import render_sft
 from search.grading import Grader
-from search.gsm8k import BootstrapStats, bootstrap
+from training.gsm8k import BootstrapStats, bootstrap
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_train.jsonl"
 

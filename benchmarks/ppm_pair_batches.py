@@ -1,6 +1,6 @@
 """What the PPM's two ways of batching pairs cost an epoch, counted on a round's own pairs.
 
-`models.ppm_train` scores each distinct text of a micro-batch once. With `--pair-batches
+`training.ppm_train` scores each distinct text of a micro-batch once. With `--pair-batches
 parent` the pairs of one parent step (rStar-Math's top-2 × bottom-2: four pairs over four
 texts) share a micro-batch, so fewer texts are read than with `length` (pairs of similar
 length, the default); the batches are also less evenly long, so the figure that matters is the
@@ -17,9 +17,9 @@ import argparse
 
 from models.default_model import resolve_model
 from models.ppm import ppm_text
-from models.ppm_train import pair_parent, pair_problem, parent_grouped_batches
-from models.train_common import TrainHParams, length_grouped_batches, read_jsonl, split_held_out
 from search.extract import PreferencePair
+from training.common import TrainHParams, length_grouped_batches, read_jsonl, split_held_out
+from training.ppm_train import pair_parent, pair_problem, parent_grouped_batches
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Prints figures; it is not a test. Both ways run forward and backward of the same
 the same micro-batches of real SFT examples (length-grouped, split into passes of
 `--max-pass-tokens` as the trainer does), interleaved batch by batch so that a noisy machine
 hurts both alike: `full` is `model(**batch).loss` (HF computes the 152k-word output layer and
-its softmax at every position), `trained` is `models.sft.trained_loss_sum` (only at the
+its softmax at every position), `trained` is `training.sft.trained_loss_sum` (only at the
 positions some row of the pass is trained on). Also printed: the share of positions each
 computes logits for, and the largest difference between the two losses.
 
@@ -19,9 +19,9 @@ import statistics
 import time
 
 from models.default_model import resolve_model
-from models.sft import IGNORE, collate_rows, split_passes, tokenize_example, trained_loss_sum
-from models.train_common import TrainHParams, apply_lora, length_grouped_batches, read_jsonl
 from search.extract import SftExample
+from training.common import TrainHParams, apply_lora, length_grouped_batches, read_jsonl
+from training.sft import IGNORE, collate_rows, split_passes, tokenize_example, trained_loss_sum
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 
-from models.allocator import library, preload_env
+from training.allocator import library, preload_env
 
 RATE = re.compile(r"round \d+ sft\s+lora16\s+(\d+) tokens\s+([\d.]+) s\s+([\d.]+) tok/s")
 

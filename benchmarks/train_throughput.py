@@ -1,7 +1,7 @@
 """Training tokens per second: full fine-tuning against LoRA, side by side, on the default model.
 
-Prints figures; it is not a test. Each trial runs `models.sft.train_sft` (and with `--kinds
-sft,ppm` also `models.ppm_train.train_ppm`) for `--steps` optimizer steps on verified GSM8K
+Prints figures; it is not a test. Each trial runs `training.sft.train_sft` (and with `--kinds
+sft,ppm` also `training.ppm_train.train_ppm`) for `--steps` optimizer steps on verified GSM8K
 reference solutions (`benchmarks.gsm8k_bootstrap_yield --sft-out`), the modes interleaved in
 `--rounds` rounds so that a noisy machine hurts both alike. The rate counts every token the
 model read (prompt and padding excluded) over the loop's time: model loading and saving are
@@ -25,10 +25,10 @@ import tempfile
 from pathlib import Path
 
 from models.default_model import resolve_model
-from models.ppm_train import train_ppm
-from models.sft import train_sft
-from models.train_common import TrainHParams, read_jsonl, resolve_precision
 from search.extract import PreferencePair, SftExample, Trajectory
+from training.common import TrainHParams, read_jsonl, resolve_precision
+from training.ppm_train import train_ppm
+from training.sft import train_sft
 
 
 def pairs_from(trajectories: list[Trajectory]) -> list[PreferencePair]:

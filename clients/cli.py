@@ -219,10 +219,10 @@ def _eval_ppm(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from evaluation.ppm_pairs import pair_report, score_pairs
+    from evaluation.problems import is_held_out
     from models import ModelSettings, load_reward_model
-    from models.train_common import is_held_out, read_jsonl
+    from models.checks import check_model
     from search.extract import PreferencePair
-    from server.rounds.inputs import check_model
 
     try:
         if args.trees:
@@ -230,7 +230,8 @@ def _eval_ppm(args: argparse.Namespace) -> int:
 
             pairs = tree_dev_pairs(args.trees, args.per_kind)
         else:
-            pairs = read_jsonl(args.pairs, PreferencePair)
+            lines = Path(args.pairs).read_text(encoding="utf-8").split("\n")
+            pairs = [PreferencePair.model_validate_json(x) for x in lines if x.strip()]
         if args.held_out_share is not None:
             pairs = [
                 p for p in pairs if is_held_out(p.problem_id or p.problem, args.held_out_share)
@@ -238,7 +239,7 @@ def _eval_ppm(args: argparse.Namespace) -> int:
         pairs = pairs[: args.limit] if args.limit is not None else pairs
         if not pairs:
             raise ValueError(f"no preference pairs to score in {args.pairs or args.trees}")
-        check_model(args.ppm, "--ppm", ppm=True)  # an InputError (ValueError) names the flag
+        check_model(args.ppm, "--ppm", ppm=True)  # a ModelCheckError (ValueError) names the flag
     except ValidationError as e:
         print(f"rstar eval-ppm: {args.pairs or args.trees}: {str(e).splitlines()[0]}",
               file=sys.stderr)  # fmt: skip

@@ -107,3 +107,12 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def is_held_out(key: str, share: float) -> bool:
+    """Is the problem `key` among the `share` of problems a trainer holds out? Stable across
+    runs and rounds: the same problem is always on the same side."""
+    if share <= 0:
+        return False
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return h / 2**64 < share

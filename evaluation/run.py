@@ -2,7 +2,7 @@
 round trainer's eval phase: algorithms × budgets over a problem set, each answer graded, written
 as it goes and reported. It knows nothing of HTTP: a `Solver` searches (`InProcessSolver` here,
 on injected components; `clients.eval.RemoteSolver` against a running server), so the layers
-above it (server/rounds/, clients/) both stand on it and neither on the other.
+above it (training/, clients/) both stand on it and neither on the other.
 
     from evaluation import InProcessSolver, evaluate, load_problems, plan
 

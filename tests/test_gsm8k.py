@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from search.extract import Trajectory, render_sft
-from search.gsm8k import Rejected, bootstrap, convert_row, row_fields, verify
 from search.steps import CODE_END, STEP_END, parse_step, render_prompt
+from training.gsm8k import Rejected, bootstrap, convert_row, row_fields, verify
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_train.jsonl"
 

@@ -6,9 +6,9 @@ import pytest
 
 from evaluation.ppm_pairs import pair_report, score_pairs
 from evaluation.stats import wilson_interval
-from models.train_common import is_held_out
 from search.extract import PreferencePair
 from tests.test_cli import rstar
+from training.common import is_held_out
 
 
 def pair(i: int, chosen: str, rejected: str, kind: str = "step") -> PreferencePair:

@@ -11,11 +11,11 @@ import math
 import pytest
 
 from models.ppm import pairwise_loss
-from models.sft import IGNORE, tokenize_example, train_sft
-from models.train_common import TrainHParams, length_grouped_batches, lr_at, total_steps
 from search.extract import PreferencePair, SftExample, Trajectory, TrajectoryStep, render_sft
 from search.protocols import ScoreRequest
 from search.steps import render_output, render_step
+from training.common import TrainHParams, length_grouped_batches, lr_at, total_steps
+from training.sft import IGNORE, tokenize_example, train_sft
 
 PROBLEM = "Tom has 3 boxes of 4 pens. How many pens?"
 
@@ -120,7 +120,7 @@ def test_trained_loss_sum_is_the_full_logits_loss(tiny_model_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from models.sft import collate_rows, trained_loss_sum
+    from training.sft import collate_rows, trained_loss_sum
 
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
@@ -169,7 +169,7 @@ def test_train_sft_loss_falls_and_checkpoint_loads(tiny_model_path, tmp_path):
 @pytest.mark.timeout(300)
 async def test_train_ppm_checkpoint_scores_in_range(tiny_model_path, tmp_path):
     from models.hf_reward import TransformersPPM
-    from models.ppm_train import is_ppm, train_ppm
+    from training.ppm_train import is_ppm, train_ppm
 
     out = tmp_path / "ppm"
     result = train_ppm(tiny_model_path, pairs(), out, small(lr=1e-4, max_steps=2))
@@ -192,7 +192,7 @@ async def test_train_ppm_checkpoint_scores_in_range(tiny_model_path, tmp_path):
 
 
 def test_parent_grouped_batches_keep_a_parents_pairs_together():
-    from models.ppm_train import parent_grouped_batches
+    from training.ppm_train import parent_grouped_batches
 
     parents = [i // 4 for i in range(40)] + [100 + i // 2 for i in range(20)] + [200, 201, 202]
     lengths = [(i * 37) % 101 for i in range(len(parents))]
@@ -215,7 +215,7 @@ async def test_ppm_scores_shared_texts_once_and_learns_which_side_is_chosen(
 
     from models.hf_reward import TransformersPPM
     from models.ppm import ppm_text
-    from models.ppm_train import train_ppm
+    from training.ppm_train import train_ppm
 
     good = pairs()[0].chosen  # one chosen step against two rejected ones: three texts, not four
     bad = [render_step(f"# Step 1: Guess.\npens = {n}", False) for n in (7, 8)]
@@ -241,7 +241,7 @@ async def test_ppm_scores_shared_texts_once_and_learns_which_side_is_chosen(
 
 
 def test_held_out_split_is_stable_and_by_problem():
-    from models.train_common import is_held_out, split_held_out
+    from training.common import is_held_out, split_held_out
 
     keys = [f"gsm8k-train-{i}" for i in range(2000)]
     held = [k for k in keys if is_held_out(k, 0.1)]
@@ -287,7 +287,7 @@ def test_lora_sft_merges_into_a_plain_checkpoint(tiny_model_path, tmp_path):
 
 @pytest.mark.timeout(300)
 def test_lora_ppm_trains_its_head_and_reports_held_out_accuracy(tiny_model_path, tmp_path):
-    from models.ppm_train import is_ppm, train_ppm
+    from training.ppm_train import is_ppm, train_ppm
 
     many = [
         p.model_copy(update={"problem_id": f"p{i}", "problem": f"{PROBLEM} ({i})"})
@@ -315,7 +315,7 @@ def test_ppm_head_starts_at_zero_and_has_its_own_learning_rate(tiny_model_path, 
     from transformers import AutoModelForSequenceClassification
 
     from models.ppm import head_parameters, init_ppm_from_backbone
-    from models.train_common import apply_lora, make_optimizer
+    from training.common import apply_lora, make_optimizer
 
     path = init_ppm_from_backbone(tiny_model_path, tmp_path / "ppm")
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
@@ -339,7 +339,7 @@ def test_training_resumes_from_its_saved_state(tiny_model_path, tmp_path, monkey
     """A run killed after step 2 of 4 and started again ends where an unbroken run ends."""
     import torch
 
-    from models import train_common
+    from training import common as train_common
 
     hp = small(lr=1e-3, max_steps=4, checkpoint_every_s=1e-6, lora_rank=4)
     whole = train_sft(tiny_model_path, examples() * 2, tmp_path / "whole", hp)

@@ -24,11 +24,11 @@ from search import Budget, Components, SearchConfig
 from search.budget import Usage
 from search.steps import ANSWER_END, render_output, render_step
 from search.tree import Tree
-from server.rounds import generate as gen
-from server.rounds.config import RoundConfig, build_config
-from server.rounds.manifest import Manifest
-from server.rounds.run import Round, main, parser
 from tests.scripted import ScriptedPolicy
+from training import generate as gen
+from training.config import RoundConfig, build_config
+from training.manifest import Manifest
+from training.round import Round, main, parser
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -458,8 +458,8 @@ async def test_toy_round_checkpoints_load_in_transformers(toy_round):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from models.hf_reward import TransformersPPM
-    from models.ppm_train import is_ppm
     from search.protocols import ScoreRequest
+    from training.ppm_train import is_ppm
 
     out, code, _ = toy_round
     assert code == 0

@@ -35,9 +35,9 @@ from pydantic import BaseModel
 
 from evaluation.ppm_pairs import PairReport, pair_report
 from models.ppm import ppm_text
-from models.train_common import is_held_out, model_recipe
 from search.extract import LabelRules, PreferencePair, dev_pairs, extract
 from search.tree import Tree
+from training.common import is_held_out, model_recipe
 
 log = logging.getLogger("training.ppm_head")
 

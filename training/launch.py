@@ -1,10 +1,10 @@
 """Phases 3 and 4, sft and ppm: the new policy, then a PPM initialised from it.
 
-Each runs `python -m models.sft` / `python -m models.ppm_train` as a child process under the
+Each runs `python -m training.sft` / `python -m training.ppm_train` as a child process under the
 round's launcher (this Python by default; `accelerate launch --num_processes 8` or `torchrun`
 for several GPUs): the generation engine's memory is not the trainer's, a training crash
 cannot take the round's record with it, and multi-GPU training needs no other code path. The
-child writes its checkpoint atomically (models/train_common.py's `save_checkpoint`), in the
+child writes its checkpoint atomically (training/common.py's `save_checkpoint`), in the
 standard HF format both engines load, with `rstar-train.json` beside it; its output goes to
 stderr and to `logs/<phase>.log`.
 """
@@ -19,8 +19,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from models.allocator import AllocatorSettings, preload_env
-from models.train_common import TrainHParams, TrainResult
+from training.allocator import AllocatorSettings, preload_env
+from training.common import TrainHParams, TrainResult
 
 POLICY = Path("policy")
 PPM = Path("ppm")
@@ -32,7 +32,7 @@ class TrainError(RuntimeError):
 
 
 def hparam_flags(hp: TrainHParams) -> list[str]:
-    """TrainHParams as models/train_common.py's flags."""
+    """TrainHParams as training/common.py's flags."""
     out: list[str] = []
     for name, value in hp.model_dump().items():
         flag = "--" + name.replace("_", "-")
@@ -53,7 +53,7 @@ def train_command(
     kind: str, data: Path, out: Path, init: str, hp: TrainHParams, launcher: str | None
 ) -> list[str]:
     sft = kind == "sft"
-    module, init_flag = ("models.sft", "--base") if sft else ("models.ppm_train", "--init")
+    module, init_flag = ("training.sft", "--base") if sft else ("training.ppm_train", "--init")
     return [*launcher_argv(launcher), "-m", module, str(data), str(out), init_flag, init,
             "--overwrite", *hparam_flags(hp)]  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""What the policy's SFT (models/sft.py) and the PPM's training (models/ppm_train.py) share:
+"""What the policy's SFT (training/sft.py) and the PPM's training (training/ppm_train.py) share:
 hyper-parameters, the Accelerator, LoRA, the held-out split, the learning-rate schedule, the
 optimisation loop with its throughput log and resumable state, JSONL files, and saving a
 checkpoint atomically in the standard HF format.
@@ -27,9 +27,10 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from evaluation.problems import is_held_out
 from models.hardware import cpu_has_native_bf16
 
-log = logging.getLogger("models.train")
+log = logging.getLogger("training")
 
 Precision = Literal["auto", "no", "bf16", "fp16"]
 Record = TypeVar("Record", bound=BaseModel)
@@ -157,7 +158,7 @@ class TrainResult(BaseModel):
     total_params: int = 0
     resumed_from_step: int = 0  # > 0: the run continued a saved training state
     heldout: HeldOut | None = None
-    fingerprint: str = ""  # the recipe (models.train_common.fingerprint)
+    fingerprint: str = ""  # the recipe (training.common.fingerprint)
     hparams: TrainHParams
 
 
@@ -374,14 +375,6 @@ def _is_peft(model: Any) -> bool:
 
 
 # --- the held-out split ---------------------------------------------------------------------------
-
-
-def is_held_out(key: str, share: float) -> bool:
-    """Stable across runs and rounds: the same problem is always on the same side."""
-    if share <= 0:
-        return False
-    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
-    return h / 2**64 < share
 
 
 def split_held_out(

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from server.rounds.config import PHASES
+from training.config import PHASES
 
 MANIFEST = "manifest.json"
 FORMAT = "rstar-round/1"
@@ -61,7 +61,7 @@ class InputRecord(BaseModel):
     sha256: str | None = None
     version: str | None = None  # models: a digest of file names, sizes and times
     rows: int | None = None
-    # a trained checkpoint's recipe (models.train_common.fingerprint): one rebuilt from the
+    # a trained checkpoint's recipe (training.common.fingerprint): one rebuilt from the
     # same recipe stands for it even where its bytes differ
     recipe: str | None = None
 

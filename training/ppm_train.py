@@ -7,13 +7,12 @@ format the PPM reads at inference (`models.ppm.ppm_text`). The score is tanh(log
 inference, and the loss is −log σ(s⁺ − s⁻) (`models.ppm.pairwise_loss`). One loop, top to
 bottom, under HF accelerate (CPU with bf16 autocast, a GPU, or `accelerate launch` on several).
 
-    python -m models.ppm_train pairs.jsonl out_dir [--init default] [--max-steps N] ...
+    python -m training.ppm_train pairs.jsonl out_dir [--init default] [--max-steps N] ...
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
@@ -22,8 +21,11 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
+from models.checks import is_ppm
 from models.ppm import init_ppm_from_backbone, pairwise_loss, ppm_text
-from models.train_common import (
+from search.extract import PreferencePair
+from search.protocols import ScoreRequest
+from training.common import (
     HeldOut,
     Resumable,
     TrainHParams,
@@ -44,21 +46,8 @@ from models.train_common import (
     train_loop,
     train_result,
 )
-from search.extract import PreferencePair
-from search.protocols import ScoreRequest
 
-log = logging.getLogger("models.train")
-
-
-def is_ppm(path: str | Path) -> bool:
-    """Is `path` already a PPM (one-label sequence classifier) rather than a policy?"""
-    cfg_file = Path(path) / "config.json"
-    if not cfg_file.exists():
-        return False
-    cfg = json.loads(cfg_file.read_text())
-    archs = cfg.get("architectures") or []
-    labels = len(cfg["id2label"]) if "id2label" in cfg else cfg.get("num_labels", 2)
-    return any(a.endswith("ForSequenceClassification") for a in archs) and labels == 1
+log = logging.getLogger("training")
 
 
 def _load_ppm(acc: Any, init_model_path: str, seed: int, out: Path) -> Any:

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.rounds.config import RoundConfig
-from server.rounds.engines import (
+from training.config import RoundConfig
+from training.engines import (
     ModelChoice,
     model_settings,
     open_components,
     open_sandbox,
     search_config,
 )
-from server.rounds.manifest import replace_dir, write_json
+from training.manifest import replace_dir, write_json
 
 log = logging.getLogger("rstar.round")
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.rounds.config import (
+from training.config import (
     PHASES,
     REQUIRES,
     Phase,
@@ -22,7 +21,7 @@ from server.rounds.config import (
     diff_keys,
     first_phase_changed,
 )
-from server.rounds.manifest import (
+from training.manifest import (
     DONE,
     FORMAT,
     InputRecord,
@@ -34,9 +33,6 @@ from server.rounds.manifest import (
 log = logging.getLogger("rstar.round")
 
 GSM8K_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k_train.jsonl"
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_WEIGHTS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "*.pt")
-_TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
 class InputError(ValueError):
@@ -124,54 +120,19 @@ def check_model(
 ) -> InputRecord:
     """A local model directory must hold a loadable config, weights and a tokenizer (a PPM:
     a one-label sequence classifier). Hub ids pass as they are; remote models are not read."""
-    from models.default_model import ModelUnavailable, embedded, ensure_model
+    from models.checks import ModelCheckError
+    from models.checks import check_model as check_dir
     from models.factory import model_version
+    from training.common import model_recipe
 
     if remote:
         return InputRecord(kind="remote", given=given)
-    if spec := embedded(given):
-        try:
-            path = ensure_model(spec)
-        except ModelUnavailable as e:
-            raise InputError(f"{flag} {given or 'default'}: {e}") from None
-    else:
-        path = Path(given).expanduser()
-    if not path.exists():
-        if given and _HUB_ID.fullmatch(given) and not given.startswith((".", "/", "~")):
-            return InputRecord(kind="hub", given=given)
-        raise InputError(f"{flag} {given}: no such directory (nor a hub id like org/name)")
-    where = f"{flag} {given}"
-    if not path.is_dir():
-        raise InputError(f"{where}: not a model (a file, not a model directory)")
-    cfg_file = path / "config.json"
-    if not cfg_file.is_file():
-        raise InputError(f"{where}: not a model (no config.json in {path})")
     try:
-        cfg = json.loads(cfg_file.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{where}: not a model (config.json is not valid JSON: {e})") from None
-    if not isinstance(cfg, dict) or "model_type" not in cfg:
-        raise InputError(f"{where}: not a model (config.json has no model_type)")
-    if not any(next(path.glob(g), None) for g in _WEIGHTS):
-        raise InputError(f"{where}: not a model (no weights: *.safetensors or *.bin in {path})")
-    if not any((path / t).is_file() for t in _TOKENIZER):
-        raise InputError(f"{where}: no tokenizer files (tokenizer.json / tokenizer_config.json)")
-    try:
-        from transformers import AutoConfig
-
-        AutoConfig.from_pretrained(str(path))
-    except Exception as e:
-        raise InputError(f"{where}: not loadable by transformers ({e})") from None
-    if ppm:
-        from models.ppm_train import is_ppm
-
-        if not is_ppm(path):
-            raise InputError(
-                f"{where}: not a PPM (a one-label *ForSequenceClassification, as "
-                "models/ppm_train.py writes); a policy goes to --policy"
-            )
-    from models.train_common import model_recipe
-
+        kind, path = check_dir(given, flag, ppm=ppm)
+    except ModelCheckError as e:
+        raise InputError(str(e)) from None
+    if kind == "hub" or path is None:
+        return InputRecord(kind="hub", given=given)
     return InputRecord(
         kind="model", given=given, path=str(path.resolve()), version=model_version(str(path)),
         recipe=model_recipe(path) if (path / "rstar-train.json").exists() else None,

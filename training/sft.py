@@ -5,7 +5,7 @@ executor's `<output>` blocks are masked out (see `search.extract.SftExample`). O
 to bottom, under HF accelerate: one CPU with bf16 autocast, one GPU, or several GPUs under
 `accelerate launch` (DDP/FSDP) without a change.
 
-    python -m models.sft sft.jsonl out_dir [--base default] [--max-steps N] [--lr 2e-5] ...
+    python -m training.sft sft.jsonl out_dir [--base default] [--max-steps N] [--lr 2e-5] ...
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from models.train_common import (
+from search.extract import SftExample
+from training.common import (
     HeldOut,
     Resumable,
     TrainHParams,
@@ -38,9 +39,8 @@ from models.train_common import (
     train_loop,
     train_result,
 )
-from search.extract import SftExample
 
-log = logging.getLogger("models.train")
+log = logging.getLogger("training")
 
 IGNORE = -100  # label of a token without loss
 

@@ -23,11 +23,12 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.rounds.config import (
+from training.config import (
     PHASES,
     ConfigError,
     Phase,
@@ -35,9 +36,10 @@ from server.rounds.config import (
     add_config_flags,
     build_config,
 )
-from server.rounds.generate import GenerateError
-from server.rounds.inputs import InputError, Inputs, missing_outputs, phase_order, preflight
-from server.rounds.manifest import (
+from training.generate import GenerateError
+from training.inputs import InputError, Inputs, missing_outputs, phase_order, preflight
+from training.launch import TrainError
+from training.manifest import (
     Manifest,
     PhaseRecord,
     RoundBusy,
@@ -45,7 +47,6 @@ from server.rounds.manifest import (
     remove_temp_dirs,
     round_lock,
 )
-from server.rounds.train import TrainError
 
 log = logging.getLogger("rstar.round")
 
@@ -118,7 +119,7 @@ class Round:
         log.info("── %s ──", phase)
         t0 = time.monotonic()
         try:
-            outcome = getattr(self, f"_{phase}")()
+            outcome = PHASE_TABLE[phase](self)
         except KeyboardInterrupt:
             rec.status, rec.reason = "interrupted", "interrupted (SIGINT/SIGTERM)"
             code = 130
@@ -152,7 +153,7 @@ class Round:
         return self._base()
 
     def _restorable(self, phase: Phase) -> bool:
-        from server.rounds.restore import can_restore
+        from training.restore import can_restore
 
         rec = self.m.phases[phase]
         return bool(rec.outputs) and all(
@@ -162,7 +163,7 @@ class Round:
     def _restore(self, phase: Phase) -> int:
         """Merge a finished phase's committed adapter onto its init model: the same weights as
         the recorded run's, up to the adapter's fp16 rounding, in about a minute."""
-        from server.rounds.restore import merge_adapter
+        from training.restore import merge_adapter
 
         rec = self.m.phases[phase]
         init = self._init_model(phase)
@@ -192,7 +193,7 @@ class Round:
         t0 = time.monotonic()
         self.rebuilding = True
         try:
-            outcome = getattr(self, f"_{phase}")()
+            outcome = PHASE_TABLE[phase](self)
         except KeyboardInterrupt:
             return 130
         except Exception as e:
@@ -223,8 +224,8 @@ class Round:
     def _invalidate(self, phase: Phase, reason: str) -> None:
         """Back to pending, with the resumable work of an unfinished run of it dropped (its
         finished outputs stay until a new run replaces them)."""
-        from server.rounds.evaluate import reset_partial
-        from server.rounds.generate import PARTIAL
+        from training.evaluate import reset_partial
+        from training.generate import PARTIAL
 
         if self.m.phases[phase].status != "pending":
             self.m.phases[phase] = PhaseRecord(reason=reason)
@@ -278,7 +279,7 @@ class Round:
     # --- phases ----------------------------------------------------------------------------------
 
     def _generate(self) -> Outcome:
-        from server.rounds import generate as gen
+        from training import generate as gen
 
         if self.cfg.bootstrap:
             counts = asyncio.run(self._bootstrap())
@@ -292,8 +293,8 @@ class Round:
         return Outcome(reason=reason, outputs=[str(gen.TREES)], counts=counts)
 
     async def _bootstrap(self) -> dict[str, Any]:
-        from server.rounds.engines import open_sandbox
-        from server.rounds.generate import bootstrap_phase
+        from training.engines import open_sandbox
+        from training.generate import bootstrap_phase
 
         conc = 2 * max(1, self.cfg.search.concurrency)
         if self.components is not None:
@@ -303,14 +304,14 @@ class Round:
 
     async def _generate_async(self) -> Any:
         from search import Budget
-        from server.rounds.engines import (
+        from training.engines import (
             input_models,
             model_settings,
             open_components,
             open_sandbox,
             search_config,
         )
-        from server.rounds.generate import GenerateProgress, generate
+        from training.generate import GenerateProgress, generate
 
         cfg, s = self.cfg, self.cfg.search
         settings = model_settings(cfg, input_models(cfg))
@@ -336,7 +337,7 @@ class Round:
             return await go(comps)
 
     def _extract(self) -> Outcome:
-        from server.rounds.extract import DATA, run_extract
+        from training.extract import DATA, run_extract
 
         counts = run_extract(self.out, bootstrap=bool(self.cfg.bootstrap),
                              rules=self.cfg.label_rules())  # fmt: skip
@@ -359,9 +360,9 @@ class Round:
         return f"{kind}.rebuild" if self.rebuilding else kind
 
     def _sft(self) -> Outcome:
-        from server.rounds.extract import SFT
-        from server.rounds.restore import adapter_sha256
-        from server.rounds.train import POLICY, result_counts, train
+        from training.extract import SFT
+        from training.launch import POLICY, result_counts, train
+        from training.restore import adapter_sha256
 
         n = self._count(SFT)
         if n == 0:
@@ -376,9 +377,9 @@ class Round:
         return Outcome(outputs=[str(POLICY)], counts=counts)
 
     def _ppm(self) -> Outcome:
-        from server.rounds.extract import PAIRS
-        from server.rounds.restore import adapter_sha256
-        from server.rounds.train import PPM, result_counts, train
+        from training.extract import PAIRS
+        from training.launch import PPM, result_counts, train
+        from training.restore import adapter_sha256
 
         n = self._count(PAIRS)
         if n == 0:
@@ -393,8 +394,8 @@ class Round:
         return Outcome(outputs=[str(PPM)], counts=counts)
 
     def _eval(self) -> Outcome:
-        from server.rounds.engines import ModelChoice, input_models
-        from server.rounds.evaluate import EVAL, Side, run_eval
+        from training.engines import ModelChoice, input_models
+        from training.evaluate import EVAL, Side, run_eval
 
         cfg = self.cfg
         if not self.inputs.eval_problems:
@@ -428,6 +429,18 @@ class Round:
                        outputs=[str(EVAL / "report.json"), str(EVAL / "accuracy.png")],
                        counts={"problems": len(self.inputs.eval_problems),
                                "sides": [s.name for s in sides]})  # fmt: skip
+
+
+# The round, top to bottom: each phase and what it makes. A phase runs once its inputs are
+# finished (config.REQUIRES) and is skipped when its outputs are (inputs.phase_order).
+PHASE_TABLE: dict[Phase, Callable[[Round], Outcome]] = {
+    "generate": Round._generate,  # MCTS over problems with gold answers (or the bootstrap) → trees
+    "extract": Round._extract,  # trees → SFT trajectories and PPM preference pairs
+    "sft": Round._sft,  # SFT data → the new policy
+    "ppm": Round._ppm,  # preference pairs → the new PPM, on the new policy's backbone
+    "eval": Round._eval,  # the new models against the previous ones on held-out problems
+}
+assert tuple(PHASE_TABLE) == PHASES
 
 
 # --- the command line ----------------------------------------------------------------------------

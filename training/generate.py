@@ -9,7 +9,7 @@ A killed run restarts where it stopped: ids already there are skipped, a line cu
 kill is dropped. When every problem is in, the file is renamed to `generate/trees.jsonl`.
 
 The bootstrap round (round 0) generates nothing: `bootstrap_phase` converts GSM8K reference
-solutions into step trajectories and verifies them in the sandbox (search/gsm8k.py).
+solutions into step trajectories and verifies them in the sandbox (training/gsm8k.py).
 """
 
 from __future__ import annotations
@@ -286,9 +286,9 @@ async def bootstrap_phase(
 ) -> dict[str, Any]:
     """Convert and verify GSM8K reference solutions in the sandbox; write the survivors
     (trajectories) and the rejected rows with their reasons. Returns the counts."""
-    from models.train_common import write_jsonl
     from search.grading import default_grader
-    from search.gsm8k import BootstrapStats, bootstrap
+    from training.common import write_jsonl
+    from training.gsm8k import BootstrapStats, bootstrap
 
     t0 = time.monotonic()
 

@@ -25,8 +25,8 @@ from search.extract import (
     render_sft,
 )
 from search.tree import Tree
-from server.rounds.generate import TRAJECTORIES, TREES, iter_lines
-from server.rounds.manifest import replace_dir, temp_dir_for, write_json
+from training.generate import TRAJECTORIES, TREES, iter_lines
+from training.manifest import replace_dir, temp_dir_for, write_json
 
 DATA = Path("data")
 SFT = DATA / "sft.jsonl"
@@ -109,12 +109,12 @@ def run_extract(round_dir: Path, *, bootstrap: bool, rules: LabelRules) -> dict[
 
 
 def read_sft(round_dir: Path) -> list[SftExample]:
-    from models.train_common import read_jsonl
+    from training.common import read_jsonl
 
     return read_jsonl(round_dir / SFT, SftExample)
 
 
 def read_pairs(round_dir: Path) -> list[PreferencePair]:
-    from models.train_common import read_jsonl
+    from training.common import read_jsonl
 
     return read_jsonl(round_dir / PAIRS, PreferencePair)

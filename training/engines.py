@@ -10,7 +10,7 @@ from typing import Any
 
 from models.settings import ModelSettings, PolicyEngine, RewardEngine
 from search import Components, SearchConfig
-from server.rounds.config import RoundConfig
+from training.config import RoundConfig
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.settings import PolicyEngine, RewardEngine
-from models.train_common import TrainHParams, drop_added_later
 from search.extract import LabelRules
 from search.steps import PromptStyle
+from training.common import TrainHParams, drop_added_later
 
 Phase = Literal["generate", "extract", "sft", "ppm", "eval"]
 PHASES: tuple[Phase, ...] = ("generate", "extract", "sft", "ppm", "eval")
