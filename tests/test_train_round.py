@@ -587,6 +587,41 @@ def test_toy_round_merges_its_committed_adapters_instead_of_training(toy_round, 
     assert ph["ppm"]["rebuilds"][0]["same_adapter"]  # seeded: the very adapter recorded
 
 
+@pytest.mark.timeout(600)
+def test_toy_round_can_fit_its_ppm_as_a_head_and_restore_it_from_the_head(toy_round, tmp_path):
+    """--ppm-method head re-makes the PPM (and what follows it) as a linear head on the new
+    policy's frozen features; with only the head record on disk a re-run rebuilds the PPM from
+    it in seconds, and scores as before."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    out, code, argv = toy_round
+    assert code == 0
+    copy = tmp_path / "round1"
+    shutil.copytree(out, copy)
+    args = list(argv)
+    args[args.index("--out") + 1] = str(copy)
+    args += ["--ppm-method", "head", "--phases", "ppm"]
+    assert main(args) == 0
+    rec = manifest(copy)["phases"]["ppm"]
+    assert rec["status"] == "complete" and rec["counts"]["method"] == "head"
+    assert rec["counts"]["pairs"] > 0 and rec["counts"]["head_sha256"]
+    assert (copy / "ppm" / "rstar-head.json").exists()
+    before = load_file(str(copy / "ppm" / "model.safetensors"))
+
+    for f in (copy / "ppm").iterdir():
+        if f.name != "rstar-head.json":
+            f.unlink() if f.is_file() else shutil.rmtree(f)
+    assert main(args) == 0
+    rec = manifest(copy)["phases"]["ppm"]
+    assert len(rec["restores"]) == 1 and not rec["rebuilds"]
+    after = load_file(str(copy / "ppm" / "model.safetensors"))
+    assert before.keys() == after.keys()
+    assert all(torch.allclose(before[k], after[k]) for k in before)
+
+
 # --- round 0 -------------------------------------------------------------------------------------
 
 

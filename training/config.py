@@ -41,7 +41,8 @@ REQUIRES: dict[Phase, tuple[Phase, ...]] = {
 SETTING_PHASE: dict[str, Phase] = {
     "top_k": "extract", "final_pairs": "extract", "supported_only": "extract",
     "label_q": "extract", "q_margin": "extract", "min_edit_chars": "extract",
-    "check_claims": "extract", "sft": "sft", "ppm_train": "ppm", "eval": "eval",
+    "check_claims": "extract", "sft": "sft", "ppm_train": "ppm", "ppm_method": "ppm",
+    "ppm_dev_trees": "ppm", "eval": "eval",
 }  # fmt: skip
 
 # settings added after recorded rounds (docs/measured/evolution/): name → default
@@ -50,6 +51,7 @@ SETTING_PHASE: dict[str, Phase] = {
 ADDED_LATER: dict[str, Any] = {
     "supported_only": True, "search.unsolved_rollouts": None,
     "label_q": "search", "q_margin": None, "min_edit_chars": 0, "check_claims": False,
+    "ppm_method": "lora", "ppm_dev_trees": None,
 }  # fmt: skip
 
 
@@ -165,6 +167,14 @@ class RoundConfig(_Section):
     )
     sft: TrainHParams = Field(default_factory=TrainHParams)
     ppm_train: TrainHParams = Field(default_factory=TrainHParams)
+    ppm_method: Literal["lora", "head"] = Field(
+        "lora",
+        description="the PPM: LoRA on the new policy's backbone (--ppm-* settings), or a "
+        "linear head fitted on its frozen features (minutes, not hours, on CPU)",
+    )
+    ppm_dev_trees: str | None = Field(
+        None, description="head PPM: trees of problems no model trained on, to report it on"
+    )
     launcher: str | None = Field(
         None, description="command training runs under, e.g. 'accelerate launch "
         "--num_processes 8' (default: this Python)"

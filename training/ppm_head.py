@@ -217,7 +217,7 @@ class HeadReport(BaseModel):
     train_problems: int
     decays: dict[str, float]  # decay → pairwise accuracy on the held-out training problems
     decay: float
-    heldout: PairReport
+    heldout: PairReport | None  # None: too few problems to hold any out
     dev: PairReport | None = None
 
 
@@ -240,24 +240,26 @@ def train_head(
     dev = tree_dev_pairs(dev_trees, per_kind) if dev_trees else []
     held = [p for p in pairs if is_held_out(p.problem_id or p.problem, holdout_share)]
     fit = [p for p in pairs if not is_held_out(p.problem_id or p.problem, holdout_share)]
-    if not fit or not held:
-        raise ValueError(f"{trees}: too few pairs to fit and check a head ({len(pairs)})")
+    if not pairs:
+        raise ValueError(f"{trees}: no preference pairs to fit a head on")
+    if not fit or not held:  # too few problems to hold any out: the middle decay, unchecked
+        fit, held, decays = pairs, [], [decays[len(decays) // 2]]
     texts = sorted({t for p in (*pairs, *dev) for t in _sides(p)})
     store.fill(texts)
     feats = store.load(texts)
 
     fit_idx, held_idx = _index(texts, fit), _index(texts, held)
     tried: dict[str, float] = {}
-    best: tuple[float, float] | None = None
-    for d in decays:
-        head = Head(weight=fit_head(feats, fit_idx, d), decay=d, scale=1.0)
-        acc = pair_report(held, _scores(head, feats, held_idx)).overall.accuracy
-        tried[str(d)] = acc
-        log.info("decay %g: held-out pairwise accuracy %.3f", d, acc)
-        if best is None or acc > best[0]:
-            best = (acc, d)
-    assert best is not None
-    decay = best[1]
+    decay = decays[0]
+    if held:
+        best = -1.0
+        for d in decays:
+            head = Head(weight=fit_head(feats, fit_idx, d), decay=d, scale=1.0)
+            acc = pair_report(held, _scores(head, feats, held_idx)).overall.accuracy
+            tried[str(d)] = acc
+            log.info("decay %g: held-out pairwise accuracy %.3f", d, acc)
+            if acc > best:
+                best, decay = acc, d
     # the chosen decay, refitted on every training pair
     weight = centre(fit_head(feats, _index(texts, pairs), decay), feats)
     spread = float(np.std(feats @ np.asarray(weight, dtype=np.float64))) or 1.0
@@ -270,14 +272,24 @@ def train_head(
         train_problems=len({p.problem_id for p in pairs}),
         decays=tried,
         decay=decay,
-        heldout=pair_report(held, _scores(held_head, feats, held_idx)),
+        heldout=pair_report(held, _scores(held_head, feats, held_idx)) if held else None,
         dev=pair_report(dev, _scores(head, feats, _index(texts, dev))) if dev else None,
     )
     return head, report
 
 
-def save_ppm(policy: str, head: Head, out: str | Path) -> Path:
-    """The policy with the fitted head as its `score` layer, scaled to unit spread."""
+HEAD_RECORD = "rstar-head.json"
+
+
+def load_head(ckpt: str | Path) -> tuple[Head, HeadReport | None]:
+    data = json.loads((Path(ckpt) / HEAD_RECORD).read_text())
+    report = HeadReport.model_validate(data["report"]) if data.get("report") else None
+    return Head.model_validate(data["head"]), report
+
+
+def save_ppm(policy: str, head: Head, out: str | Path, report: HeadReport | None = None) -> Path:
+    """The policy with the fitted head as its `score` layer, scaled to unit spread; the head
+    (and its report) beside it, which is all a round commits of it."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -290,14 +302,14 @@ def save_ppm(policy: str, head: Head, out: str | Path) -> Path:
     with torch.no_grad():
         model.score.weight.copy_(w.reshape(1, -1))
     model.save_pretrained(out, safe_serialization=True)
-    (out / "rstar-head.json").write_text(head.model_dump_json(indent=1))
+    record = {"head": head.model_dump(), "report": report.model_dump() if report else None}
+    (out / HEAD_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     return out
 
 
 def _print(report: HeadReport) -> None:
-    rows = [("held-out", report.heldout)]
-    if report.dev is not None:
-        rows.append(("dev", report.dev))
+    rows = [(name, rep) for name, rep in (("held-out", report.heldout), ("dev", report.dev))
+            if rep is not None]  # fmt: skip
     for name, rep in rows:
         for kind, r in [("all", rep.overall), *rep.by_kind.items()]:
             lo, hi = r.ci95_by_problem
@@ -336,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         Path(args.report).write_text(report.model_dump_json(indent=1) + "\n")
     if args.out:
-        print(f"PPM written to {save_ppm(args.policy, head, args.out)}")
+        print(f"PPM written to {save_ppm(args.policy, head, args.out, report)}")
     return 0
 
 

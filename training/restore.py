@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from training.common import ADAPTER_DIR, ADAPTER_WEIGHTS
 from training.manifest import file_sha256
@@ -22,6 +22,7 @@ from training.manifest import file_sha256
 log = logging.getLogger(__name__)
 
 TRAINING_RECORD = "rstar-train.json"
+HEAD_RECORD = "rstar-head.json"
 
 
 def adapter_path(ckpt: Path) -> Path:
@@ -34,9 +35,38 @@ def adapter_sha256(ckpt: Path) -> str | None:
     return file_sha256(path) if path.exists() else None
 
 
-def can_restore(ckpt: Path, recorded_sha256: str | None) -> bool:
-    """Is the adapter there, and is it the one the round recorded?"""
-    return recorded_sha256 is not None and adapter_sha256(ckpt) == recorded_sha256
+def head_sha256(ckpt: Path) -> str | None:
+    """The sha256 of a head PPM's head (training/ppm_head.py), None when it has none."""
+    path = ckpt / HEAD_RECORD
+    return file_sha256(path) if path.exists() else None
+
+
+def can_restore(ckpt: Path, counts: dict[str, Any]) -> bool:
+    """Is the adapter (or head) there, and is it the one the round recorded?"""
+    if counts.get("head_sha256"):
+        return head_sha256(ckpt) == counts["head_sha256"]
+    sha = counts.get("adapter_sha256")
+    return sha is not None and adapter_sha256(ckpt) == sha
+
+
+def restore(kind: Literal["sft", "ppm"], init: str, ckpt: Path) -> Path:
+    """The checkpoint back from what is committed: a head PPM from its head, else the
+    adapter merged."""
+    if kind == "ppm" and (ckpt / HEAD_RECORD).exists():
+        from training.ppm_head import load_head, save_ppm
+
+        head, report = load_head(ckpt)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt.name}.restore-", dir=ckpt.parent))
+        try:
+            save_ppm(init, head, tmp / "out", report)
+            old = ckpt.with_name(f".{ckpt.name}.old-{os.getpid()}")
+            os.rename(ckpt, old)
+            os.rename(tmp / "out", ckpt)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return ckpt
+    return merge_adapter(kind, init, ckpt)
 
 
 def merge_adapter(kind: Literal["sft", "ppm"], init: str, ckpt: Path) -> Path:

@@ -156,23 +156,21 @@ class Round:
         from training.restore import can_restore
 
         rec = self.m.phases[phase]
-        return bool(rec.outputs) and all(
-            can_restore(self.out / o, rec.counts.get("adapter_sha256")) for o in rec.outputs
-        )
+        return bool(rec.outputs) and all(can_restore(self.out / o, rec.counts) for o in rec.outputs)
 
     def _restore(self, phase: Phase) -> int:
-        """Merge a finished phase's committed adapter onto its init model: the same weights as
-        the recorded run's, up to the adapter's fp16 rounding, in about a minute."""
-        from training.restore import merge_adapter
+        """Merge a finished phase's committed adapter (or head) onto its init model: the same
+        weights as the recorded run's, up to the adapter's fp16 rounding, in about a minute."""
+        from training.restore import restore
 
         rec = self.m.phases[phase]
         init = self._init_model(phase)
-        log.info("%s: complete, weights missing: merging its committed adapter onto %s",
+        log.info("%s: complete, weights missing: merging its committed adapter or head onto %s",
                  phase, init)  # fmt: skip
         t0 = time.monotonic()
         try:
             for o in rec.outputs:
-                merge_adapter("sft" if phase == "sft" else "ppm", init, self.out / o)
+                restore("sft" if phase == "sft" else "ppm", init, self.out / o)
         except KeyboardInterrupt:
             return 130
         except Exception as e:
@@ -386,11 +384,40 @@ class Round:
             return Outcome("skipped", "no preference pairs: no tree held both a correct and a "
                            "wrong answer under one step; no PPM trained")  # fmt: skip
         init = self._init_model("ppm")
+        if self.cfg.ppm_method == "head":
+            return self._ppm_head(init)
         log.info("ppm: %d pairs, a fresh head on %s", n, init)
         result = train("ppm", self.out, self.out / PAIRS, init, self.cfg.ppm_train,
                        self.cfg.launcher, self._log_name("ppm"))  # fmt: skip
         counts = {**result_counts(result), "init": init,
                   "adapter_sha256": adapter_sha256(self.out / PPM)}  # fmt: skip
+        return Outcome(outputs=[str(PPM)], counts=counts)
+
+    def _ppm_head(self, init: str) -> Outcome:
+        """The PPM as a linear head on the new policy's frozen features, fitted on this round's
+        trees under its label rules (training/ppm_head.py)."""
+        from training.generate import TREES
+        from training.launch import PPM
+        from training.ppm_head import save_ppm, train_head
+        from training.restore import head_sha256
+
+        log.info("ppm: a linear head on %s's frozen features", init)
+        head, report = train_head(init, self.out / TREES, self.cfg.label_rules(),
+                                  self.cfg.ppm_dev_trees)  # fmt: skip
+        save_ppm(init, head, self.out / PPM, report)
+        counts: dict[str, Any] = {
+            "method": "head", "init": init, "pairs": report.train_pairs,
+            "problems": report.train_problems, "decay": report.decay,
+            "heldout_accuracy": report.heldout.overall.accuracy if report.heldout else None,
+            "head_sha256": head_sha256(self.out / PPM),
+        }  # fmt: skip
+        if report.dev is not None:
+            kinds = [("all", report.dev.overall), *report.dev.by_kind.items()]
+            counts["dev"] = {
+                k: {"accuracy": r.accuracy, "ci95_by_problem": r.ci95_by_problem,
+                    "pairs": r.pairs, "problems": r.problems}
+                for k, r in kinds
+            }  # fmt: skip
         return Outcome(outputs=[str(PPM)], counts=counts)
 
     def _eval(self) -> Outcome:
