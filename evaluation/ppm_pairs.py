@@ -4,11 +4,10 @@ sibling steps after a shared prefix; `final`: the rest of a correct against a wr
 trajectory), each with its Wilson 95 % interval.
 
 A round's trainer reports this on the tenth of its own problems it holds out (about a hundred
-pairs: an interval of ±0.1). The next round's pairs come from problems no PPM has seen, so the
-previous round's PPM scored on them is the larger, unbiased check:
+pairs: an interval of ±0.1). Pairs from problems no PPM has seen are the larger, unbiased check:
 
-    rstar eval-ppm --ppm docs/measured/evolution/r1/ppm \
-        --pairs docs/measured/evolution/r2/data/ppm_pairs.jsonl --out r1-ppm-on-r2.json
+    rstar eval-ppm --ppm docs/measured/evolution/r1-head/ppm \
+        --trees docs/measured/evolution/dev/trees.jsonl --out r1-head-on-dev.json
 
 With `--trees`, the pairs are drawn from searched trees by rules that leave no doubt about the
 labels (`terminal` and `step` kinds, search.extract.dev_pairs): the dev set every PPM is

@@ -1,47 +1,61 @@
 #!/usr/bin/env bash
-# Self-evolution of the 0.5B default on this CPU (issue 15), in resumable stages: re-run after a
-# stop and each continues where it ended (generation problem by problem, training from its last
-# saved state, evals from their results.jsonl). The small artefacts (manifests, SFT data, pairs,
-# eval results, training logs) land in $OUT and are committed; the weights are not: re-running a
-# round's stage on a machine without them trains them again from the recorded data and settings
-# (fixed seeds), and nothing else re-runs. So on a fresh clone
-#     scripts/self_evolution.sh          # every stage: finished ones only rebuild their weights
-# brings back every round's policy and PPM. Stages:
+# Self-evolution of the 0.5B default on this CPU, in resumable stages: re-run after a stop and
+# each continues where it ended (generation problem by problem, training from its last saved
+# state, evals from their results.jsonl). What a round makes lands in $OUT and is committed:
+# manifests, SFT data, pairs, eval results, training logs, and its weights as LoRA adapters
+# (policy/adapter/, ppm/adapter/; sha256 in the manifest) or a PPM head record (ppm/rstar-head.json).
+# On a fresh clone a finished stage merges those onto the hash-checked base in about a minute and
+# runs nothing else; only a phase without them trains again (fixed seeds). Stages:
 #   r0         round 0: SFT (LoRA) on the verified GSM8K reference solutions of the first R0_ROWS
 #              train rows; its eval: greedy on the first N_GREEDY test problems
-#   r0-search  round 0's policy: self-consistency, best-of-N, MCTS at BUDGET on the first N_SEARCH
 #   r1         round 1: terminal-guided MCTS (R_ROLLOUTS) with round 0's policy over R1_N train
-#              problems after the bootstrap's → SFT on the top trajectories + a PPM from the new
-#              policy; eval: greedy
-#   r1-search  round 1's policy and PPM: the three searches at BUDGET (best-of-N and MCTS read
-#              the PPM; self-consistency is a vote)
-#   r2, r2-search   the same with PPM-augmented MCTS from round 1's models, and up to R2_UNSOLVED
-#              rollouts on the problems R_ROLLOUTS left unsolved
-# The untrained default's rows are issue 14's runs (docs/measured/search/gsm8k-{greedy,search}):
-# the same test problems, budgets and search settings. Then
+#              problems after the bootstrap's → SFT on the top trajectories (its policy is
+#              restored; its LoRA PPM, trained before adapters were kept, is not rebuilt: r1-head
+#              replaces it)
+#   r1-head    round 1's PPM as a linear head on round 1's frozen policy, fitted on round 1's trees
+#              under the reference's label rules, reported on the dev set ($DEV: train problems no
+#              model trained on, docs/measured/evolution/dev/README.md)
+#   r2         round 2: PPM-augmented MCTS from round 1's policy and r1-head over R2_N train problems
+#              after the dev set's, reference labels, SFT (LoRA) and a head PPM; eval: greedy
+#   r3         round 3: the same from round 2's models
+#   rN-tok     round N's models (N = 0..3): self-consistency, best-of-N and MCTS at TOKENS
+#              generated tokens a problem on the first N_SEARCH test problems (the PPM where the
+#              round has one)
+#   r0-search, r1-search   the searches at BUDGET rollouts as first measured (r1-search needs
+#              round 1's LoRA PPM: it retrains it, 2.2 h)
+# Then
 #     python -m benchmarks.self_evolution_table
-# prints the table and draws the plot. Nothing here was chosen on the test problems: the
-# training settings were picked on the held-out train problems' loss / pairwise accuracy.
+# prints the table and draws the plot. Nothing here was chosen on the test problems: search and
+# label settings on the dev set and held-out train problems, training settings on the held-out
+# train problems' loss / pairwise accuracy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-docs/measured/evolution}
-STAGES=${STAGES:-r0 r0-search r1 r1-search r2 r2-search}
+STAGES=${STAGES:-r0 r1 r1-head r1-tok r2 r2-tok r3 r3-tok}
 N_GREEDY=${N_GREEDY:-200}
 N_SEARCH=${N_SEARCH:-100}
 BUDGET=${BUDGET:-4}
+N_TOK=${N_TOK:-200}
+TOKENS=${TOKENS:-650tok,1300tok}
+DEV=${DEV:-$OUT/dev/trees.jsonl}
 R0_ROWS=${R0_ROWS:-1070}   # → 1,005 verified solutions, ~0.26 M tokens: one LoRA epoch ≈ 41 min
 #                             in bf16 on AMX, 72 min in fp32 on AVX2
 R1_N=${R1_N:-200}
-R2_N=${R2_N:-200}
 R_ROLLOUTS=${R_ROLLOUTS:-8}
-# round 2: a problem still unsolved after R_ROLLOUTS goes on to R2_UNSOLVED rollouts (the paper's
-# extra rollouts on hard problems). In round 1's trees (train problems) the share of problems
-# with a correct terminal was still rising at the end: 42 % within the first half of the nodes
-# made, 57 % within three quarters, 64.5 % in all
-R2_UNSOLVED=${R2_UNSOLVED:-16}
+# rounds 2 and 3: more problems, fewer rollouts (every terminal now counts, visited or not), each
+# after the dev set's rows (1270-1397)
+R2_OFFSET=${R2_OFFSET:-1398}
+R2_N=${R2_N:-400}
+R3_N=${R3_N:-400}
+RN_ROLLOUTS=${RN_ROLLOUTS:-4}
+RN_UNSOLVED=${RN_UNSOLVED:-8}
+# a problem still unsolved after RN_ROLLOUTS goes on to RN_UNSOLVED rollouts (the paper's extra
+# rollouts on hard problems). In round 1's trees (train problems) the share of problems with a
+# correct terminal was still rising at the end: 42 % within the first half of the nodes made,
+# 57 % within three quarters, 64.5 % in all
 # the PPM on vLLM's pooling runner: its prefix cache reuses what sibling steps share; on MCTS's
 # own requests 3.5x transformers' scores/s, same scores (docs/measured/engine/ppm_throughput.txt)
 PPM_ENGINE=${PPM_ENGINE:-vllm}
@@ -59,13 +73,13 @@ R0_TRAIN=(--sft-lora-rank 16 --sft-lr 2e-4 --sft-epochs 1 --sft-micro-batch-size
 # 2e-4 from a random head, round 1's first PPM saturated tanh within ten steps: loss stuck at
 # ln 2); one epoch (2.2 h on 2 AVX2 cores for 1,125 pairs)
 R_TRAIN=(--sft-lr 1e-4 --sft-epochs 2 --ppm-lr 2e-4 --ppm-head-lr 1e-5 --ppm-epochs 1)
-# from round 2: micro-batches that keep a parent step's pairs together score the texts they
-# share once (on round 1's pairs 21 % fewer padded tokens an epoch); round 1 keeps the batches
-# it was trained with, so that rebuilding it gives the model that was measured
-R2_TRAIN=(--ppm-pair-batches parent)
-# round 1 was labelled before the reference's rules (outcome Q over every terminal, the margin
-# and edit-distance filters, no credit for false arithmetic): it keeps the rules it ran with
-R1_LABELS=(--label-q search --q-margin none --min-edit-chars 0 --no-check-claims)
+# rounds 0 and 1 were labelled before the reference's rules (outcome Q over every terminal, the
+# margin and edit-distance filters, no credit for false arithmetic): they keep the rules they ran
+# with (so that their recorded identity, and with it every finished phase, stands)
+OLD_LABELS=(--label-q search --q-margin none --min-edit-chars 0 --no-check-claims)
+# from round 2: the PPM is a linear head on the new policy's frozen features (minutes, where a
+# LoRA PPM took 2.2 h), reported on the dev set
+RN_PPM=(--ppm-method head --ppm-dev-trees "$DEV")
 ROUND_EVAL=(--eval-data "$DATA/gsm8k_test.jsonl" --eval-limit "$N_GREEDY" --eval-algorithms greedy
   --no-eval-previous --eval-concurrency 32)
 
@@ -73,39 +87,65 @@ stage() { echo "=== $(date -u +%H:%M:%S) $*"; }
 round() {
   $PY -m server.train_round --engine vllm --ppm-engine "$PPM_ENGINE" "${ROUND_EVAL[@]}" "$@"
 }
-searches() {  # searches MODEL_DIR OUT [--ppm PPM]
-  local model=$1 out=$2
-  shift 2
-  $PY -m clients.cli eval --data "$DATA/gsm8k_test.jsonl" --limit "$N_SEARCH" --resume \
-    --algorithms self_consistency,best_of_n,mcts --budgets "$BUDGET" --model "$model" \
+searches() {  # searches MODEL_DIR OUT BUDGETS N [--ppm PPM]
+  local model=$1 out=$2 budgets=$3 n=$4
+  shift 4
+  $PY -m clients.cli eval --data "$DATA/gsm8k_test.jsonl" --limit "$n" --resume \
+    --algorithms self_consistency,best_of_n,mcts --budgets "$budgets" --model "$model" \
     --concurrency "$EVAL_CONC" --ppm-engine "$PPM_ENGINE" --out "$out" "$@"
 }
-ppm_flag() { if [ -d "$OUT/$1/ppm" ]; then echo "--ppm $OUT/$1/ppm"; fi; }
+ppm_of() {  # the PPM a round's searches read: its own, round 1's head, or none
+  case $1 in
+    r0) ;;
+    r1) echo "--ppm $OUT/r1-head/ppm" ;;
+    *) echo "--ppm $OUT/$1/ppm" ;;
+  esac
+}
+later_round() {  # later_round N PREVIOUS OFFSET LIMIT
+  local n=$1 prev=$2 offset=$3 limit=$4
+  stage "round $n: PPM-augmented MCTS over $limit train problems from row $offset"
+  # shellcheck disable=SC2046
+  round --problems "$DATA/gsm8k_train.jsonl" --offset "$offset" --limit "$limit" --round "$n" \
+    --policy "$OUT/$prev/policy" $(ppm_of "$prev") --rollouts "$RN_ROLLOUTS" \
+    --unsolved-rollouts "$RN_UNSOLVED" --concurrency "$GEN_CONC" --out "$OUT/r$n" \
+    "${TRAIN[@]}" "${R_TRAIN[@]}" "${RN_PPM[@]}"
+}
 
 for s in $STAGES; do
   case $s in
     r0)
       stage "round 0: bootstrap SFT on the first $R0_ROWS GSM8K train rows"
       round --bootstrap gsm8k --problems "$DATA/gsm8k_train.jsonl" --limit "$R0_ROWS" --round 0 \
-        --out "$OUT/r0" "${R0_TRAIN[@]}" ;;
+        --out "$OUT/r0" "${R0_TRAIN[@]}" "${OLD_LABELS[@]}" ;;
     r1)
-      stage "round 1: terminal-guided MCTS over $R1_N train problems"
+      stage "round 1: terminal-guided MCTS over $R1_N train problems (its policy)"
       round --problems "$DATA/gsm8k_train.jsonl" --offset "$R0_ROWS" --limit "$R1_N" --round 1 \
         --policy "$OUT/r0/policy" --rollouts "$R_ROLLOUTS" --concurrency "$GEN_CONC" \
-        --out "$OUT/r1" "${TRAIN[@]}" "${R_TRAIN[@]}" "${R1_LABELS[@]}" ;;
-    r2)
-      stage "round 2: PPM-augmented MCTS over $R2_N train problems"
+        --out "$OUT/r1" "${TRAIN[@]}" "${R_TRAIN[@]}" "${OLD_LABELS[@]}" --phases generate,sft ;;
+    r1-head)
+      stage "round 1's PPM: a head on round 1's policy, reported on the dev set"
+      mkdir -p "$OUT/r1-head"
+      $PY -m training.ppm_head --policy "$OUT/r1/policy" --trees "$OUT/r1/generate/trees.jsonl" \
+        --dev-trees "$DEV" --out "$OUT/r1-head/ppm" --report "$OUT/r1-head/report.json" ;;
+    r2) later_round 2 r1 "$R2_OFFSET" "$R2_N" ;;
+    r3) later_round 3 r2 "$((R2_OFFSET + R2_N))" "$R3_N" ;;
+    r0-tok|r1-tok|r2-tok|r3-tok)
+      r=${s%-tok}
+      stage "round ${r#r}'s models: the searches at $TOKENS on $N_TOK test problems"
       # shellcheck disable=SC2046
-      round --problems "$DATA/gsm8k_train.jsonl" --offset "$((R0_ROWS + R1_N))" --limit "$R2_N" \
-        --round 2 --policy "$OUT/r1/policy" $(ppm_flag r1) --rollouts "$R_ROLLOUTS" \
-        --unsolved-rollouts "$R2_UNSOLVED" --concurrency "$GEN_CONC" --out "$OUT/r2" \
-        "${TRAIN[@]}" "${R_TRAIN[@]}" "${R2_TRAIN[@]}" ;;
-    r0-search|r1-search|r2-search)
+      searches "$OUT/$r/policy" "$OUT/$r-tok" "$TOKENS" "$N_TOK" $(ppm_of "$r") ;;
+    r0-search|r1-search)
       r=${s%-search}
       stage "round ${r#r}'s models: the searches at $BUDGET on $N_SEARCH test problems"
+      [ "$r" = r1 ] && round --problems "$DATA/gsm8k_train.jsonl" --offset "$R0_ROWS" \
+        --limit "$R1_N" --round 1 --policy "$OUT/r0/policy" --rollouts "$R_ROLLOUTS" \
+        --concurrency "$GEN_CONC" --out "$OUT/r1" "${TRAIN[@]}" "${R_TRAIN[@]}" "${OLD_LABELS[@]}"
       # shellcheck disable=SC2046
-      searches "$OUT/$r/policy" "$OUT/$r-search" $(ppm_flag "$r") ;;
-    *) echo "unknown stage $s (r0 r0-search r1 r1-search r2 r2-search)" >&2; exit 2 ;;
+      [ "$r" = r0 ] && ppm="" || ppm="--ppm $OUT/r1/ppm"
+      # shellcheck disable=SC2086
+      searches "$OUT/$r/policy" "$OUT/$r-search" "$BUDGET" "$N_SEARCH" $ppm ;;
+    *) echo "unknown stage $s (r0 r1 r1-head r2 r3 r0-tok..r3-tok r0-search r1-search)" >&2
+      exit 2 ;;
   esac
 done
 stage done

@@ -16,7 +16,7 @@ exact.
 
     python -m training.ppm_head --policy docs/measured/evolution/r1/policy \\
         --trees docs/measured/evolution/r1/generate/trees.jsonl \\
-        --dev-trees docs/measured/evolution/r2/generate/trees.partial.jsonl --out runs/r1-head
+        --dev-trees docs/measured/evolution/dev/trees.jsonl --out docs/measured/evolution/r1-head/ppm
 """
 
 from __future__ import annotations
@@ -325,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", required=True, help="the policy directory (the PPM's body)")
     ap.add_argument("--trees", required=True, help="a round's trees.jsonl: the training pairs")
     ap.add_argument("--dev-trees", help="trees of problems no model trained on: the dev pairs")
-    ap.add_argument("--out", help="write the PPM checkpoint here")
+    ap.add_argument(
+        "--out",
+        help="write the PPM checkpoint here; a folder holding only its head record (what is "
+        "committed) gets its weights rebuilt from it, in seconds",
+    )
     ap.add_argument("--report", help="write the report (JSON) here")
     ap.add_argument("--per-kind", type=int, default=8, help="dev pairs of each kind a problem")
     for name, field in LabelRules.model_fields.items():
@@ -341,6 +345,14 @@ def main(argv: list[str] | None = None) -> int:
                             default=field.default, help=field.description)  # fmt: skip
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    if args.out and (Path(args.out) / HEAD_RECORD).exists():
+        if (Path(args.out) / "config.json").exists():
+            print(f"{args.out}: already fitted (delete it to fit again)")
+            return 0
+        head, old = load_head(args.out)  # committed without its weights: rebuild them
+        save_ppm(args.policy, head, args.out, old)
+        print(f"PPM rebuilt from its head record in {args.out}")
+        return 0
     rules = LabelRules(**{k: getattr(args, k) for k in LabelRules.model_fields})
     head, report = train_head(args.policy, args.trees, rules, args.dev_trees,
                               per_kind=args.per_kind)  # fmt: skip
