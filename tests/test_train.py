@@ -371,3 +371,26 @@ def test_training_resumes_from_its_saved_state(tiny_model_path, tmp_path, monkey
     a, b = _weights(out), _weights(tmp_path / "whole")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert not (tmp_path / ".policy.resume").exists()  # gone once the checkpoint is in place
+
+
+@pytest.mark.timeout(300)
+def test_a_ppm_trained_on_raw_logits_saves_its_head_divided_by_the_scale(tiny_model_path, tmp_path):
+    """The same run (seeded) at two logit scales trains the same weights, the loss reading raw
+    logits; the saved head is divided by the scale, in the merged model and in the adapter."""
+    import torch
+    from safetensors.torch import load_file
+
+    from training.ppm_train import train_ppm
+
+    heads = {}
+    for scale in (1.0, 4.0):
+        out = tmp_path / f"ppm-{scale}"
+        train_ppm(tiny_model_path, pairs(), out,
+                  small(lr=1e-3, max_steps=1, lora_rank=4, logit_scale=scale))  # fmt: skip
+        adapter = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+        (key,) = [k for k in adapter if k.endswith("score.weight")]
+        heads[scale] = (_weights(out)["score.weight"], adapter[key].float())
+    (merged1, adapter1), (merged4, adapter4) = heads[1.0], heads[4.0]
+    assert merged1.abs().sum() > 0
+    assert torch.allclose(merged4 * 4, merged1, atol=1e-6)
+    assert torch.allclose(adapter4 * 4, adapter1, atol=1e-2)

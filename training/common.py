@@ -40,7 +40,7 @@ Record = TypeVar("Record", bound=BaseModel)
 NOT_IN_RECIPE = ("checkpoint_every_s", "log_every", "max_pass_tokens")
 # settings added after recorded runs (docs/measured/evolution/), left out of a recipe while at
 # this default, so that those runs keep their fingerprints (the default must never change)
-ADDED_LATER: dict[str, Any] = {"head_lr": None, "pair_batches": "length"}
+ADDED_LATER: dict[str, Any] = {"head_lr": None, "pair_batches": "length", "logit_scale": None}
 
 
 class TrainHParams(BaseModel):
@@ -92,6 +92,13 @@ class TrainHParams(BaseModel):
         description="PPM micro-batches: 'length' groups pairs of similar length; 'parent' "
         "keeps the pairs of one parent step together, so the texts they share are scored once "
         "(round 1's 1,229 pairs hold 1,550 distinct texts, not 2,458)",
+    )
+    logit_scale: float | None = Field(
+        None,
+        gt=0,
+        description="PPM: the pairwise loss on raw logits, as the reference trains, and the "
+        "saved head divided by this, so that tanh of a logit is tanh(v / scale) (the "
+        "reference's 5); unset: the loss on tanh scores, which caps a pair's margin at 2",
     )
     holdout_share: float = Field(
         0.0,

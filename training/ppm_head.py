@@ -16,7 +16,8 @@ exact.
 
     python -m training.ppm_head --policy docs/measured/evolution/r1/policy \\
         --trees docs/measured/evolution/r1/generate/trees.jsonl \\
-        --dev-trees docs/measured/evolution/dev/trees.jsonl --out docs/measured/evolution/r1-head/ppm
+        --dev-trees docs/measured/evolution/dev/trees.jsonl \\
+        --out docs/measured/evolution/r1-head/ppm
 """
 
 from __future__ import annotations

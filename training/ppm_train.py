@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from models.checks import is_ppm
-from models.ppm import init_ppm_from_backbone, pairwise_loss, ppm_text
+from models.ppm import head_parameters, init_ppm_from_backbone, pairwise_loss, ppm_text
 from search.extract import PreferencePair
 from search.protocols import ScoreRequest
 from training.common import (
@@ -186,7 +186,8 @@ def train_ppm(
     def scores(m: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
         """(chosen, rejected) scores of the batch's pairs."""
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
-        s = torch.tanh(m(**inputs).logits[:, 0].float())[batch["sides"]]
+        logits = m(**inputs).logits[:, 0].float()
+        s = (logits if hp.logit_scale else torch.tanh(logits))[batch["sides"]]
         return s[0::2], s[1::2]
 
     def held_out_accuracy() -> float:
@@ -241,6 +242,10 @@ def train_ppm(
         (trainable, total_params),
         heldout=heldout,
     )
+    if hp.logit_scale:  # the head, and so every logit, divided: inference reads tanh(v / scale)
+        with torch.no_grad():
+            for p in head_parameters(acc.unwrap_model(model)):
+                p.div_(hp.logit_scale)
     save_checkpoint(acc, model, tok, out, result)
     resumable.clear()
     return result
