@@ -24,16 +24,20 @@ from evaluation.stats import sign_test
 ALGORITHMS = ("greedy", "self_consistency", "best_of_n", "mcts")
 LABELS = {"greedy": "greedy", "self_consistency": "self-consistency", "best_of_n": "best-of-N",
           "mcts": "MCTS"}  # fmt: skip
-ROUNDS = ("r0", "r1", "r2")
+ROUNDS = ("r0", "r1", "r2", "r3")
 STAGE_NAMES = {
     "base": "untrained default",
     "r0": "round 0: SFT on reference solutions",
     "r1": "round 1: terminal-guided MCTS",
     "r2": "round 2: PPM-augmented MCTS",
+    "r3": "round 3: PPM-augmented MCTS",
 }
 
 
-SHORT_NAMES = {"base": "untrained", "r0": "round 0", "r1": "round 1", "r2": "round 2"}
+SHORT_NAMES = {"base": "untrained", "r0": "round 0", "r1": "round 1", "r2": "round 2",
+               "r3": "round 3"}  # fmt: skip
+# the PPM each round's searches read (rN-tok); round 1's LoRA PPM predates committed adapters
+PPM_DIRS = {"r1": "r1-head/ppm", "r2": "r2/ppm", "r3": "r3/ppm"}
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -198,6 +202,68 @@ def plot(rows: list[dict[str, Any]], path: Path, budget: int) -> Path:
     return path
 
 
+def _token_results(path: Path) -> dict[tuple[str, int], dict[str, bool]]:
+    """(algorithm, token budget) → problem id → correct, from an rN-tok results.jsonl."""
+    out: dict[tuple[str, int], dict[str, bool]] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.split("\n"):
+        if line.strip():
+            r = json.loads(line)
+            if r.get("max_tokens") and not r.get("error"):
+                out.setdefault((r["algorithm"], int(r["max_tokens"])), {})[r["id"]] = r
+    return out
+
+
+def _pct(recs: dict[str, Any]) -> str:
+    n = len(recs)
+    c = sum(bool(r["correct"]) for r in recs.values())
+    tokens = sum(r["tokens"] for r in recs.values()) / n
+    return f"{100 * c / n:.1f} % ({c}/{n}, {tokens:.0f} tok)"
+
+
+def equal_token_table(evolution: Path) -> str:
+    """By round: greedy, then each search at each token budget (accuracy, correct / n and mean
+    generated tokens), MCTS against self-consistency and best-of-N on the same problems (won /
+    lost, sign-test p), and the round's PPM on the dev set (pairwise accuracy, 95 % bootstrap
+    interval over problems, terminal and step pairs apart)."""
+    lines = []
+    for stage in ROUNDS:
+        runs = _token_results(evolution / f"{stage}-tok" / "results.jsonl")
+        greedy = _results(evolution / stage / "eval" / "new" / "results.jsonl").get(("greedy", 1))
+        if not runs and not greedy:
+            continue
+        lines.append(f"{SHORT_NAMES[stage]}:")
+        if greedy:
+            lines.append(f"  greedy: {_pct(greedy)}")
+        for tokens in sorted({t for _, t in runs}):
+            cells = [f"{LABELS[a]} {_pct(runs[(a, tokens)])}" for a in ALGORITHMS
+                     if (a, tokens) in runs]  # fmt: skip
+            lines.append(f"  @ {tokens} tokens: " + "; ".join(cells))
+            mcts = runs.get(("mcts", tokens))
+            for other in ("self_consistency", "best_of_n"):
+                if mcts and (theirs := runs.get((other, tokens))):
+                    ours = {i: bool(r["correct"]) for i, r in mcts.items()}
+                    w, lo, p = sign_test(ours, {i: bool(r["correct"]) for i, r in theirs.items()})
+                    lines.append(f"    MCTS vs {LABELS[other]}: won {w} / lost {lo}, p = {p:.3f}")
+        dev = _read(evolution / f"{stage}-ppm-dev.json")
+        if dev is None and stage in PPM_DIRS:
+            head = _read(evolution / PPM_DIRS[stage] / "rstar-head.json")
+            dev = (head or {}).get("report", {}) or {}
+            dev = dev.get("dev")
+        if dev:
+            kinds = [("all", dev["overall"]), *dev.get("by_kind", {}).items()]
+            cells = [
+                f"{k} {r['accuracy']:.3f} [{r['ci95_by_problem'][0]:.3f}, "
+                f"{r['ci95_by_problem'][1]:.3f}] ({r['pairs']} pairs)"
+                for k, r in kinds
+            ]
+            lines.append("  PPM on the dev set: " + "; ".join(cells))
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--evolution", type=Path, default=Path("docs/measured/evolution"))
@@ -210,6 +276,8 @@ def main() -> None:
     print(markdown(rows, args.budget))
     if running:
         print(f"\nnot yet complete (left out): {'; '.join(running)}")
+    print()
+    print(equal_token_table(args.evolution))
     print()
     print(round_facts(args.evolution))
     if args.plot and rows:
