@@ -29,9 +29,17 @@ from typing import Any, get_args
 import httpx
 
 from evaluation.report import RichBar, progress_bar
-from search import Algorithm, Budget, SearchConfig
+from search import Algorithm, Budget, SearchConfig, SearchSettings
 from search.steps import PROMPT_STYLES
-from server.preflight import ConfigError, arg_type, debug_wanted, load_settings
+from server.preflight import (
+    ConfigError,
+    arg_type,
+    debug_wanted,
+    env_name,
+    load_settings,
+    unknown_variables,
+)
+from server.settings import SearchEnv
 
 # Quiet engines unless asked (the CLI shows its own progress), and keep their logs off stdout,
 # which belongs to the answer (and to --json).
@@ -74,21 +82,36 @@ def _add_solve(sub: Any) -> None:
     )
 
 
-def _add_search_args(s: Any) -> None:
-    def bounded(field: str, kind: type = int) -> Any:
-        return arg_type(SearchConfig, field, kind)
+# the search settings a flag sets (the rest come from RSTAR_SEARCH_*, else their defaults)
+SEARCH_FLAGS = (
+    "candidates",
+    "max_depth",
+    "parallel_rollouts",
+    "c_uct",
+    "temperature",
+    "vote_top_k",
+    "seed",
+)
 
-    s.add_argument("--candidates", type=bounded("candidates"), default=3,
-                   help="children per expansion (default 3)")  # fmt: skip
-    s.add_argument("--max-depth", type=bounded("max_depth"), default=8,
-                   help="most steps (default 8)")  # fmt: skip
-    s.add_argument("--parallel", type=bounded("parallel_rollouts"), default=4,
-                   help="rollouts in flight (default 4)")  # fmt: skip
-    s.add_argument("--c-uct", type=bounded("c_uct", float), default=2.0)
-    s.add_argument("--temperature", type=bounded("temperature", float), default=0.7)
-    s.add_argument("--vote-top-k", type=bounded("vote_top_k"),
-                   help="score-weighted vote over the top k")  # fmt: skip
-    s.add_argument("--seed", type=int)
+
+def _search_flag(field: str) -> str:
+    return "--" + SearchSettings.FLAGS.get(field, field).replace("_", "-")
+
+
+def _add_search_args(s: Any) -> None:
+    for name in SEARCH_FLAGS:
+        info = SearchSettings.model_fields[name]
+        kind = float if float in (info.annotation, *get_args(info.annotation)) else int
+        flag = _search_flag(name)
+        default = "unset" if info.default is None else info.default
+        env = env_name(SearchEnv, f"search.{name}")
+        s.add_argument(
+            flag,
+            dest=name,
+            type=arg_type(SearchSettings, name, kind),
+            metavar=flag[2:].upper().replace("-", "_"),
+            help=f"{info.description} (default {default}, or {env})",
+        )
 
 
 def _add_model_args(m: Any) -> None:
@@ -284,19 +307,12 @@ def _add_serve(sub: Any) -> None:
                    help="port (default RSTAR_PORT or 8000)")  # fmt: skip
 
 
-def _search_config(args: argparse.Namespace, settings: Any) -> Any:
-    from search import SearchConfig
-
-    return SearchConfig(
-        candidates=args.candidates,
-        max_depth=args.max_depth,
-        parallel_rollouts=args.parallel,
-        c_uct=args.c_uct,
-        temperature=args.temperature,
-        vote_top_k=args.vote_top_k,
-        seed=args.seed,
-        prompt_style=settings.resolved_prompt_style(),
-    )
+def _search_config(args: argparse.Namespace, settings: Any) -> SearchConfig:
+    """The search settings (flags over RSTAR_SEARCH_* variables) in the policy's prompt style."""
+    given = {f: v for f in SEARCH_FLAGS if (v := getattr(args, f)) is not None}
+    names = {f"search.{f}": _search_flag(f) for f in given}
+    search = load_settings(SearchEnv, names, search=given).search
+    return search.config(settings.resolved_prompt_style())
 
 
 # ModelSettings fields → the flags that set them (an error names the flag when it was given)
@@ -486,6 +502,7 @@ def _eval(args: argparse.Namespace) -> int:
         ev.check_out_dir(out, info, args.resume)
         if not args.url:
             args.model_settings = _model_settings(args)
+            args.search_config = _search_config(args, args.model_settings)
             args.sandbox_settings = _sandbox_settings()
     except (ev.EvalError, ConfigError) as e:
         print(f"rstar eval: {e}", file=sys.stderr)
@@ -526,8 +543,7 @@ async def _eval_run(
             from sandbox import create_sandbox
             from search import Components
 
-            settings = args.model_settings
-            config = _search_config(args, settings)
+            settings, config = args.model_settings, args.search_config
             info["config"]["search"] = config.model_dump(mode="json")
             versions = {"policy": settings.policy_model, "policy_engine": settings.policy_engine,
                         "reward_model": settings.ppm_model,
@@ -633,6 +649,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = debug_wanted(args.debug)
     prog = f"rstar {args.command}"
+    if args.command != "serve":  # the server warns in its own logs
+        for line in unknown_variables():
+            print(f"{prog}: warning: {line}", file=sys.stderr)
     try:
         if args.command == "serve":
             from server.__main__ import serve

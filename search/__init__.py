@@ -11,7 +11,7 @@ from typing import Literal
 from search.baselines import best_of_n, greedy, self_consistency
 from search.beam import beam_search
 from search.budget import Budget, Usage
-from search.config import Components, SearchConfig, SearchProgress
+from search.config import Components, SearchConfig, SearchProgress, SearchSettings
 from search.mcts import mcts
 from search.particles import particle_filtering
 from search.result import SearchResult
@@ -56,6 +56,7 @@ __all__ = [
     "SearchConfig",
     "SearchProgress",
     "SearchResult",
+    "SearchSettings",
     "Usage",
     "run_search",
 ]

@@ -1,9 +1,10 @@
-"""Search hyper-parameters shared by MCTS and the baselines, and the components a search uses."""
+"""Search settings shared by MCTS and the baselines, and the components a search uses."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -13,10 +14,17 @@ from search.protocols import ExpansionCache, Policy, RewardModel, Sandbox
 from search.steps import PromptStyle
 
 
-class SearchConfig(BaseModel):
-    candidates: int = Field(4, ge=1, le=64, description="children generated per MCTS expansion")
+class SearchSettings(BaseModel):
+    """How a search is shaped. Declared once: the server reads it from `RSTAR_SEARCH_<FIELD>`
+    (server.settings), `rstar solve|eval` takes its flags over those, and a round nests it in
+    its config (training.config), so the three start from the same defaults."""
+
+    # the command lines' flag where it is not the field's name
+    FLAGS: ClassVar[dict[str, str]] = {"parallel_rollouts": "parallel"}
+
+    candidates: int = Field(4, ge=1, le=64, description="children per expansion")
     c_uct: float = Field(2.0, ge=0, description="exploration constant c of UCT")
-    max_depth: int = Field(12, ge=1, le=64, description="most steps in one trajectory")
+    max_depth: int = Field(12, ge=1, le=64, description="most steps in a trajectory")
     parallel_rollouts: int = Field(
         2,
         ge=1,
@@ -25,25 +33,24 @@ class SearchConfig(BaseModel):
         "outcomes of those before it",
     )
     virtual_loss: float = Field(1.0, ge=0, description="value an in-flight visit counts as losing")
-    temperature: float = Field(0.7, ge=0)
+    temperature: float = Field(0.7, ge=0, description="sampling temperature")
     # 1.0: on vLLM-CPU (no Triton) any top_p < 1 sorts the whole vocabulary of every row at
     # every step; with the 0.5B default, MCTS ran 70 tokens/s at 0.95 against 113 at 1.0
     # (benchmarks.engine_throughput). The temperature already trims the tail.
-    top_p: float = Field(1.0, gt=0, le=1)
-    step_max_tokens: int = Field(256, ge=8)
-    answer_max_tokens: int = Field(64, ge=8)
-    prompt_style: PromptStyle = "few_shot"
-    exec_timeout_s: float = Field(10.0, gt=0)
-    output_clip_chars: int = Field(1024, ge=64)
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
+    step_max_tokens: int = Field(256, ge=8, description="tokens one step may take")
+    answer_max_tokens: int = Field(64, ge=8, description="tokens the final answer may take")
+    exec_timeout_s: float = Field(10.0, gt=0, description="seconds one step's code may run")
+    output_clip_chars: int = Field(1024, ge=64, description="code output kept in the prompt")
     final_choice: ChoiceMethod = Field(
         "weighted_vote",
         description="MCTS's answer: a vote weighted by the terminals' scores, a plain vote, "
         "or the best-scored terminal",
     )
     vote_top_k: int | None = Field(
-        None, ge=1, description="MCTS's vote counts only the top-k terminals by score (all: unset)"
+        None, ge=1, description="MCTS's vote counts only the top-k terminals by score; unset: all"
     )
-    seed: int | None = None
+    seed: int | None = Field(None, description="sampling seed (not honoured by vLLM on CPU)")
     unsolved_rollouts: int | None = Field(
         None,
         ge=1,
@@ -53,6 +60,18 @@ class SearchConfig(BaseModel):
     particle_temperature: float = Field(
         1.0, gt=0, description="particle filtering: softmax temperature over the PPM scores"
     )
+
+    def config(self, prompt_style: PromptStyle, **update: object) -> SearchConfig:
+        """What a search runs with: these settings (`update` over them) and the prompt style,
+        which belongs to the policy (models.ModelSettings.resolved_prompt_style)."""
+        values = {name: getattr(self, name) for name in SearchSettings.model_fields}
+        return SearchConfig.model_validate({**values, **update, "prompt_style": prompt_style})
+
+
+class SearchConfig(SearchSettings):
+    """The settings a search runs with: `SearchSettings` and the policy's prompt style."""
+
+    prompt_style: PromptStyle = "few_shot"
 
 
 @dataclass(frozen=True, slots=True)

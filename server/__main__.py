@@ -24,6 +24,7 @@ from server.preflight import (
     load_settings,
     one_line,
     report,
+    unknown_variables,
 )
 from server.settings import ServerSettings
 
@@ -70,6 +71,8 @@ def serve(
     level = "DEBUG" if debug else settings.log_level
     configure_logging(settings.log_format, level)
     json_logs = resolve_format(settings.log_format) == "json"
+    for line in unknown_variables():
+        logging.getLogger("rstar.config").warning(line)
     try:
         from models import ModelSettings
         from sandbox import SandboxSettings

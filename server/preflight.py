@@ -7,6 +7,7 @@ without reading a traceback. Everything here only reads (the port is bound and r
 
 from __future__ import annotations
 
+import difflib
 import errno
 import importlib.util
 import json
@@ -126,9 +127,14 @@ def arg_type(model: type[BaseModel], field: str, kind: type = int) -> Callable[[
 
 
 def env_name(cls: type[BaseSettings], field: str) -> str:
-    """The environment variable a settings field is read from."""
+    """The environment variable a settings field is read from; `section.field` for a field of
+    a nested model (search.max_depth: RSTAR_SEARCH_MAX_DEPTH)."""
     if field.startswith("RSTAR_"):  # an alias
         return field
+    section, _, nested = field.partition(".")
+    if nested:
+        delimiter = cls.model_config.get("env_nested_delimiter") or "__"
+        return f"{cls.model_config.get('env_prefix', '')}{section}{delimiter}{nested}".upper()
     info = cls.model_fields.get(field)
     alias = getattr(info, "validation_alias", None) if info else None
     choices = getattr(alias, "choices", None)
@@ -137,7 +143,17 @@ def env_name(cls: type[BaseSettings], field: str) -> str:
     return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
 
 
+def _section(cls: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The model a field nests (ServerSettings.search: SearchSettings), if it nests one."""
+    info = cls.model_fields.get(name)
+    kind = info.annotation if info else None
+    return kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+
+
 def _field(cls: type[BaseModel], name: str) -> FieldInfo | None:
+    section, _, nested = name.partition(".")
+    if nested and (model := _section(cls, section)) is not None:
+        return model.model_fields.get(nested)
     if name in cls.model_fields:
         return cls.model_fields[name]
     for info in cls.model_fields.values():
@@ -172,7 +188,8 @@ def settings_error(
     others (if any) after it on the same line."""
     found: list[ConfigError] = []
     for err in e.errors():
-        field = str(err["loc"][0]) if err["loc"] else ""
+        loc = [str(x) for x in err["loc"]]
+        field = ".".join(loc[:2]) if len(loc) > 1 and _section(cls, loc[0]) else "".join(loc[:1])
         name = (names or {}).get(field) or (
             env_name(cls, field) if issubclass(cls, BaseSettings) else field
         )
@@ -184,6 +201,48 @@ def settings_error(
         also = "; also " + "; ".join(str(f) for f in others)
         return ConfigError(first.name, first.value, first.problem + also)
     return first
+
+
+# RSTAR_ variables read outside the settings classes of setting_names
+OTHER_VARIABLES = {
+    "RSTAR_API_KEY": "the key `rstar solve|eval --url` send (clients/client.py)",
+    "RSTAR_MODEL_CACHE": "where embedded models are prepared (models/default_model.py)",
+    "RSTAR_SANDBOX_CHECK": "0 skips the image's sandbox check (scripts/entrypoint.sh)",
+    "RSTAR_CACHE": "the PPM head's feature cache (training/ppm_head.py)",
+    "RSTAR_TRAIN_ALLOCATOR": "the trainers' allocator (training/allocator.py)",
+}
+
+
+def setting_names() -> set[str]:
+    """Every RSTAR_ variable the server, the CLI or the trainers read."""
+    from models.settings import ModelSettings
+    from sandbox.settings import SandboxSettings
+    from server.settings import ServerSettings
+
+    names = set(OTHER_VARIABLES)
+    for cls in (ServerSettings, ModelSettings, SandboxSettings):
+        for field, info in cls.model_fields.items():
+            names.add(env_name(cls, field))
+            choices = getattr(info.validation_alias, "choices", None) or ()
+            names |= {c for c in choices if isinstance(c, str) and c.startswith("RSTAR_")}
+            if (section := _section(cls, field)) is not None:
+                names |= {env_name(cls, f"{field}.{sub}") for sub in section.model_fields}
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each RSTAR_ variable that nothing reads, naming the closest one that is
+    read: a mistyped name would otherwise be ignored without a word."""
+    known = setting_names()
+    lines = []
+    for name in sorted(os.environ if environ is None else environ):
+        upper = name.upper()
+        if not upper.startswith("RSTAR_") or upper in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"{name} is not a setting, and is ignored{hint}")
+    return lines
 
 
 def load_settings(cls: type[S], names: Mapping[str, str] | None = None, **overrides: Any) -> S:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from models import LoadedModels, ModelSettings, load_models, model_versions
 from sandbox import SandboxSettings, create_sandbox
-from search import Budget, Components, SearchConfig, SearchProgress, run_search
+from search import Budget, Components, SearchProgress, run_search
 from search.grading import default_grader
 from search.protocols import ExpansionCache, Sandbox
 from server.admission import FairSlots, KeyLimits
@@ -232,14 +232,7 @@ class SolverService:
             cache=self.cache if req.cache else None,
             cache_namespace=self.cache_namespace,
         )
-        s = self.settings
-        config = SearchConfig(
-            candidates=s.search_candidates,
-            max_depth=s.search_max_depth,
-            parallel_rollouts=s.search_parallel_rollouts,
-            temperature=s.search_temperature,
-            prompt_style=ms.resolved_prompt_style(),
-        )
+        config = self.settings.search.config(ms.resolved_prompt_style())
         result = await run_search(req.algorithm, req.problem, components, budget, config)
         self.metrics.observe_search(result)
         correct = None

@@ -1,5 +1,6 @@
 """Server configuration from the environment (`RSTAR_...`): listening address, per-request
-limits and defaults, admission control. Models and sandbox have their own settings."""
+limits and defaults, admission control, the search's settings. Models and sandbox have their
+own settings."""
 
 from __future__ import annotations
 
@@ -8,9 +9,24 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from search.config import SearchSettings
 
-class ServerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RSTAR_", extra="ignore")
+
+class SearchEnv(BaseSettings):
+    """The search settings from `RSTAR_SEARCH_<FIELD>` (`RSTAR_SEARCH_CANDIDATES`,
+    `RSTAR_SEARCH_MAX_DEPTH`, …): the server's for every request, and what `rstar solve|eval`
+    use where no flag is given."""
+
+    # RSTAR_SEARCH_MAX_DEPTH → search.max_depth: split once, after the section's name
+    model_config = SettingsConfigDict(
+        env_prefix="RSTAR_", extra="ignore", env_nested_delimiter="_", env_nested_max_split=1
+    )
+
+    search: SearchSettings = Field(default_factory=SearchSettings)
+
+
+class ServerSettings(SearchEnv):
+    """Everything `python -m server` reads from `RSTAR_*` but the models and the sandbox."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -24,12 +40,6 @@ class ServerSettings(BaseSettings):
     # Defaults for what a request leaves out.
     default_rollouts: int = Field(8, ge=1)
     default_time_limit_s: float = Field(120.0, gt=0)
-
-    # Search shape for every request (see search.SearchConfig).
-    search_candidates: int = Field(3, ge=1, le=64, description="children per MCTS expansion")
-    search_max_depth: int = Field(8, ge=1, le=64, description="most steps in a trajectory")
-    search_parallel_rollouts: int = Field(4, ge=1, le=256, description="rollouts in flight")
-    search_temperature: float = Field(0.7, ge=0)
 
     # OpenAI `reasoning_effort` → MCTS rollouts (minimal counts as low).
     effort_low_rollouts: int = Field(4, ge=1)

@@ -22,8 +22,7 @@ async def service():
             max_queue=0,
             max_rollouts=16,
             max_problem_chars=200,
-            search_candidates=2,
-            search_max_depth=4,
+            search={"candidates": 2, "max_depth": 4},
             # every search ends within a minute, however slow the machine (CI's took >120 s
             # for 3 MCTS rollouts); the behaviour under test does not need more
             default_time_limit_s=60.0,

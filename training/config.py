@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.settings import PolicyEngine, RewardEngine
+from search.config import SearchSettings
 from search.extract import LabelRules
 from search.steps import PromptStyle
 from training.common import TrainHParams, drop_added_later
@@ -52,38 +53,48 @@ ADDED_LATER: dict[str, Any] = {
     "supported_only": True, "search.unsolved_rollouts": None,
     "label_q": "search", "q_margin": None, "min_edit_chars": 0, "check_claims": False,
     "ppm_method": "lora", "ppm_dev_trees": None,
+    # the search settings a round had no field for until it shared the search's own
+    "search.virtual_loss": 1.0, "search.top_p": 1.0, "search.answer_max_tokens": 64,
+    "search.exec_timeout_s": 10.0, "search.output_clip_chars": 1024,
+    "search.final_choice": "weighted_vote", "search.vote_top_k": None,
+    "search.particle_temperature": 1.0,
 }  # fmt: skip
+# names the identity keeps from the rounds recorded before the search settings were shared
+IDENTITY_NAMES = {"parallel_rollouts": "parallel"}
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SearchSettings(_Section):
-    """MCTS over the training problems (the gold answer is the terminal reward)."""
+class RoundSearch(SearchSettings):
+    """MCTS over the training problems (the gold answer is the terminal reward): the search
+    settings every search uses, and a round's budget and pace."""
+
+    model_config = ConfigDict(extra="forbid")
 
     rollouts: int = Field(16, ge=1, description="MCTS rollouts per problem")
-    candidates: int = Field(4, ge=1, le=64, description="children per expansion")
-    max_depth: int = Field(12, ge=1, le=64, description="most steps in a trajectory")
-    parallel: int = Field(4, ge=1, le=256, description="rollouts in flight per problem")
     concurrency: int = Field(8, ge=1, description="problems searched at once on the one engine")
     max_tokens: int | None = Field(None, ge=1, description="generated tokens per problem")
     time_limit_s: float | None = Field(None, gt=0, description="wall-clock seconds per problem")
-    temperature: float = Field(0.7, ge=0)
-    c_uct: float = Field(2.0, ge=0)
-    step_max_tokens: int = Field(256, ge=8, description="tokens one step may take")
-    seed: int | None = Field(None, description="sampling seed (not honoured by vLLM on CPU)")
     max_failure_rate: float = Field(
-        0.0, ge=0, le=1, description="share of problems whose search may fail and the phase "
-        "still completes (failed ones are retried by a re-run otherwise)"
-    )  # fmt: skip
-    unsolved_rollouts: int | None = Field(
-        None, ge=1, description="a problem with no correct terminal after --rollouts goes on "
-        "to this many (the paper's extra rollouts on hard problems)"
-    )  # fmt: skip
+        0.0,
+        ge=0,
+        le=1,
+        description="share of problems whose search may fail and the phase still completes "
+        "(failed ones are retried by a re-run otherwise)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """Configs written before the settings were shared call parallel_rollouts parallel."""
+        if isinstance(data, dict) and "parallel" in data and "parallel_rollouts" not in data:
+            data = {("parallel_rollouts" if k == "parallel" else k): v for k, v in data.items()}
+        return data
 
     @model_validator(mode="after")
-    def _more_than_rollouts(self) -> SearchSettings:
+    def _more_than_rollouts(self) -> RoundSearch:
         if self.unsolved_rollouts is not None and self.unsolved_rollouts <= self.rollouts:
             raise ValueError(
                 f"unsolved_rollouts ({self.unsolved_rollouts}) must exceed rollouts "
@@ -147,7 +158,7 @@ class RoundConfig(_Section):
     max_model_len: int | None = Field(None, ge=256, description="engine context (RSTAR_*)")
     cpu_kv_cache_gb: float | None = Field(None, gt=0)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    search: SearchSettings = Field(default_factory=SearchSettings)
+    search: RoundSearch = Field(default_factory=RoundSearch)
     top_k: int = Field(2, ge=1, description="SFT trajectories per problem; pairs: k×k per step")
     final_pairs: bool = Field(True, description="also final-answer pairs (paper's relaxation)")
     supported_only: bool = Field(
@@ -222,6 +233,7 @@ class RoundConfig(_Section):
                 "sft": True, "ppm_train": True,
             },
         )  # fmt: skip
+        ident["search"] = {IDENTITY_NAMES.get(k, k): v for k, v in ident["search"].items()}
         ident["sft"] = self.sft.fingerprint_fields()
         ident["ppm_train"] = self.ppm_train.fingerprint_fields()
         return drop_added_later(ident, ADDED_LATER)
@@ -283,7 +295,8 @@ def _add_model_flags(group: Any, model: type[BaseModel], dest: str, flag: str) -
         kind, optional = _unwrap(field.annotation)
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             continue  # sections get their own groups
-        opt = "--" + flag + name.replace("_", "-")
+        named = getattr(model, "FLAGS", {}).get(name, name)  # --parallel: parallel_rollouts
+        opt = "--" + flag + named.replace("_", "-")
         kw: dict[str, Any] = {"dest": f"{dest}{name}", "default": argparse.SUPPRESS}
         help_text = field.description or ""
         if kind is bool:
@@ -295,10 +308,10 @@ def _add_model_flags(group: Any, model: type[BaseModel], dest: str, flag: str) -
             kw["metavar"] = "A,B"
         elif kind in (int, float):
             kw["type"] = _or_none(kind) if optional else kind
-            kw["metavar"] = name.upper()
+            kw["metavar"] = named.upper()
         else:
             kw["type"] = str
-            kw["metavar"] = name.upper()
+            kw["metavar"] = named.upper()
         shown = field.default_factory is None and field.default is not None
         if shown and kind is not bool and not field.is_required():
             help_text += f" (default {field.default})"

@@ -57,22 +57,18 @@ def input_models(cfg: RoundConfig) -> ModelChoice:
     )
 
 
-def search_config(cfg: RoundConfig, settings: ModelSettings, *, for_eval: bool = False) -> Any:
-    s = cfg.search
-    candidates, depth = s.candidates, s.max_depth
-    if for_eval:
-        candidates = cfg.eval.candidates or candidates
-        depth = cfg.eval.max_depth or depth
-    return SearchConfig(
-        candidates=candidates,
-        max_depth=depth,
-        parallel_rollouts=s.parallel,
-        c_uct=s.c_uct,
-        temperature=s.temperature,
-        step_max_tokens=s.step_max_tokens,
-        prompt_style=settings.resolved_prompt_style(),
-        seed=s.seed,
-        unsolved_rollouts=None if for_eval else s.unsolved_rollouts,
+def search_config(
+    cfg: RoundConfig, settings: ModelSettings, *, for_eval: bool = False
+) -> SearchConfig:
+    """The round's search settings in the policy's prompt style; the eval may search shallower
+    or narrower, and never goes on past its budget."""
+    if not for_eval:
+        return cfg.search.config(settings.resolved_prompt_style())
+    return cfg.search.config(
+        settings.resolved_prompt_style(),
+        candidates=cfg.eval.candidates or cfg.search.candidates,
+        max_depth=cfg.eval.max_depth or cfg.search.max_depth,
+        unsolved_rollouts=None,
     )
 
 
