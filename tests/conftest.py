@@ -50,7 +50,7 @@ def tiny_ppm_path(tiny_model_path, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_prm_path(tiny_model_path, tmp_path_factory):
-    from tests.model_fixtures import build_tiny_step_tag_prm
+    from tests.support.model_fixtures import build_tiny_step_tag_prm
 
     return str(build_tiny_step_tag_prm(tmp_path_factory.mktemp("prm"), tiny_model_path))
 

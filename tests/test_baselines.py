@@ -3,7 +3,7 @@
 import pytest
 
 from search import Budget, Components, SearchConfig, run_search
-from tests.scripted import ScriptedPolicy, ScriptedReward
+from tests.support.scripted import ScriptedPolicy, ScriptedReward
 
 
 def chain_script():

@@ -8,7 +8,7 @@ import pytest
 from search import ALGORITHMS, Budget, Components, SearchConfig, run_search
 from search.particles import resample
 from search.tree import Node
-from tests.scripted import ScriptedPolicy, ScriptedReward
+from tests.support.scripted import ScriptedPolicy, ScriptedReward
 
 GOOD, OK, BAD = "# Step 1: good\na = 6", "# Step 1: ok\na = 5", "# Step 1: bad\na = 4"
 A, B = "# Step 1: keep\nx = 2", "# Step 1: drop\nx = 3"

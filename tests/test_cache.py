@@ -16,20 +16,12 @@ from search import Budget, Components, SearchConfig, run_search
 from server.app import create_app
 from server.cache import MemoryCache, RedisCache
 from server.metrics import Metrics
-from tests.redis_server import redis_server
-from tests.scripted import ScriptedPolicy
-from tests.test_server_lifecycle import scripted_service
+from tests.support.redis_server import redis_server
+from tests.support.scripted import ScriptedPolicy, finishing
+from tests.support.service import scripted_service
 
 PROBLEM = "Tom has 3 boxes of 12 pencils and gives away 7. How many are left?"
 CONFIG = SearchConfig(candidates=2, max_depth=4, parallel_rollouts=2)
-
-
-def finishing(path):
-    """Two candidates per path; the third step of a path finishes by printing a number."""
-    k = len(path) + 1
-    if k >= 3:
-        return [f"# Step {k}: answer {i}\nprint({30 + i})\n<end_of_code>" for i in range(2)]
-    return [f"# Step {k}: option {i}\nv{k}_{i} = {i}\n<end_of_step>" for i in range(2)]
 
 
 def memory(observer=None, max_entries=1000, ttl_s=3600.0):

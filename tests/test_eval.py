@@ -17,8 +17,8 @@ from rich.console import Console
 import evaluation as ev
 from clients.cli import main
 from search import Components, SearchConfig
-from tests.scripted import ScriptedPolicy, ScriptedReward
-from tests.test_server_lifecycle import scripted_service, serving
+from tests.support.scripted import ScriptedPolicy, ScriptedReward, thirty
+from tests.support.service import scripted_service, serving
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -30,13 +30,6 @@ ROWS = [
     {"id": "p2", "question": "What is 60/2?", "answer": "\\frac{60}{2}"},
     {"id": "p3", "problem": "What is 3+4?", "answer": 7},
 ]
-
-
-def thirty(path):
-    """One candidate per path: set x, then print x*5 (which the answer step boxes)."""
-    if not path:
-        return ["# Step 1: set x\nx = 6\n<end_of_step>"]
-    return [f"# Step {len(path) + 1}: multiply\nprint(x * 5)\n<end_of_code>"]
 
 
 def write_jsonl(path: Path, rows) -> Path:

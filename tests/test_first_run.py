@@ -257,7 +257,7 @@ def test_stray_stderr_lines_are_wrapped_into_json():
 def test_the_server_logs_json_on_every_line():
     import importlib.util
 
-    from tests.vllm_server import free_port
+    from tests.support.vllm_server import free_port
 
     engine = "vllm" if importlib.util.find_spec("vllm") else "transformers"
     port = free_port()

@@ -9,7 +9,7 @@ import pytest
 from search import Budget, Components, SearchConfig, SearchResult, run_search
 from search.mcts import mcts, select_child
 from search.tree import Node, Tree, uct
-from tests.scripted import ScriptedPolicy, ScriptedReward
+from tests.support.scripted import ScriptedPolicy, ScriptedReward, endless
 
 S1A = "# Step 1: boxes\na = 3 * 12"
 S1B = "# Step 1: wrong count\na = 3 * 13"
@@ -24,12 +24,6 @@ def two_branch_script():
         (S1A,): [S2A + "\n<end_of_code>"],
         (S1B,): [S2B + "\n<end_of_code>"],
     }
-
-
-def endless(path):
-    """A policy that never finishes: each path gets 3 distinct new steps."""
-    k = len(path) + 1
-    return [f"# Step {k}: option {i}\nv{k}_{i} = {i}\n<end_of_step>" for i in range(3)]
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from models.hf_reward import TransformersPPM
 from models.remote import RemoteError, RemotePolicy, RemoteReward
 from search.protocols import GenerationRequest
 from search.steps import STEP_STOPS
-from tests.model_fixtures import PROMPT
-from tests.model_fixtures import SCORE_REQUESTS as REQS
-from tests.vllm_server import free_port, vllm_server
+from tests.support.model_fixtures import PROMPT
+from tests.support.model_fixtures import SCORE_REQUESTS as REQS
+from tests.support.vllm_server import free_port, vllm_server
 
 
 async def test_remote_policy_against_vllm_serve(tiny_model_path):

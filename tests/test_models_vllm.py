@@ -12,8 +12,8 @@ from search.protocols import GenerationRequest
 from search.steps import STEP_STOPS
 
 SETTINGS = ModelSettings(cpu_kv_cache_gb=1, max_model_len=2048)
-from tests.model_fixtures import PROMPT  # noqa: E402
-from tests.model_fixtures import SCORE_REQUESTS as REQS  # noqa: E402
+from tests.support.model_fixtures import PROMPT  # noqa: E402
+from tests.support.model_fixtures import SCORE_REQUESTS as REQS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from evaluation.ppm_pairs import pair_report, score_pairs
 from evaluation.stats import wilson_interval
 from search.extract import PreferencePair
-from tests.test_cli import rstar
+from tests.support.cli import rstar
 from training.common import is_held_out
 
 

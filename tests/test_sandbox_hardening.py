@@ -14,7 +14,7 @@ import pytest
 from sandbox import SandboxSettings, cgroups, create_sandbox
 from sandbox.nsjail import jail_limits
 from search.protocols import ExecLimits
-from tests.test_sandbox_nsjail import jailed_processes, parent_of
+from tests.support.jail import jailed_processes, parent_of
 
 pytestmark = pytest.mark.skipif(
     platform.machine() != "x86_64", reason="the raw system call numbers here are x86_64's"

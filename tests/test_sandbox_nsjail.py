@@ -15,6 +15,7 @@ import pytest
 
 from sandbox import SandboxSettings, SandboxUnavailable, create_sandbox
 from search.protocols import ExecLimits
+from tests.support.jail import jailed_processes, parent_of
 
 REPO = Path(__file__).resolve().parents[1]
 LIMITS = ExecLimits(timeout_s=2.0, memory_mb=512, output_bytes=64 * 1024)
@@ -75,23 +76,6 @@ HOSTILE = {
     # PID 1 of a namespace ignores signals from inside it: harmless, so it may even succeed
     "kill the worker": ("import os, signal\nos.kill(1, signal.SIGKILL)\n", "either"),
 }
-
-
-def jailed_processes(base_uid: int, count: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                uid = entry.stat().st_uid
-            except FileNotFoundError:
-                continue
-            if base_uid <= uid < base_uid + count:
-                pids.append(int(entry.name))
-    return pids
-
-
-def parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def assert_only_workers_and_their_next_child(pool, base_uid: int) -> None:

@@ -140,7 +140,7 @@ def test_python_m_server_serves_on_the_given_port(tmp_path):
     import sys
     import time
 
-    from tests.vllm_server import free_port
+    from tests.support.vllm_server import free_port
 
     port = free_port()
     env = {**os.environ, "RSTAR_POLICY_ENGINE": "transformers", "RSTAR_SANDBOX_WORKERS": "1",

@@ -6,7 +6,6 @@ the model); the sandbox is the real nsjail pool.
 """
 
 import asyncio
-import contextlib
 import io
 import json
 import logging
@@ -14,53 +13,11 @@ import time
 
 import httpx
 import pytest
-import uvicorn
 
-from models import LoadedModels
 from server.app import create_app
 from server.logs import configure_logging
-from server.service import SolverService
-from server.settings import ServerSettings
-from tests.scripted import ScriptedPolicy
-from tests.test_mcts import endless
-from tests.vllm_server import free_port
-
-
-def scripted_service(sandbox, policy, cache=None, **settings) -> SolverService:
-    """A solver service on the scripted policy and the given sandbox (and cache, if any)."""
-    svc = SolverService(
-        ServerSettings(**settings), models=LoadedModels(policy, None), sandbox=sandbox, cache=cache
-    )
-    svc.versions = {"policy": "scripted", "reward_model": None}
-    return svc
-
-
-def metric(svc, name):
-    text = svc.metrics.render().decode()
-    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name))
-
-
-async def eventually(cond, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def serving(svc):
-    """A real uvicorn server for `svc` on a free port, in this loop; yields its URL."""
-    port = free_port()
-    config = uvicorn.Config(create_app(svc, manage_service=False), host="127.0.0.1", port=port,
-                            log_config=None, lifespan="off")  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+from tests.support.scripted import ScriptedPolicy, endless, finishing
+from tests.support.service import eventually, metric, scripted_service, serving
 
 
 @pytest.fixture
@@ -154,7 +111,6 @@ async def test_requests_carry_an_id_into_json_logs_and_the_response(sandbox):
 
 async def test_rstar_solve_url_streams_from_a_live_server(sandbox, capsys):
     from clients.cli import main
-    from tests.test_cache import finishing
 
     svc = scripted_service(sandbox, ScriptedPolicy(default=finishing))
     async with serving(svc) as url:

@@ -15,9 +15,8 @@ import pytest
 from clients.client import AsyncRstarClient, RstarError
 from server.admission import FairSlots, KeyLimits
 from server.auth import ApiKeys, KeyConfigError, Unauthorized
-from tests.scripted import ScriptedPolicy
-from tests.test_mcts import endless
-from tests.test_server_lifecycle import eventually, scripted_service, serving
+from tests.support.scripted import ScriptedPolicy, endless
+from tests.support.service import eventually, scripted_service, serving
 
 A, B = "alpha-key-0123456789", "bravo-key-9876543210"
 KEYS = f"team-a:{A},team-b:{B}"

@@ -24,7 +24,7 @@ from search import Budget, Components, SearchConfig
 from search.budget import Usage
 from search.steps import ANSWER_END, render_output, render_step
 from search.tree import Tree
-from tests.scripted import ScriptedPolicy
+from tests.support.scripted import ScriptedPolicy
 from training import generate as gen
 from training.config import RoundConfig, build_config
 from training.manifest import Manifest
@@ -665,7 +665,7 @@ def test_generation_against_a_local_vllm_serve(tmp_path, tiny_model_path):
     """`--engine remote`: the round searches against an OpenAI-compatible server (here a real
     `vllm serve` of the default model, as a fleet's Service would be), many problems in flight."""
     pytest.importorskip("vllm")
-    from tests.vllm_server import vllm_server
+    from tests.support.vllm_server import vllm_server
 
     probs = write_jsonl(tmp_path / "p.jsonl", TOY[1:])
     out = tmp_path / "remote"

@@ -20,10 +20,9 @@ import pytest
 
 from search.tree import Tree
 from server.ui_page import standalone_page
-from tests.scripted import ScriptedPolicy
-from tests.test_mcts import endless
-from tests.test_server_lifecycle import scripted_service
-from tests.vllm_server import free_port, rstar_serve
+from tests.support.scripted import ScriptedPolicy, endless
+from tests.support.service import scripted_service
+from tests.support.vllm_server import free_port, rstar_serve
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 PAGE = None  # the browser, once started: a failed wait says what the page showed

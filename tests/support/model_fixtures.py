@@ -1,4 +1,5 @@
-"""Small real models for tests: a PPM on the default backbone and a tiny step-tag PRM."""
+"""Small real models for tests: a tiny step-tag PRM, and the prompt and score requests the
+engine tests send."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ SCORE_REQUESTS = [
 
 def build_tiny_step_tag_prm(out: Path, tokenizer_from: str, seed: int = 0) -> Path:
     """A Qwen2ForProcessRewardModel with random weights and the real head's shape
-    (hidden→hidden, ReLU, hidden→2), on the default model's tokenizer plus the step tag."""
+    (hidden→hidden, ReLU, hidden→2), on the tokenizer of `tokenizer_from` (the tests pass the tiny
+    model's) plus the step tag."""
     import torch
     from safetensors.torch import save_file
     from transformers import AutoTokenizer, Qwen2Config, Qwen2Model

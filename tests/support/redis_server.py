@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vllm_server import free_port
+from tests.support.vllm_server import free_port
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Test doubles for the search's protocols (tests only): a scripted policy and reward model."""
+"""Test doubles for the search's protocols (tests only): a scripted policy and reward model,
+and the scripts the tests give the policy."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class ScriptedPolicy:
         self.delay_s = delay_s
         self.calls: list[list[GenerationRequest]] = []
         self.call_tokens: list[int] = []
+        self.cancelled = 0  # calls cancelled while they were in flight (during the delay)
         self._next: dict[tuple[str, ...], int] = {}
 
     @property
@@ -63,7 +65,11 @@ class ScriptedPolicy:
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         self.calls.append(list(requests))
         if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+            try:
+                await asyncio.sleep(self.delay_s)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         out = []
         for req in requests:
             if req.prompt.endswith(ANSWER):
@@ -98,3 +104,27 @@ class ScriptedReward:
             last = r.steps[-1]
             out.append(next((v for k, v in self.rules.items() if k in last), self.default))
         return out
+
+
+# --- scripts: what a scripted policy says at each path (its `default`) ---------------------------
+
+
+def endless(path: tuple[str, ...]) -> list[str]:
+    """A policy that never finishes: each path gets 3 distinct new steps."""
+    k = len(path) + 1
+    return [f"# Step {k}: option {i}\nv{k}_{i} = {i}\n<end_of_step>" for i in range(3)]
+
+
+def finishing(path: tuple[str, ...]) -> list[str]:
+    """Two candidates per path; the third step of a path finishes by printing a number."""
+    k = len(path) + 1
+    if k >= 3:
+        return [f"# Step {k}: answer {i}\nprint({30 + i})\n<end_of_code>" for i in range(2)]
+    return [f"# Step {k}: option {i}\nv{k}_{i} = {i}\n<end_of_step>" for i in range(2)]
+
+
+def thirty(path: tuple[str, ...]) -> list[str]:
+    """One candidate per path: set x, then print x*5 (which the answer step boxes)."""
+    if not path:
+        return ["# Step 1: set x\nx = 6\n<end_of_step>"]
+    return [f"# Step {len(path) + 1}: multiply\nprint(x * 5)\n<end_of_code>"]
