@@ -7,7 +7,8 @@ Errors on `/solve` keep FastAPI's 422 shape (`{"detail": [{"loc", "msg", "type"}
 can tell which field to fix; `/v1/...` errors use OpenAI's (`{"error": {"message", "type",
 "param", "code"}}`, 400 for a bad body) so its SDKs raise the right exception. An overloaded
 server answers 429 (queue full) or 503 (deadline passed in the queue) with `Retry-After`; a
-search that overruns its deadline, 504. A client that disconnects cancels its search.
+search that overruns its deadline, 504; one that fails, 500 with the error in the same shape.
+A client that disconnects cancels its search.
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ from server.logs import RequestIdMiddleware
 from server.middleware import ApiKeyCheck, BodyLimit
 from server.openai_api import OpenAIError, model_ids, openai_router
 from server.protocol import ErrorEvent, Health, ProgressEvent, SolveRequest, SolveResponse
-from server.service import DeadlineExceeded, LimitExceeded, Overloaded, SolverService
+from server.service import (
+    DeadlineExceeded,
+    LimitExceeded,
+    Overloaded,
+    SearchFailed,
+    SolverService,
+)
 from server.ui_page import UI_DIR
 
 log = logging.getLogger(__name__)
@@ -140,6 +147,12 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
             return _openai_error(504, str(exc), "timeout")
         return JSONResponse({"detail": str(exc)}, status_code=504)
 
+    @app.exception_handler(SearchFailed)
+    async def _failed(request: Request, exc: SearchFailed) -> JSONResponse:
+        if _is_openai(request):
+            return _openai_error(500, str(exc), "server_error")
+        return JSONResponse({"detail": str(exc)}, status_code=500)
+
     @app.exception_handler(ClientDisconnected)
     async def _gone(request: Request, exc: ClientDisconnected) -> Response:
         log.info("client disconnected; search cancelled")
@@ -195,7 +208,10 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
             status = str(CLIENT_CLOSED)
             raise
         except Exception as e:
-            status = str(error_status(e)[0]) if not isinstance(e, LimitExceeded) else "422"
+            code, msg = error_status(e)
+            status = str(code)
+            if code == 500:  # answered in the API's error shape, not as a bare 500
+                raise SearchFailed(msg) from e
             raise
         finally:
             if not streaming:

@@ -39,6 +39,7 @@ _COMMON = {
     413: "the body is over RSTAR_MAX_BODY_BYTES",
     429: "the queue is full, or the API key is over its limits (see Retry-After)",
     503: "no search slot within the request's time limit (see Retry-After)",
+    500: "the search failed (the message says how)",
     504: "the search overran its deadline",
 }
 

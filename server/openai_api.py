@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 from search import ALGORITHMS, SearchProgress
 from server.auth import key_name
 from server.contract import CHAT_RESPONSES, MODELS_RESPONSES, OPTIONAL_AUTH, bearer
-from server.lifecycle import Event, solve_events, until_disconnect
+from server.lifecycle import ClientDisconnected, Event, solve_events, until_disconnect
 from server.openai_protocol import (
     MODEL_PREFIX,
     ChatCompletion,
@@ -37,7 +37,7 @@ from server.openai_protocol import (
     completion_id,
 )
 from server.protocol import BudgetRequest, SolveRequest, SolveResponse
-from server.service import SolverService
+from server.service import SearchFailed, SolverService
 
 STARTED = int(time.time())
 
@@ -185,7 +185,15 @@ def openai_router(svc: SolverService, on_error) -> APIRouter:
                 ),
                 media_type="text/event-stream",
             )
-        res = await until_disconnect(request, svc.solve(req, key=key_name(request)))
+        try:
+            res = await until_disconnect(request, svc.solve(req, key=key_name(request)))
+        except ClientDisconnected:
+            raise
+        except Exception as e:
+            status, msg = on_error(e)
+            if status == 500:  # answered in OpenAI's error shape, not as a bare 500
+                raise SearchFailed(msg) from e
+            raise
         return ChatCompletion(
             model=body.model,
             system_fingerprint=fingerprint,

@@ -47,6 +47,11 @@ class DeadlineExceeded(Exception):
     """The search outlived its deadline (time limit + RSTAR_DEADLINE_GRACE_S)."""
 
 
+class SearchFailed(Exception):
+    """The search raised an error of its own (an engine, a bug): a 500 that says what it was;
+    the traceback goes to the log."""
+
+
 class SolverService:
     """Owns what it starts; `models`, `sandbox` or `cache` passed in are shared, not closed."""
 
@@ -197,7 +202,8 @@ class SolverService:
             self.metrics.queue_depth.set(self._waiting)
         self.metrics.running.inc()
         try:
-            remaining = max(0.01, budget.time_limit_s - (time.monotonic() - arrived))
+            limit = budget.time_limit_s  # the request's, from its arrival
+            remaining = max(0.01, limit - (time.monotonic() - arrived))
             budget = budget.model_copy(update={"time_limit_s": remaining})
             try:
                 async with asyncio.timeout(remaining + self.settings.deadline_grace_s):
@@ -205,7 +211,7 @@ class SolverService:
             except TimeoutError:
                 self.metrics.cancelled.labels("deadline").inc()
                 raise DeadlineExceeded(
-                    f"the search overran its deadline ({budget.time_limit_s:g}s "
+                    f"the search overran its deadline ({limit:g}s "
                     f"+ {self.settings.deadline_grace_s:g}s grace)"
                 ) from None
             except asyncio.CancelledError:
