@@ -1,8 +1,9 @@
-"""Greedy, best-of-N and self-consistency on the same protocols and budget as MCTS."""
+"""Greedy, best-of-N and self-consistency on the same protocols and budget as MCTS, and every
+algorithm (beam search and particle filtering too) held to the same token and time limits."""
 
 import pytest
 
-from search import Budget, Components, SearchConfig, run_search
+from search import ALGORITHMS, Budget, Components, SearchConfig, run_search
 from tests.support.scripted import ScriptedPolicy, ScriptedReward
 
 
@@ -66,13 +67,15 @@ async def test_chains_are_batched_one_call_per_step(sandbox):
     assert policy.calls[0][0].n == 6
 
 
-@pytest.mark.parametrize("algorithm", ["greedy", "best_of_n", "self_consistency", "mcts"])
-async def test_every_algorithm_honours_the_same_budget(algorithm, sandbox):
-    def endless(path):
-        k = len(path) + 1
-        return [f"# Step {k}\nv{k} = {k}\n<end_of_step>"]
+def one_step_at_a_time(path):
+    """A policy that never finishes: one new step below every path."""
+    k = len(path) + 1
+    return [f"# Step {k}\nv{k} = {k}\n<end_of_step>"]
 
-    policy = ScriptedPolicy(default=endless)
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+async def test_every_algorithm_honours_the_same_token_budget(algorithm, sandbox):
+    policy = ScriptedPolicy(default=one_step_at_a_time)
     r = await run_search(
         algorithm,
         "p",
@@ -81,8 +84,33 @@ async def test_every_algorithm_honours_the_same_budget(algorithm, sandbox):
         SearchConfig(max_depth=50),
     )
     assert r.stopped_by == "max_tokens"
-    assert 40 <= r.usage.tokens < 40 + max(policy.call_tokens)
+    assert 40 <= r.usage.tokens < 40 + max(policy.call_tokens)  # at most one call past it
     assert r.usage.policy_calls == len(policy.calls)
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+async def test_every_algorithm_honours_the_same_time_limit(algorithm, sandbox):
+    """The call in flight at the limit is cancelled, not waited for: the policy answers its
+    first call at once and takes a minute over each later one."""
+
+    class SlowAfterTheFirstCall(ScriptedPolicy):
+        async def generate(self, requests):
+            self.delay_s = 60.0 if self.calls else 0.0
+            return await super().generate(requests)
+
+    policy = SlowAfterTheFirstCall(default=one_step_at_a_time)
+    r = await run_search(
+        algorithm,
+        "p",
+        Components(policy, sandbox),
+        Budget(rollouts=4, time_limit_s=1.0),
+        SearchConfig(max_depth=50),
+    )
+    assert r.stopped_by == "time_limit_s"
+    assert len(policy.calls) == 2 and policy.cancelled == 1  # the slow call, cut off
+    assert 1.0 <= r.usage.elapsed_s < 30  # generous on a busy machine: the call takes 60 s
+    assert r.usage.policy_calls == 1 and r.usage.tokens > 0  # only what came back counts
+    assert r.algorithm == algorithm and len(r.tree) > 1
 
 
 async def test_chains_record_their_tree_with_backed_up_rewards(sandbox):
