@@ -1,14 +1,14 @@
-"""The self-evolution table and plot (issue 15) from what `scripts/self_evolution.sh` wrote.
+"""The self-evolution table and plot from what `scripts/self_evolution.sh` wrote.
 
     python -m benchmarks.self_evolution_table [--evolution docs/measured/evolution]
         [--base docs/measured/search] [--budget 4] [--plot accuracy_by_round.png]
 
-Rows: the untrained default (issue 14's greedy and searches on the same test problems), then
-each round's policy: greedy (the round's own eval), self-consistency, best-of-N and MCTS at the
-budget (best-of-N and MCTS read the round's PPM where it has one). Each row is compared with
-the same algorithm one round earlier on the problems both ran: won / lost and the exact
-two-sided sign test (McNemar's exact test) on those that differ. Then what each round trained
-on: data counts, training loss, the held-out SFT loss and PPM pairwise accuracy.
+Rows: the untrained default (docs/measured/search: greedy and the searches on the same test
+problems), then each round's policy: greedy (the round's own eval), self-consistency, best-of-N
+and MCTS at the budget (best-of-N and MCTS read the round's PPM where it has one). Each row is
+compared with the same algorithm one round earlier on the problems both ran: won / lost and the
+exact two-sided sign test (McNemar's exact test) on those that differ. Then what each round
+trained on: data counts, training loss, the held-out SFT loss and PPM pairwise accuracy.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evaluation import run_figures
+from evaluation.records import LABELS, read_results, run_figures
 from evaluation.stats import sign_test
 
-ALGORITHMS = ("greedy", "self_consistency", "best_of_n", "mcts")
-LABELS = {"greedy": "greedy", "self_consistency": "self-consistency", "best_of_n": "best-of-N",
-          "mcts": "MCTS"}  # fmt: skip
+SHOWN = ("greedy", "self_consistency", "best_of_n", "mcts")  # the algorithms the table shows
 ROUNDS = ("r0", "r1", "r2", "r3")
 STAGE_NAMES = {
     "base": "untrained default",
@@ -47,18 +45,13 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _results(path: Path) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
-    """(algorithm, budget) → problem id → its record, from a results.jsonl."""
+def _results(path: Path, tokens: bool = False) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
+    """(algorithm, budget) → problem id → its record, from a results.jsonl, failed searches
+    left out; with `tokens`, the runs under a token budget, by (algorithm, token budget)."""
     out: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
-    try:
-        text = path.read_text()
-    except OSError:
-        return out
-    for line in text.split("\n"):
-        if line.strip():
-            r = json.loads(line)
-            if not r.get("error"):
-                out.setdefault((r["algorithm"], r["budget"]), {})[r["id"]] = r
+    for (alg, budget, max_tokens, pid), r in read_results(path).items():
+        if not r.get("error") and bool(max_tokens) == tokens:
+            out.setdefault((alg, max_tokens or budget), {})[pid] = r
     return out
 
 
@@ -85,7 +78,7 @@ def table(
                 if len(res) > len(found.get(key, {})):
                     found[key] = res
         has_ppm = (evolution / stage / "ppm" / "rstar-train.json").exists()
-        for alg in ALGORITHMS:
+        for alg in SHOWN:
             recs = found.get((alg, 1 if alg == "greedy" else budget))
             if not recs:
                 continue
@@ -181,7 +174,7 @@ def plot(rows: list[dict[str, Any]], path: Path, budget: int) -> Path:
     stages = [s for s in ("base", *ROUNDS) if any(r["stage"] == s for r in rows)]
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
-    for i, alg in enumerate(ALGORITHMS):
+    for i, alg in enumerate(SHOWN):
         pts = [(stages.index(r["stage"]), r["correct"] / r["n"], r["n"])
                for r in rows if r["algorithm"] == alg]  # fmt: skip
         if not pts:
@@ -202,21 +195,6 @@ def plot(rows: list[dict[str, Any]], path: Path, budget: int) -> Path:
     return path
 
 
-def _token_results(path: Path) -> dict[tuple[str, int], dict[str, bool]]:
-    """(algorithm, token budget) → problem id → correct, from an rN-tok results.jsonl."""
-    out: dict[tuple[str, int], dict[str, bool]] = {}
-    try:
-        text = path.read_text()
-    except OSError:
-        return out
-    for line in text.split("\n"):
-        if line.strip():
-            r = json.loads(line)
-            if r.get("max_tokens") and not r.get("error"):
-                out.setdefault((r["algorithm"], int(r["max_tokens"])), {})[r["id"]] = r
-    return out
-
-
 def _pct(recs: dict[str, Any]) -> str:
     n = len(recs)
     c = sum(bool(r["correct"]) for r in recs.values())
@@ -231,7 +209,7 @@ def equal_token_table(evolution: Path) -> str:
     interval over problems, terminal and step pairs apart)."""
     lines = []
     for stage in ROUNDS:
-        runs = _token_results(evolution / f"{stage}-tok" / "results.jsonl")
+        runs = _results(evolution / f"{stage}-tok" / "results.jsonl", tokens=True)
         greedy = _results(evolution / stage / "eval" / "new" / "results.jsonl").get(("greedy", 1))
         if not runs and not greedy:
             continue
@@ -239,7 +217,7 @@ def equal_token_table(evolution: Path) -> str:
         if greedy:
             lines.append(f"  greedy: {_pct(greedy)}")
         for tokens in sorted({t for _, t in runs}):
-            cells = [f"{LABELS[a]} {_pct(runs[(a, tokens)])}" for a in ALGORITHMS
+            cells = [f"{LABELS[a]} {_pct(runs[(a, tokens)])}" for a in SHOWN
                      if (a, tokens) in runs]  # fmt: skip
             lines.append(f"  @ {tokens} tokens: " + "; ".join(cells))
             mcts = runs.get(("mcts", tokens))

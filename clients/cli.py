@@ -28,7 +28,7 @@ from typing import Any, get_args
 
 import httpx
 
-from evaluation.report import RichBar, progress_bar
+from evaluation.progress import SearchBar
 from search import Algorithm, Budget, SearchConfig, SearchSettings
 from search.steps import PROMPT_STYLES
 from server.preflight import (
@@ -270,7 +270,7 @@ def _eval_ppm(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"rstar eval-ppm: {e}", file=sys.stderr)
         return 2
-    from evaluation.report import CountProgress
+    from evaluation.progress import CountProgress
 
     model = load_reward_model(ModelSettings(ppm_model=args.ppm, ppm_engine=args.ppm_engine))
     start = time.monotonic()
@@ -353,30 +353,6 @@ def _sandbox_settings() -> Any:
     return settings
 
 
-class _Progress(RichBar):
-    """A bar on a terminal, a line a second otherwise (logs, CI); always on stderr."""
-
-    def __init__(self, total: int) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self.tty = self.console.is_terminal
-        self._last = 0.0
-        self.bar = progress_bar(self.console, "[bold]thinking", "info", transient=True)
-        self.task = self.bar.add_task("search", total=total, info="starting")
-
-    def __call__(self, p: Any) -> None:
-        best = f"best {p.best_answer} ({p.best_score:+.2f})" if p.best_answer else "no answer yet"
-        info = f"{p.tokens} tokens, {p.nodes} steps, {best}"
-        if self.tty:
-            self.bar.update(self.task, completed=p.rollouts, info=info)
-        elif time.monotonic() - self._last >= 1.0:
-            self._last = time.monotonic()
-            self.console.print(
-                f"rollouts {p.rollouts}/{p.rollouts_budget}, {info}, {p.elapsed_s:.0f}s"
-            )
-
-
 def _read_problem(args: argparse.Namespace) -> str | None:
     problem = sys.stdin.read() if args.problem == "-" else args.problem
     if not problem.strip():
@@ -395,7 +371,7 @@ def _solve_remote(args: argparse.Namespace) -> int:
         return 2
     budget = {"rollouts": args.rollouts, "max_tokens": args.max_tokens,
               "time_limit_s": args.time_limit}  # fmt: skip
-    progress = _Progress(args.rollouts if args.algorithm != "greedy" else 1)
+    progress = SearchBar(args.rollouts if args.algorithm != "greedy" else 1)
     result = None
     try:
         with RstarClient(args.url, api_key=args.api_key) as client, progress:
@@ -439,7 +415,7 @@ async def _solve(args: argparse.Namespace) -> int:
         rollouts=args.rollouts, max_tokens=args.max_tokens, time_limit_s=args.time_limit
     )
     config = _search_config(args, settings)
-    progress = _Progress(args.rollouts if args.algorithm != "greedy" else 1)
+    progress = SearchBar(args.rollouts if args.algorithm != "greedy" else 1)
     t0 = time.monotonic()
     progress.status(f"starting the sandbox and the {settings.policy_engine} policy engine…")
     sandbox = create_sandbox(sandbox_settings)

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from evaluation.jsonl import read_records
 from evaluation.stats import cluster_bootstrap_interval, wilson_interval
 from search.extract import PreferencePair, dev_pairs
 from search.protocols import RewardModel, ScoreRequest
@@ -97,10 +98,7 @@ def tree_dev_pairs(path: str | Path, per_kind: int = 8) -> list[PreferencePair]:
     from search.tree import Tree
 
     pairs: list[PreferencePair] = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                rec = json.loads(line)
-                tree = Tree.from_json(json.dumps(rec["tree"]))
-                pairs += dev_pairs(tree, str(rec.get("id")), per_kind)
+    for rec in read_records(path, ("tree",)):
+        tree = Tree.from_json(json.dumps(rec["tree"]))
+        pairs += dev_pairs(tree, str(rec.get("id")), per_kind)
     return pairs

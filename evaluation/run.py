@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,15 +35,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from evaluation.jsonl import prepare_append
 from evaluation.problems import Problem
+from evaluation.records import (
+    PLOT,
+    RECORD_FIELDS,
+    REPORT,
+    RESULTS,
+    RecordKey,
+    RunKey,
+    Tally,
+    build_report,
+    read_results,
+)
+from evaluation.report import plot
+from search import ALGORITHMS
 from search.grading import Grader, default_grader
 
-ALGORITHMS = ("greedy", "self_consistency", "best_of_n", "beam_search", "particle_filtering",
-              "mcts")  # fmt: skip
-LABELS = {"greedy": "greedy", "self_consistency": "self-consistency", "best_of_n": "best-of-N",
-          "beam_search": "beam search", "particle_filtering": "particle filtering",
-          "mcts": "MCTS"}  # fmt: skip
-RESULTS, REPORT, PLOT = "results.jsonl", "report.json", "accuracy_vs_tokens.png"
+log = logging.getLogger(__name__)
 
 
 class EvalError(RuntimeError):
@@ -55,22 +65,6 @@ class EvalError(RuntimeError):
 
 # rollouts allowed under a token budget: never the limit that binds
 TOKEN_BUDGET_ROLLOUTS = 1000
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class RunKey:
-    """One (algorithm, budget) of the evaluation. The budget is rollouts (samples), or with
-    `tokens` generated tokens per search, as many rollouts as fit: the budget at which
-    algorithms that spend tokens differently are compared."""
-
-    algorithm: str
-    budget: int
-    tokens: int = 0  # 0: no token budget
-
-    @property
-    def label(self) -> str:
-        budget = f"{self.tokens}tok" if self.tokens else str(self.budget)
-        return f"{self.algorithm}@{budget}"
 
 
 def parse_budget(text: str | int) -> tuple[int, int]:
@@ -163,41 +157,7 @@ class InProcessSolver:
 # --------------------------------------------------------------------------- the run
 
 
-@dataclass
-class Tally:
-    """Running figures of one (algorithm, budget), for progress displays."""
-
-    total: int
-    done: int = 0
-    correct: int = 0
-    errors: int = 0
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.done if self.done else None
-
-
 ProgressFn = Callable[[RunKey, dict[RunKey, Tally]], None]
-
-
-RecordKey = tuple[str, int, int, str]  # algorithm, budget, token budget (0: none), problem id
-
-
-def record_key(rec: dict[str, Any]) -> RecordKey:
-    return (rec["algorithm"], int(rec["budget"]), int(rec.get("max_tokens") or 0), str(rec["id"]))
-
-
-def _read_results(path: Path) -> dict[RecordKey, dict]:
-    """Finished records by (algorithm, budget, token budget, id); the last line wins; a line
-    cut short by a killed run is skipped."""
-    out: dict[RecordKey, dict] = {}
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            rec = json.loads(line)
-            out[record_key(rec)] = rec
-    return out
 
 
 def check_out_dir(out_dir: str | Path, info: dict[str, Any], resume: bool) -> None:
@@ -240,16 +200,15 @@ async def evaluate(
     check_out_dir(out_dir, info, resume)
     results = out_dir / RESULTS
     ids = {p.id for p in problems}
-    records: dict[RecordKey, dict] = {
-        k: r for k, r in _read_results(results).items() if k[3] in ids
-    }
+    prepare_append(results, RECORD_FIELDS)
+    records: dict[RecordKey, dict] = {k: r for k, r in read_results(results).items() if k[3] in ids}
     tallies = {k: Tally(len(problems)) for k in keys}
     for (alg, budget, tokens, _), rec in records.items():
         if (t := tallies.get(RunKey(alg, budget, tokens))) is not None and not rec.get("error"):
             t.done += 1
             t.correct += bool(rec["correct"])
     jobs = [(k, p) for k in keys for p in problems
-            if (rec := records.get((k.algorithm, k.budget, k.tokens, p.id))) is None
+            if (rec := records.get(k.record_key(p.id))) is None
             or rec.get("error")]  # fmt: skip
     sem = asyncio.Semaphore(max(1, concurrency))
     state = {"ok": 0, "failed": 0}
@@ -261,10 +220,10 @@ async def evaluate(
         report["started"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))
         report["wall_s"] = round(time.time() - started, 2)
         (out_dir / REPORT).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
-        with contextlib.suppress(Exception):  # a plot must never lose the report
-            from evaluation.report import plot  # here: report.py builds on this module
-
+        try:  # after the report: a plot that fails must not lose it
             plot(report, out_dir / PLOT)
+        except Exception as e:
+            log.warning("%s: no plot (%s: %s)", out_dir / PLOT, type(e).__name__, e)
         return report
 
     with results.open("a", encoding="utf-8") as sink:
@@ -307,7 +266,7 @@ async def evaluate(
                 rec["tree"] = tree
             sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
             sink.flush()
-            records[(key.algorithm, key.budget, key.tokens, p.id)] = rec
+            records[key.record_key(p.id)] = rec
             t = tallies[key]
             t.done += 1
             t.correct += bool(correct)
@@ -331,75 +290,3 @@ async def evaluate(
         finally:
             report = finish(status)
     return report
-
-
-def build_report(
-    problems: Sequence[Problem],
-    keys: Sequence[RunKey],
-    records: dict[RecordKey, dict],
-    info: dict[str, Any],
-    status: str = "complete",
-) -> dict[str, Any]:
-    runs = []
-    for k in keys:
-        recs = [r for p in problems
-                if (r := records.get((k.algorithm, k.budget, k.tokens, p.id)))]  # fmt: skip
-        runs.append({
-            "algorithm": k.algorithm,
-            "budget": k.budget,
-            "max_tokens": k.tokens or None,
-            **run_figures(recs),
-            "complete": len(recs) == len(problems),
-            **({"tree": summary} if (summary := tree_summary(recs)) else {}),
-            "records": [{f: r.get(f) for f in ("id", "gold", "answer", "correct", "tokens",
-                         "seconds", "rollouts", "stopped_by", "error")} for r in recs],
-        })  # fmt: skip
-    return {"status": status, **info, "problems": len(problems), "runs": runs}
-
-
-def run_figures(recs: Sequence[dict]) -> dict[str, Any]:
-    """One (algorithm, budget)'s figures over its records: what every report and table of
-    results shows, computed in one place so that they agree."""
-    n = len(recs)
-    correct = sum(bool(r["correct"]) for r in recs)
-    return {
-        "n": n,
-        "correct": correct,
-        "accuracy": round(correct / n, 6) if n else None,
-        "mean_tokens": round(sum(r["tokens"] for r in recs) / n, 2) if n else None,
-        "mean_seconds": round(sum(r["seconds"] for r in recs) / n, 4) if n else None,
-        "answered": sum(r["answer"] is not None for r in recs),
-        "errors": sum(bool(r.get("error")) for r in recs),
-    }
-
-
-def tree_summary(recs: Sequence[dict]) -> dict[str, Any] | None:
-    """Where one (algorithm, budget)'s steps went, over the records that carry tree statistics:
-    the shares of generated steps dropped as invalid (by kind) and as duplicates, the mean
-    depth reached, and how often the gold answer was among the candidates (`gold_reached`)
-    against how often it was the one returned when it was (`picked_when_reached`)."""
-    trees = [(r, t) for r in recs if (t := r.get("tree"))]
-    if not trees:
-        return None
-    steps = sum(t["steps"] for _, t in trees)
-    invalid = sum(t["invalid"] for _, t in trees)
-    dups = sum(t["duplicates"] for _, t in trees)
-    kinds: dict[str, int] = {}
-    for _, t in trees:
-        for kind, n in t["invalid_by_kind"].items():
-            kinds[kind] = kinds.get(kind, 0) + n
-    reached = [r for r, t in trees if t["gold_among"]]
-    n = len(trees)
-    return {
-        "n": n,
-        "invalid_share": round(invalid / steps, 4) if steps else None,
-        "invalid_by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
-        "duplicate_share": round(dups / (steps + dups), 4) if steps + dups else None,
-        "mean_steps": round(steps / n, 2),
-        "mean_max_depth": round(sum(t["max_depth"] for _, t in trees) / n, 2),
-        "mean_candidates": round(sum(len(t["candidates"]) for _, t in trees) / n, 2),
-        "gold_reached": round(len(reached) / n, 4),
-        "picked_when_reached": (
-            round(sum(bool(r["correct"]) for r in reached) / len(reached), 4) if reached else None
-        ),
-    }

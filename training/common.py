@@ -596,7 +596,7 @@ def save_adapter(peft_model: Any, out_dir: Path) -> Path:
     return out_dir / ADAPTER_WEIGHTS
 
 
-def check_out_dir(out_dir: str | Path, overwrite: bool) -> Path:
+def check_checkpoint_dir(out_dir: str | Path, overwrite: bool) -> Path:
     """Fail before training, not after, when the checkpoint could not be written."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.settings import PolicyEngine, RewardEngine
+from search import ALGORITHMS
 from search.config import SearchSettings
 from search.extract import LabelRules
 from search.steps import PromptStyle
@@ -124,8 +125,6 @@ class EvalSettings(_Section):
     @field_validator("algorithms")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        from evaluation import ALGORITHMS
-
         bad = [a for a in v if a not in ALGORITHMS]
         if bad or not v:
             raise ValueError(f"unknown algorithm(s) {bad}; choose from {', '.join(ALGORITHMS)}")

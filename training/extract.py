@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from evaluation.jsonl import read_records
 from search.extract import (
     ExtractStats,
     LabelRules,
@@ -25,7 +26,7 @@ from search.extract import (
     render_sft,
 )
 from search.tree import Tree
-from training.generate import TRAJECTORIES, TREES, iter_lines
+from training.generate import TRAJECTORIES, TREE_FIELDS, TREES
 from training.manifest import replace_dir, temp_dir_for, write_json
 
 DATA = Path("data")
@@ -51,7 +52,7 @@ class _Sink:
 
 
 def _from_trees(round_dir: Path, rules: LabelRules) -> Iterator[Any]:
-    for rec in iter_lines(round_dir / TREES):
+    for rec in read_records(round_dir / TREES, TREE_FIELDS):
         tree = Tree.from_json(json.dumps(rec["tree"]))
         yield rec, extract(tree, rules, problem_id=str(rec["id"]))
 

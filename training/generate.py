@@ -6,7 +6,8 @@ finished problem is appended at once (flushed and fsync'ed) to `generate/trees.p
 as one line: id, problem, gold, answer, correct, solved (a correct terminal exists), reward
 source, usage, stopped_by and the whole tree (`Tree.to_dict`, read back with `Tree.from_json`).
 A killed run restarts where it stopped: ids already there are skipped, a line cut short by the
-kill is dropped. When every problem is in, the file is renamed to `generate/trees.jsonl`.
+kill is dropped (evaluation/jsonl.py). When every problem is in, the file is renamed to
+`generate/trees.jsonl`.
 
 The bootstrap round (round 0) generates nothing: `bootstrap_phase` converts GSM8K reference
 solutions into step trajectories and verifies them in the sandbox (training/gsm8k.py).
@@ -19,11 +20,12 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluation.jsonl import prepare_append, read_records
 from search import Budget, Components, SearchConfig, run_search
 
 log = logging.getLogger("rstar.round")
@@ -32,6 +34,7 @@ TREES = Path("generate") / "trees.jsonl"
 PARTIAL = Path("generate") / "trees.partial.jsonl"
 TRAJECTORIES = Path("generate") / "trajectories.jsonl"  # bootstrap
 REJECTED = Path("generate") / "rejected.jsonl"  # bootstrap
+TREE_FIELDS = ("id", "tree")  # what a line of a trees file must hold to count
 
 
 class GenerateError(RuntimeError):
@@ -69,51 +72,14 @@ class GenerateCounts:
 # --- the persisted lines -------------------------------------------------------------------------
 
 
-def iter_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """Every readable record of a trees file, in order (unreadable lines skipped)."""
-    with open(path, "rb") as f:
-        for raw in f:
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and "id" in rec and "tree" in rec:
-                yield rec
-
-
-def scan_and_repair(path: Path) -> tuple[dict[str, dict[str, Any]], int]:
-    """(finished records by id, without their trees; unreadable lines) of a partial file.
-
-    Unreadable lines at the end (the line a kill cut short) are truncated away; a complete last
-    line that lost its newline gets one, so the next append starts on a line of its own."""
+def scan_partial(path: Path) -> tuple[dict[str, dict[str, Any]], int]:
+    """(finished records by id, without their trees; unreadable lines) of a partial file, made
+    ready for appends (evaluation.jsonl's rule: the line a kill cut short is dropped)."""
+    bad = prepare_append(path, TREE_FIELDS)
     done: dict[str, dict[str, Any]] = {}
-    bad = 0
-    if not path.exists():
-        return done, bad
-    good_end = 0  # byte offset just past the last line that parsed
-    needs_newline = False
-    with open(path, "rb") as f:
-        offset = 0
-        for raw in f:
-            offset += len(raw)
-            try:
-                rec = json.loads(raw)
-                ok = isinstance(rec, dict) and "id" in rec and "tree" in rec
-            except ValueError:
-                ok = False
-            if not ok:
-                bad += 1
-                continue
-            good_end = offset
-            needs_newline = not raw.endswith(b"\n")
-            rec.pop("tree")
-            done.setdefault(str(rec["id"]), rec)
-    if path.stat().st_size > good_end:
-        os.truncate(path, good_end)
-        log.warning("%s: dropped an unfinished last line (an earlier run was killed)", path)
-    if needs_newline:
-        with open(path, "ab") as f:
-            f.write(b"\n")
+    for rec in read_records(path, TREE_FIELDS):
+        rec.pop("tree")
+        done.setdefault(str(rec["id"]), rec)
     return done, bad
 
 
@@ -154,7 +120,7 @@ class GenerateProgress:
 
     def __enter__(self) -> GenerateProgress:
         if self.tty:
-            from evaluation.report import progress_bar
+            from evaluation.progress import progress_bar
 
             self.bar = progress_bar(self.console, "generate", "rate", remaining=True)
             self._task = self.bar.add_task("generate", total=self.total, rate="")
@@ -214,7 +180,7 @@ async def generate(
     `max_failure_rate` of the problems failed."""
     partial = round_dir / PARTIAL
     partial.parent.mkdir(parents=True, exist_ok=True)
-    done, bad = scan_and_repair(partial)
+    done, bad = scan_partial(partial)
     ids = {p.id for p in problems}
     done = {k: v for k, v in done.items() if k in ids}
     counts = GenerateCounts(problems=len(problems), resumed=len(done), dropped_lines=bad)

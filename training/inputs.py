@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluation.problems import file_sha256
 from training.config import (
     PHASES,
     REQUIRES,
@@ -27,12 +28,11 @@ from training.manifest import (
     InputRecord,
     Manifest,
     dir_sha256,
-    file_sha256,
 )
 
 log = logging.getLogger("rstar.round")
 
-GSM8K_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k_train.jsonl"
+GSM8K_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_train.jsonl"
 
 
 class InputError(ValueError):
@@ -187,7 +187,7 @@ def check_phases(cfg: RoundConfig, manifest: Manifest | None) -> None:
         raise InputError(f"--force-phase {','.join(sorted(bad))}: not among --phases")
 
 
-def check_out_dir(cfg: RoundConfig) -> tuple[Manifest | None, list[str]]:
+def check_round_dir(cfg: RoundConfig) -> tuple[Manifest | None, list[str]]:
     """An output directory may hold this round (same identity and inputs), or this round with
     new settings for phases that have not run (`settings_may_change`), nothing else. Returns
     its manifest and the settings that changed."""
@@ -275,7 +275,7 @@ def preflight(cfg: RoundConfig) -> tuple[Inputs, Manifest | None]:
     if "vllm" in engines and importlib.util.find_spec("vllm") is None:
         raise InputError("engine vllm: vLLM is not installed (pip install -e '.[cpu]' or "
                          "'.[gpu]'), or pass --engine transformers")  # fmt: skip
-    prev, changed = check_out_dir(cfg)
+    prev, changed = check_round_dir(cfg)
     check_phases(cfg, prev)
 
     problems, rows, ppath = load_training_problems(cfg)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from evaluation.problems import file_sha256
 from training.config import PHASES
 
 MANIFEST = "manifest.json"
@@ -145,14 +146,6 @@ def remove_temp_dirs(out: Path) -> None:
     for p in out.glob(".*.tmp-*"):
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def dir_sha256(path: Path) -> str:

@@ -32,7 +32,7 @@ from training.common import (
     TrainResult,
     add_hparam_args,
     apply_lora,
-    check_out_dir,
+    check_checkpoint_dir,
     fingerprint,
     hparams_from_args,
     length_grouped_batches,
@@ -137,7 +137,7 @@ def train_ppm(
     from transformers import AutoTokenizer
 
     hp = hparams or TrainHParams()
-    out = check_out_dir(out_dir, overwrite)
+    out = check_checkpoint_dir(out_dir, overwrite)
     if not pairs:
         raise ValueError("no preference pairs to train on")
     acc = make_accelerator(hp)

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from evaluation.problems import file_sha256
 from training.common import ADAPTER_DIR, ADAPTER_WEIGHTS
-from training.manifest import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from training.common import (
     TrainResult,
     add_hparam_args,
     apply_lora,
-    check_out_dir,
+    check_checkpoint_dir,
     fingerprint,
     hparams_from_args,
     length_grouped_batches,
@@ -116,7 +116,7 @@ def train_sft(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     hp = hparams or TrainHParams()
-    out = check_out_dir(out_dir, overwrite)
+    out = check_checkpoint_dir(out_dir, overwrite)
     acc = make_accelerator(hp)
 
     # --- data: tokenize once, drop what does not fit, hold out a share of the problems -------
