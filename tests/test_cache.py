@@ -6,7 +6,6 @@ the sandbox is the real nsjail pool.
 """
 
 import asyncio
-import time
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from server.cache import MemoryCache, RedisCache
 from server.metrics import Metrics
 from tests.support.redis_server import redis_server
 from tests.support.scripted import ScriptedPolicy, finishing
-from tests.support.service import scripted_service
+from tests.support.service import eventually, scripted_service
 
 PROBLEM = "Tom has 3 boxes of 12 pencils and gives away 7. How many are left?"
 CONFIG = SearchConfig(candidates=2, max_depth=4, parallel_rollouts=2)
@@ -161,23 +160,43 @@ async def test_redis_killed_mid_run_the_request_still_succeeds_and_a_metric_says
     await svc.cache.aclose()
 
 
+async def redis_is_asleep(url: str) -> bool:
+    """Does a PING on a fresh connection go unanswered for a while (DEBUG SLEEP holds Redis)?"""
+    probe = aioredis.Redis.from_url(url, socket_timeout=0.1)
+    try:
+        await probe.ping()
+        return False
+    except aioredis.RedisError:
+        return True
+    finally:
+        await probe.aclose()
+
+
 async def test_a_slow_redis_costs_one_timeout_not_the_request(redis_proc):
     observer = Metrics()
     cache = redis_cache(redis_proc.url, observer, timeout_s=0.2, retry_s=0.5)
     await cache.put_many([("k", [{"status": "open"}])])
     assert await cache.get_many(["k"]) == [[{"status": "open"}]]
+    mgets = 0
+    real_mget = cache.client.mget
+
+    async def counted_mget(*args, **kwargs):
+        nonlocal mgets
+        mgets += 1
+        return await real_mget(*args, **kwargs)
+
+    cache.client.mget = counted_mget
     blocker = aioredis.Redis.from_url(redis_proc.url)
-    sleeper = asyncio.create_task(blocker.execute_command("DEBUG", "SLEEP", "1.5"))
-    await asyncio.sleep(0.1)
-    t0 = time.monotonic()
+    sleeper = asyncio.create_task(blocker.execute_command("DEBUG", "SLEEP", "3"))
+    while not await redis_is_asleep(redis_proc.url):
+        assert not sleeper.done(), "DEBUG SLEEP ended before Redis was seen asleep"
     assert await cache.get_many(["k"]) == [None]  # timed out: a miss
-    assert time.monotonic() - t0 < 0.6
-    t0 = time.monotonic()
-    assert await cache.get_many(["k"]) == [None]  # skipped while Redis is marked down
-    assert time.monotonic() - t0 < 0.05
+    assert not sleeper.done() and not cache.available  # it did not wait for Redis to wake
+    assert await cache.get_many(["k"]) == [None]  # skipped while Redis is marked down:
+    assert mgets == 1  # no second call to Redis
     await sleeper
-    await asyncio.sleep(0.5)  # retry_s later Redis is tried again, and answers
-    assert await cache.get_many(["k"]) == [[{"status": "open"}]]
+    await eventually(lambda: cache.available)  # retry_s later Redis is tried again, and answers
+    assert await cache.get_many(["k"]) == [[{"status": "open"}]] and mgets == 2
     assert metric(observer.render().decode(), "rstar_cache_errors_total") == 1
     await blocker.aclose()
     await cache.aclose()

@@ -2,6 +2,7 @@
 
 import json
 
+import pydantic
 import pytest
 
 from search.extract import (
@@ -276,8 +277,9 @@ def test_render_sft_masks_prompt_and_executor_output(tree):
 
 def test_records_are_frozen():
     p = PreferencePair(problem="p", prefix=[], chosen="a", rejected="b", chosen_q=1, rejected_q=0)
-    with pytest.raises(Exception):  # noqa: B017  (pydantic's frozen-instance error)
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         p.chosen = "c"
+    assert p.chosen == "a"
     t = Trajectory(problem="p", steps=[])
     assert t.step_texts() == []
 

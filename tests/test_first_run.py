@@ -3,6 +3,7 @@ that names the setting (before any engine starts), and logs that are JSON on eve
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import logging
@@ -161,7 +162,7 @@ def test_cli_ranges_come_from_the_models_they_feed():
     assert bounds(SearchConfig.model_fields["candidates"]) == "≥ 1 and ≤ 64"
     parse = arg_type(Budget, "time_limit_s", float)
     assert parse("2.5") == 2.5
-    with pytest.raises(Exception, match="must be > 0, got 0"):
+    with pytest.raises(argparse.ArgumentTypeError, match="must be > 0, got 0"):
         parse("0")
 
 

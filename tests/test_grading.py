@@ -66,9 +66,36 @@ def test_works_outside_the_main_thread():
 
 
 async def test_async_api_does_not_block_the_loop():
-    g = Grader()
-    ok, bad = await asyncio.gather(g.aequal("\\frac{1}{2}", "0.5"), g.aequal("2", "3"))
+    """While a comparison runs (a second in the worker, after the worker's start) the event loop
+    keeps turning: a ticker on the same loop counts its turns meanwhile."""
+    g = Grader(compare=slow_compare)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        await asyncio.sleep(0)  # the ticker is running
+        before = ticks
+        assert await g.aequal("1/2", "0.5") is True
+        during = ticks - before
+    finally:
+        ticker.cancel()
+        g.close()
+    assert during >= 20, during  # a blocked loop would not have ticked at all
+    real = Grader()
+    ok, bad = await asyncio.gather(real.aequal("\\frac{1}{2}", "0.5"), real.aequal("2", "3"))
     assert ok and not bad
+    real.close()
+
+
+def slow_compare(gold: str, pred: str) -> bool:  # runs in the grader's worker process
+    time.sleep(1.0)
+    return True
 
 
 def sleepy_compare(gold: str, pred: str) -> bool:  # runs in the grader's worker process

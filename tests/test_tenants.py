@@ -16,7 +16,7 @@ from clients.client import AsyncRstarClient, RstarError
 from server.admission import FairSlots, KeyLimits
 from server.auth import ApiKeys, KeyConfigError, Unauthorized
 from tests.support.scripted import ScriptedPolicy, endless
-from tests.support.service import eventually, scripted_service, serving
+from tests.support.service import eventually, metric, scripted_service, serving
 
 A, B = "alpha-key-0123456789", "bravo-key-9876543210"
 KEYS = f"team-a:{A},team-b:{B}"
@@ -133,17 +133,26 @@ async def test_keys_guard_the_search_routes_in_each_apis_own_error_shape(tenants
 async def test_the_openai_sdk_and_the_rstar_client_pass_the_key(tenants, monkeypatch):
     import openai
 
-    _, url = tenants
+    svc, url = tenants
+
+    def served(key: str) -> float:
+        return metric(svc, f'rstar_key_searches_total{{key="{key}",outcome="ok"}}')
+
     ok = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=B)
     models = await ok.models.list()
     assert any(m.id == "rstar-mcts" for m in models.data)
     with pytest.raises(openai.AuthenticationError):
         await openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="wrong" * 5).models.list()
+    budget = {"rollouts": 2, "time_limit_s": 1}
     async with AsyncRstarClient(url, api_key=A) as client:
-        assert (await client.solve("Count.", budget={"rollouts": 2, "time_limit_s": 1})).usage
+        res = await client.solve("Count.", budget=budget)
+    assert res.usage.policy_calls > 0 and res.stopped_by in ("rollouts", "time_limit_s")
+    assert (served("team-a"), served("team-b")) == (1, 0)  # searched as the key's owner
     monkeypatch.setenv("RSTAR_API_KEY", B)
     async with AsyncRstarClient(url) as client:
-        assert (await client.solve("Count.", budget={"rollouts": 2, "time_limit_s": 1})).usage
+        res = await client.solve("Count.", budget=budget)
+    assert res.usage.policy_calls > 0
+    assert (served("team-a"), served("team-b")) == (1, 1)  # the key from the environment
     monkeypatch.delenv("RSTAR_API_KEY")
     async with AsyncRstarClient(url) as client:
         with pytest.raises(RstarError) as e:
