@@ -60,15 +60,22 @@ def _add_solve(sub: Any) -> None:
     p.add_argument("problem", help="the problem text, or - to read it from stdin")
     p.add_argument("--url", help="solve on a running rstar server instead of in-process")
     p.add_argument("--api-key", help="the server's API key (default: RSTAR_API_KEY)")
-    p.add_argument("--algorithm", default="mcts",
-                   choices=list(get_args(Algorithm)))  # fmt: skip
+    p.add_argument("--algorithm", default="mcts", choices=list(get_args(Algorithm)))
     b = p.add_argument_group("budget")
-    b.add_argument("--rollouts", type=arg_type(Budget, "rollouts"), default=8,
-                   help="MCTS rollouts / samples (default 8)")  # fmt: skip
-    b.add_argument("--max-tokens", type=arg_type(Budget, "max_tokens"),
-                   help="generated tokens, all calls together")  # fmt: skip
-    b.add_argument("--time-limit", type=arg_type(Budget, "time_limit_s", float),
-                   help="wall-clock seconds")  # fmt: skip
+    b.add_argument(
+        "--rollouts",
+        type=arg_type(Budget, "rollouts"),
+        default=8,
+        help="MCTS rollouts / samples (default 8)",
+    )
+    b.add_argument(
+        "--max-tokens",
+        type=arg_type(Budget, "max_tokens"),
+        help="generated tokens, all calls together",
+    )
+    b.add_argument(
+        "--time-limit", type=arg_type(Budget, "time_limit_s", float), help="wall-clock seconds"
+    )
     _add_search_args(p.add_argument_group("search"))
     _add_model_args(p.add_argument_group("models (default: RSTAR_* settings)"))
     o = p.add_argument_group("output")
@@ -195,16 +202,23 @@ def _add_eval(sub: Any) -> None:
     )
     p.add_argument("--url", help="evaluate a running rstar server (its search settings apply)")
     p.add_argument("--api-key", help="the server's API key (default: RSTAR_API_KEY)")
-    p.add_argument("--max-tokens", type=arg_type(Budget, "max_tokens"),
-                   help="generated tokens per search")  # fmt: skip
-    p.add_argument("--time-limit", type=arg_type(Budget, "time_limit_s", float),
-                   help="wall-clock seconds per search")  # fmt: skip
+    p.add_argument(
+        "--max-tokens", type=arg_type(Budget, "max_tokens"), help="generated tokens per search"
+    )
+    p.add_argument(
+        "--time-limit",
+        type=arg_type(Budget, "time_limit_s", float),
+        help="wall-clock seconds per search",
+    )
     _add_search_args(p.add_argument_group("search (in-process)"))
     _add_model_args(p.add_argument_group("models, in-process (default: RSTAR_* settings)"))
     o = p.add_argument_group("output")
     o.add_argument("--out", help="output folder (default runs/eval-<timestamp>)")
-    o.add_argument("--resume", action="store_true",
-                   help="keep the results already in --out and run only the rest")  # fmt: skip
+    o.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the results already in --out and run only the rest",
+    )
 
 
 def _add_eval_ppm(sub: Any) -> None:
@@ -223,16 +237,21 @@ def _add_eval_ppm(sub: Any) -> None:
         "from them, terminal (a right trajectory against a wrong one) and step (siblings whose "
         "outcomes are all right against all wrong), at most --per-kind of each per problem",
     )
-    p.add_argument("--per-kind", type=_at_least(1), default=8,
-                   help="with --trees: pairs of each kind per problem (default 8)")  # fmt: skip
+    p.add_argument(
+        "--per-kind",
+        type=_at_least(1),
+        default=8,
+        help="with --trees: pairs of each kind per problem (default 8)",
+    )
     p.add_argument("--ppm-engine", choices=["transformers", "vllm"], default="transformers")
     p.add_argument(
         "--held-out-share",
         type=_share,
         help="only the pairs of the problems a trainer with this --holdout-share held out",
     )
-    p.add_argument("--limit", type=_at_least(0),
-                   help="only the first N pairs (after --held-out-share)")  # fmt: skip
+    p.add_argument(
+        "--limit", type=_at_least(0), help="only the first N pairs (after --held-out-share)"
+    )
     p.add_argument("--batch-size", type=_at_least(1), default=32, help="pairs per scoring call")
     p.add_argument("--out", help="also write the report as JSON here")
 
@@ -264,8 +283,9 @@ def _eval_ppm(args: argparse.Namespace) -> int:
             raise ValueError(f"no preference pairs to score in {args.pairs or args.trees}")
         check_model(args.ppm, "--ppm", ppm=True)  # a ModelCheckError (ValueError) names the flag
     except ValidationError as e:
-        print(f"rstar eval-ppm: {args.pairs or args.trees}: {str(e).splitlines()[0]}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"rstar eval-ppm: {args.pairs or args.trees}: {str(e).splitlines()[0]}", file=sys.stderr
+        )
         return 2
     except (OSError, ValueError) as e:
         print(f"rstar eval-ppm: {e}", file=sys.stderr)
@@ -283,15 +303,22 @@ def _eval_ppm(args: argparse.Namespace) -> int:
     rows = [("all", report.overall), *report.by_kind.items()]
     for name, r in rows:
         (lo, hi), (blo, bhi) = r.ci95, r.ci95_by_problem
-        print(f"{name:>8}: {r.accuracy:.3f} [{blo:.3f}, {bhi:.3f} by problem; Wilson {lo:.3f}, "
-              f"{hi:.3f}] on {r.pairs} pairs of {r.problems} problems (ties {r.ties}, margin "
-              f"{r.mean_margin:+.3f})")  # fmt: skip
+        print(
+            f"{name:>8}: {r.accuracy:.3f} [{blo:.3f}, {bhi:.3f} by problem; Wilson {lo:.3f}, "
+            f"{hi:.3f}] on {r.pairs} pairs of {r.problems} problems (ties {r.ties}, margin "
+            f"{r.mean_margin:+.3f})"
+        )
     print(f"{len(pairs)} pairs in {time.monotonic() - start:.0f} s")
     if args.out:
-        info = {"ppm": args.ppm, "pairs": args.pairs, "trees": args.trees,
-                "per_kind": args.per_kind if args.trees else None,
-                "held_out_share": args.held_out_share, "limit": args.limit,
-                "engine": args.ppm_engine}  # fmt: skip
+        info = {
+            "ppm": args.ppm,
+            "pairs": args.pairs,
+            "trees": args.trees,
+            "per_kind": args.per_kind if args.trees else None,
+            "held_out_share": args.held_out_share,
+            "limit": args.limit,
+            "engine": args.ppm_engine,
+        }
         Path(args.out).write_text(json.dumps({**info, **report.model_dump()}, indent=1) + "\n")
     return 0
 
@@ -299,12 +326,16 @@ def _eval_ppm(args: argparse.Namespace) -> int:
 def _add_serve(sub: Any) -> None:
     from server.settings import ServerSettings
 
-    p = sub.add_parser("serve", help="run the HTTP server (settings from RSTAR_* variables)",
-                       description="The HTTP server, as python -m server: settings from RSTAR_* "
-                       "variables, checked before the engines start.")  # fmt: skip
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP server (settings from RSTAR_* variables)",
+        description="The HTTP server, as python -m server: settings from RSTAR_* "
+        "variables, checked before the engines start.",
+    )
     p.add_argument("--host", help="listen address (default RSTAR_HOST or 127.0.0.1)")
-    p.add_argument("--port", type=arg_type(ServerSettings, "port"),
-                   help="port (default RSTAR_PORT or 8000)")  # fmt: skip
+    p.add_argument(
+        "--port", type=arg_type(ServerSettings, "port"), help="port (default RSTAR_PORT or 8000)"
+    )
 
 
 def _search_config(args: argparse.Namespace, settings: Any) -> SearchConfig:
@@ -369,15 +400,22 @@ def _solve_remote(args: argparse.Namespace) -> int:
     problem = _read_problem(args)
     if problem is None:
         return 2
-    budget = {"rollouts": args.rollouts, "max_tokens": args.max_tokens,
-              "time_limit_s": args.time_limit}  # fmt: skip
+    budget = {
+        "rollouts": args.rollouts,
+        "max_tokens": args.max_tokens,
+        "time_limit_s": args.time_limit,
+    }
     progress = SearchBar(args.rollouts if args.algorithm != "greedy" else 1)
     result = None
     try:
         with RstarClient(args.url, api_key=args.api_key) as client, progress:
-            for event in client.stream(problem, algorithm=args.algorithm, budget=budget,
-                                       answer=args.answer,
-                                       return_tree=args.tree or bool(args.html)):  # fmt: skip
+            for event in client.stream(
+                problem,
+                algorithm=args.algorithm,
+                budget=budget,
+                answer=args.answer,
+                return_tree=args.tree or bool(args.html),
+            ):
                 if isinstance(event, SolveResponse):
                     result = event
                 else:
@@ -468,12 +506,22 @@ def _eval(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
     data = Path(args.data)
     info: dict[str, Any] = {
-        "data": {"path": str(data.resolve()), "name": data.stem, "sha256": ev.file_sha256(data),
-                 "offset": args.offset, "limit": args.limit},
-        "config": {"algorithms": args.algorithms, "budgets": args.budgets,
-                   "concurrency": args.concurrency, "max_tokens": args.max_tokens,
-                   "time_limit_s": args.time_limit, "url": args.url},
-    }  # fmt: skip
+        "data": {
+            "path": str(data.resolve()),
+            "name": data.stem,
+            "sha256": ev.file_sha256(data),
+            "offset": args.offset,
+            "limit": args.limit,
+        },
+        "config": {
+            "algorithms": args.algorithms,
+            "budgets": args.budgets,
+            "concurrency": args.concurrency,
+            "max_tokens": args.max_tokens,
+            "time_limit_s": args.time_limit,
+            "url": args.url,
+        },
+    }
     try:
         ev.check_out_dir(out, info, args.resume)
         if not args.url:
@@ -493,8 +541,16 @@ async def _eval_run(
     import evaluation as ev
 
     progress = ev.EvalProgress(keys, len(problems))
-    run = functools.partial(ev.evaluate, problems, keys, out_dir=out, concurrency=args.concurrency,
-                            resume=args.resume, progress=progress, info=info)  # fmt: skip
+    run = functools.partial(
+        ev.evaluate,
+        problems,
+        keys,
+        out_dir=out,
+        concurrency=args.concurrency,
+        resume=args.resume,
+        progress=progress,
+        info=info,
+    )
     try:
         if args.url:
             from clients.client import AsyncRstarClient
@@ -510,8 +566,9 @@ async def _eval_run(
                 if health.status != "ok":
                     print(f"rstar eval: {args.url} is not ready: {health.checks}", file=sys.stderr)
                     return 2
-                solver = RemoteSolver(client, max_tokens=args.max_tokens,
-                                      time_limit_s=args.time_limit)  # fmt: skip
+                solver = RemoteSolver(
+                    client, max_tokens=args.max_tokens, time_limit_s=args.time_limit
+                )
                 with progress:
                     report = await run(solver)
         else:
@@ -521,9 +578,12 @@ async def _eval_run(
 
             settings, config = args.model_settings, args.search_config
             info["config"]["search"] = config.model_dump(mode="json")
-            versions = {"policy": settings.policy_model, "policy_engine": settings.policy_engine,
-                        "reward_model": settings.ppm_model,
-                        "versions": model_versions(settings)}  # fmt: skip
+            versions = {
+                "policy": settings.policy_model,
+                "policy_engine": settings.policy_engine,
+                "reward_model": settings.ppm_model,
+                "versions": model_versions(settings),
+            }
             progress.status(f"starting the sandbox and the {settings.policy_engine} engine…")
             sandbox = create_sandbox(args.sandbox_settings)
             models = None

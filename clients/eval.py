@@ -39,8 +39,11 @@ class RemoteSolver:
     ) -> Outcome:
         from clients.client import RstarError
 
-        budget = {"rollouts": rollouts, "max_tokens": max_tokens or self.max_tokens,
-                  "time_limit_s": self.time_limit_s}  # fmt: skip
+        budget = {
+            "rollouts": rollouts,
+            "max_tokens": max_tokens or self.max_tokens,
+            "time_limit_s": self.time_limit_s,
+        }
         t0 = time.monotonic()
         while True:
             try:

@@ -99,8 +99,11 @@ class EvalProgress(RichBar):
     def __call__(self, key: RunKey, tallies: dict[RunKey, Tally]) -> None:
         if self.tty:
             for k, t in tallies.items():
-                self.bar.update(self._tasks[k], completed=t.done,
-                                acc=f"acc {self._acc(t)} ({t.correct}/{t.done})")  # fmt: skip
+                self.bar.update(
+                    self._tasks[k],
+                    completed=t.done,
+                    acc=f"acc {self._acc(t)} ({t.correct}/{t.done})",
+                )
             return
         now = time.monotonic()
         finished = tallies[key].done == tallies[key].total
@@ -135,8 +138,11 @@ class CountProgress(RichBar):
         now = time.monotonic()
         if self.done >= self.total or now - self._last >= self.every_s:
             self._last = now
-            self.console.print(f"{self.label} {self.done}/{self.total}, {now - self._start:.0f} s",
-                               markup=False, highlight=False)  # fmt: skip
+            self.console.print(
+                f"{self.label} {self.done}/{self.total}, {now - self._start:.0f} s",
+                markup=False,
+                highlight=False,
+            )
 
 
 class SearchBar(RichBar):

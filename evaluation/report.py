@@ -24,8 +24,11 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
     ax = fig.subplots()
     top = 0.0
     for i, alg in enumerate(LABELS):
-        pts = sorted((max(r["mean_tokens"], 1.0), r["accuracy"], _point(r))
-                     for r in report["runs"] if r["algorithm"] == alg and r["n"])  # fmt: skip
+        pts = sorted(
+            (max(r["mean_tokens"], 1.0), r["accuracy"], _point(r))
+            for r in report["runs"]
+            if r["algorithm"] == alg and r["n"]
+        )
         if not pts:
             continue
         xs, ys = [x for x, _, _ in pts], [y for _, y, _ in pts]
@@ -48,8 +51,9 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
     models = report.get("models") or {}
     data = report.get("data") or {}
     name = (models.get("versions") or {}).get("policy") or models.get("policy", "policy")
-    ax.set_title(f"{name} on {data.get('name', 'problems')} "
-                 f"({report['problems']} problems)", fontsize=10)  # fmt: skip
+    ax.set_title(
+        f"{name} on {data.get('name', 'problems')} ({report['problems']} problems)", fontsize=10
+    )
     fig.savefig(path, dpi=120)
     return Path(path)
 
@@ -67,6 +71,14 @@ def table(report: dict[str, Any]) -> Any:
         tok = f"{r['mean_tokens']:.0f}" if r["mean_tokens"] is not None else "-"
         sec = f"{r['mean_seconds']:.1f}" if r["mean_seconds"] is not None else "-"
         budget = f"{r['max_tokens']} tok" if r.get("max_tokens") else str(r["budget"])
-        t.add_row(LABELS[r["algorithm"]], budget, str(r["n"]), str(r["correct"]),
-                  acc, tok, sec, str(r["errors"]))  # fmt: skip
+        t.add_row(
+            LABELS[r["algorithm"]],
+            budget,
+            str(r["n"]),
+            str(r["correct"]),
+            acc,
+            tok,
+            sec,
+            str(r["errors"]),
+        )
     return t

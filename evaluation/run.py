@@ -143,15 +143,24 @@ class InProcessSolver:
         from search import Budget, run_search
         from search.tree_stats import tree_stats
 
-        budget = Budget(rollouts=rollouts, max_tokens=max_tokens or self.max_tokens,
-                        time_limit_s=self.time_limit_s)  # fmt: skip
+        budget = Budget(
+            rollouts=rollouts,
+            max_tokens=max_tokens or self.max_tokens,
+            time_limit_s=self.time_limit_s,
+        )
         components = self.components
         if algorithm == "greedy" and components.reward_model is not None:
             # one chain: its scores choose nothing, and on a CPU they cost as much as the chain
             components = dataclasses.replace(components, reward_model=None)
         r = await run_search(algorithm, problem, components, budget, self.config)  # type: ignore[arg-type]
-        return Outcome(r.answer, r.usage.tokens, r.usage.elapsed_s, r.stopped_by, r.usage.rollouts,
-                       tree_stats(r.tree, r.usage))  # fmt: skip
+        return Outcome(
+            r.answer,
+            r.usage.tokens,
+            r.usage.elapsed_s,
+            r.stopped_by,
+            r.usage.rollouts,
+            tree_stats(r.tree, r.usage),
+        )
 
 
 # --------------------------------------------------------------------------- the run
@@ -207,9 +216,12 @@ async def evaluate(
         if (t := tallies.get(RunKey(alg, budget, tokens))) is not None and not rec.get("error"):
             t.done += 1
             t.correct += bool(rec["correct"])
-    jobs = [(k, p) for k in keys for p in problems
-            if (rec := records.get(k.record_key(p.id))) is None
-            or rec.get("error")]  # fmt: skip
+    jobs = [
+        (k, p)
+        for k in keys
+        for p in problems
+        if (rec := records.get(k.record_key(p.id))) is None or rec.get("error")
+    ]
     sem = asyncio.Semaphore(max(1, concurrency))
     state = {"ok": 0, "failed": 0}
     started = time.time()
@@ -233,8 +245,9 @@ async def evaluate(
                 t0 = time.monotonic()
                 error = None
                 try:
-                    out = await solver.solve(p.problem, key.algorithm, key.budget,
-                                             key.tokens or None)  # fmt: skip
+                    out = await solver.solve(
+                        p.problem, key.algorithm, key.budget, key.tokens or None
+                    )
                 except EvalError:
                     raise
                 except Exception as e:

@@ -193,8 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         "local model cache (RSTAR_MODEL_CACHE, else ~/.cache/rstar/models), once; print where "
         "each one is. Engines do this on first use; running it ahead saves that time.",
     )
-    ap.add_argument("names", nargs="*", metavar="NAME",
-                    help=f"which: {' and/or '.join(EMBEDDED)} (default: default)")  # fmt: skip
+    ap.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"which: {' and/or '.join(EMBEDDED)} (default: default)",
+    )
     names = ap.parse_args(argv).names or ["default"]
     if unknown := [n for n in names if n not in EMBEDDED]:
         ap.error(f"unknown embedded model {unknown[0]!r}; choose from {', '.join(EMBEDDED)}")

@@ -176,8 +176,11 @@ class RemoteReward:
     async def _rows_at_tags(self, messages: list[dict[str, str]], rows: list) -> list:
         body = {"model": self._model, "messages": messages, "add_generation_prompt": False}
         tokens = (await _post(self._client, "/tokenize", body)).get("tokens") or []
-        tag = await _post(self._client, "/tokenize", {"model": self._model, "prompt": self.step_tag,
-                                                        "add_special_tokens": False})  # fmt: skip
+        tag = await _post(
+            self._client,
+            "/tokenize",
+            {"model": self._model, "prompt": self.step_tag, "add_special_tokens": False},
+        )
         tag_ids = tag.get("tokens") or []
         if len(tag_ids) != 1 or len(tokens) != len(rows):
             raise RemoteError(f"cannot locate the step tag {self.step_tag!r} in the PRM's input")

@@ -18,8 +18,11 @@ from search.protocols import ExecLimits
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("exec", help="run FILE ('-' for stdin) as one step")
     ex.add_argument("file", help="Python file to run, or - for stdin")

@@ -97,8 +97,10 @@ def _plan_v2(limits: JailLimits) -> CgroupPlan:
         available = set((base / "cgroup.controllers").read_text().split())
         wanted = [c for c in CONTROLLERS if c in available]
         if not {"memory", "pids"} <= available:
-            return CgroupPlan("off", reason=f"cgroup v2 at {base} offers {sorted(available)}, "
-                              "without memory and pids")  # fmt: skip
+            return CgroupPlan(
+                "off",
+                reason=f"cgroup v2 at {base} offers {sorted(available)}, without memory and pids",
+            )
         enable = " ".join(f"+{c}" for c in wanted)
         try:
             try:
@@ -142,14 +144,22 @@ def _plan_v1(limits: JailLimits) -> CgroupPlan:
             except OSError:
                 continue
             parents[c] = str(parent)
-            argv += [f"--cgroup_{flags[c]}_mount", mount,
-                     f"--cgroup_{flags[c]}_parent", str(parent.relative_to(mount))]  # fmt: skip
+            argv += [
+                f"--cgroup_{flags[c]}_mount",
+                mount,
+                f"--cgroup_{flags[c]}_parent",
+                str(parent.relative_to(mount)),
+            ]
     if not {"memory", "pids"} <= set(parents):
         return CgroupPlan("off", reason="no writable cgroup v1 memory and pids hierarchies")
     wanted = [c for c in CONTROLLERS if c in parents]
     missing = [c for c in CONTROLLERS if c not in parents]
-    return CgroupPlan("v1", argv + _limit_flags(limits, wanted), parents,
-                      f"no {', '.join(missing)} controller" if missing else "")  # fmt: skip
+    return CgroupPlan(
+        "v1",
+        argv + _limit_flags(limits, wanted),
+        parents,
+        f"no {', '.join(missing)} controller" if missing else "",
+    )
 
 
 def _limit_flags(limits: JailLimits, controllers: list[str]) -> list[str]:

@@ -119,8 +119,9 @@ def jail_argv(
 
 def describe(settings: SandboxSettings, cgroup: cgroups.CgroupPlan) -> str:
     """The startup line that says which limits are in force."""
-    policy = f"seccomp policy on ({DENIED_COUNT} syscalls denied)" if settings.seccomp else (
-        "seccomp policy OFF (RSTAR_SANDBOX_SECCOMP=false)")  # fmt: skip
+    policy = "seccomp policy OFF (RSTAR_SANDBOX_SECCOMP=false)"
+    if settings.seccomp:
+        policy = f"seccomp policy on ({DENIED_COUNT} syscalls denied)"
     return (
         f"sandbox: nsjail, {settings.workers} worker(s); {policy}; "
         f"{cgroup.describe(jail_limits(settings))}; rlimits per jail: address space "

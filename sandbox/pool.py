@@ -251,12 +251,19 @@ class WorkerPool:
         except queue.Empty:
             why = f"sandbox: no worker free within {self._acquire_timeout_s:g}s"
             return self._observe(self._broken(why, t0))
-        payload = {"code": code, "timeout_s": lim.timeout_s, "memory_mb": lim.memory_mb,
-                   "output_bytes": lim.output_bytes}  # fmt: skip
+        payload = {
+            "code": code,
+            "timeout_s": lim.timeout_s,
+            "memory_mb": lim.memory_mb,
+            "output_bytes": lim.output_bytes,
+        }
         reply = worker.request(payload, lim.timeout_s + self._grace_s)
         if reply is None:
-            log.warning("sandbox worker %d misbehaved (%s); replacing it", worker.index,
-                        worker.stderr_tail() or "no reply")  # fmt: skip
+            log.warning(
+                "sandbox worker %d misbehaved (%s); replacing it",
+                worker.index,
+                worker.stderr_tail() or "no reply",
+            )
             worker.kill()
             threading.Thread(target=self._replace, args=(worker.index,), daemon=True).start()
             why = "sandbox: the worker died or stopped answering; it was replaced"

@@ -34,9 +34,11 @@ class SandboxSettings(BaseSettings):
         "auto", description="per-jail cgroup limits: the first hierarchy that works, or none"
     )
     jail_memory_mb: int | None = Field(
-        None, ge=64, description="cgroup memory per jail, tmpfs included "
+        None,
+        ge=64,
+        description="cgroup memory per jail, tmpfs included "
         "(default: memory_mb + scratch_mb + 256 for the worker itself)",
-    )  # fmt: skip
+    )
     jail_cpus: float = Field(1.0, gt=0, le=64, description="cgroup CPU share per jail")
 
     @property

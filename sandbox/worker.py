@@ -183,8 +183,15 @@ def _wipe(scratch):
 
 
 def _result(ok=False, stdout="", stderr="", error=None, timed_out=False, killed=None, elapsed=0.0):
-    return {"ok": ok, "stdout": stdout, "stderr": stderr, "error": error,
-            "timed_out": timed_out, "killed": killed, "elapsed_s": elapsed}  # fmt: skip
+    return {
+        "ok": ok,
+        "stdout": stdout,
+        "stderr": stderr,
+        "error": error,
+        "timed_out": timed_out,
+        "killed": killed,
+        "elapsed_s": elapsed,
+    }
 
 
 class _Zygote:
@@ -267,8 +274,9 @@ class _Zygote:
             reported = None
             with contextlib.suppress(ChildProcessError):
                 status = os.waitpid(self.pid, 0)[1]
-        return _verdict(bufs[out_r], bufs[err_r], reported, status, timeout, cap,
-                        timed_out, killed, elapsed)  # fmt: skip
+        return _verdict(
+            bufs[out_r], bufs[err_r], reported, status, timeout, cap, timed_out, killed, elapsed
+        )
 
     def finish(self):
         """Kill whatever the run left, reap it, empty the scratch directory."""
@@ -363,8 +371,13 @@ def main():
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
     os.dup2(devnull, 2)
     keep = (chan_in.fileno(), chan_out.fileno())
-    ready = {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "preloaded": loaded,
-             "startup_s": time.monotonic() - t0}  # fmt: skip
+    ready = {
+        "ready": True,
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+        "preloaded": loaded,
+        "startup_s": time.monotonic() - t0,
+    }
     chan_out.write(json.dumps(ready).encode() + b"\n")
     buf = b""
     zygote = _Zygote(scratch, keep)

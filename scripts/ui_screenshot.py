@@ -51,8 +51,9 @@ def main() -> None:
                     break
                 time.sleep(1)
             print(status)
-            ids = driver.execute_script("return (state.result && state.result.steps || [])"
-                                        ".map(s => s.node_id)")  # fmt: skip
+            ids = driver.execute_script(
+                "return (state.result && state.result.steps || []).map(s => s.node_id)"
+            )
             if ids:  # show the chosen trajectory's last step in the side panel
                 driver.execute_script(f"showNode({ids[-1]})")
             driver.save_screenshot(args.out)

@@ -104,8 +104,8 @@ class Expander:
         thousands of nodes receives a wave's worth of data, not the whole tree again."""
         out = []
         for n in self.tree:
-            mark = (n.status, n.visits, n.value_sum, n.prm_score, n.answer, len(n.children),
-                    n.exhausted)  # fmt: skip
+            kids = len(n.children)
+            mark = (n.status, n.visits, n.value_sum, n.prm_score, n.answer, kids, n.exhausted)
             if self._shown.get(n.id) != mark:
                 self._shown[n.id] = mark
                 out.append(node_dict(n))

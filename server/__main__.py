@@ -41,10 +41,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--host", help="listen address (default: RSTAR_HOST, else 127.0.0.1)")
-    ap.add_argument("--port", type=arg_type(ServerSettings, "port"),
-                    help="port (default: RSTAR_PORT, else 8000)")  # fmt: skip
-    ap.add_argument("--debug", action="store_true",
-                    help="log at DEBUG level; errors with their traceback")  # fmt: skip
+    ap.add_argument(
+        "--port",
+        type=arg_type(ServerSettings, "port"),
+        help="port (default: RSTAR_PORT, else 8000)",
+    )
+    ap.add_argument(
+        "--debug", action="store_true", help="log at DEBUG level; errors with their traceback"
+    )
     return ap
 
 
@@ -117,8 +121,9 @@ def _run(settings: ServerSettings, models: Any, sandbox: Any) -> int:
     svc = SolverService(settings, models, sandbox)
     app = create_app(svc)  # its lifespan finds the service started, and closes it at shutdown
     # Our middleware logs each request with its id; uvicorn's own config would replace ours.
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                            access_log=False)  # fmt: skip
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False
+    )
     server = uvicorn.Server(config)
 
     serving = False

@@ -77,14 +77,20 @@ class KeyLimits:
     def refusal(self, key: str) -> tuple[str, float] | None:
         """(why, seconds to wait) when `key` may not start another search now."""
         if self.max_in_flight is not None and self.in_flight[key] >= self.max_in_flight:
-            return (f"this API key has {self.in_flight[key]} searches in flight, its limit "
-                    "(RSTAR_KEY_MAX_IN_FLIGHT); wait for one to finish", 1.0)  # fmt: skip
+            return (
+                f"this API key has {self.in_flight[key]} searches in flight, its limit "
+                "(RSTAR_KEY_MAX_IN_FLIGHT); wait for one to finish",
+                1.0,
+            )
         if self.per_minute is not None:
             recent = self._window(key)
             if len(recent) >= self.per_minute:
                 wait = 60.0 - (time.monotonic() - recent[0])
-                return (f"this API key sent {len(recent)} requests in the last minute, its "
-                        "limit (RSTAR_KEY_REQUESTS_PER_MINUTE)", wait)  # fmt: skip
+                return (
+                    f"this API key sent {len(recent)} requests in the last minute, its "
+                    "limit (RSTAR_KEY_REQUESTS_PER_MINUTE)",
+                    wait,
+                )
         return None
 
     def enter(self, key: str) -> None:

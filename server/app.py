@@ -166,8 +166,11 @@ def create_app(service: SolverService | None = None, manage_service: bool = True
     async def healthz() -> Health:
         return Health(status="ok")
 
-    @app.get("/readyz", response_model=Health,
-             responses={503: {"model": Health, "description": "still starting"}})  # fmt: skip
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "still starting"}},
+    )
     async def readyz() -> JSONResponse:
         started = svc.models is not None
         checks = {

@@ -46,8 +46,11 @@ class ApiKeys:
                 lines = Path(file).read_text(encoding="utf-8").splitlines()
             except OSError as e:
                 raise KeyConfigError(f"RSTAR_API_KEYS_FILE={file}: {e.strerror}") from None
-            entries += [(f"{file}:{i}", line) for i, line in enumerate(lines, 1)
-                        if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
+            entries += [
+                (f"{file}:{i}", line)
+                for i, line in enumerate(lines, 1)
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
         keys: dict[str, bytes] = {}
         for n, (where, entry) in enumerate(entries, 1):
             name, sep, key = entry.strip().partition(":")

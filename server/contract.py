@@ -91,8 +91,11 @@ def with_server_limits(spec: dict[str, Any], settings: Any, models: list[str]) -
     model = schemas.get("ChatCompletionRequest", {}).get("properties", {}).get("model")
     if model is not None:
         model["enum"] = models
-    caps = {"rollouts": settings.max_rollouts, "max_tokens": settings.max_tokens,
-            "time_limit_s": settings.max_time_limit_s}  # fmt: skip
+    caps = {
+        "rollouts": settings.max_rollouts,
+        "max_tokens": settings.max_tokens,
+        "time_limit_s": settings.max_time_limit_s,
+    }
     for name, cap in caps.items():
         prop = schemas.get("BudgetRequest", {}).get("properties", {}).get(name, {})
         for variant in prop.get("anyOf", [prop]):

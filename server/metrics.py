@@ -18,17 +18,24 @@ class Metrics:
             "rstar_requests_total", "Solve requests", ["algorithm", "status"], registry=r
         )
         self.key_searches = Counter(
-            "rstar_key_searches_total", "Searches by API key name (never the key) and outcome",
-            ["key", "outcome"], registry=r,
-        )  # fmt: skip
+            "rstar_key_searches_total",
+            "Searches by API key name (never the key) and outcome",
+            ["key", "outcome"],
+            registry=r,
+        )
         self.key_rejections = Counter(
-            "rstar_key_rejections_total", "Requests refused by their API key's own limits",
-            ["key"], registry=r,
-        )  # fmt: skip
+            "rstar_key_rejections_total",
+            "Requests refused by their API key's own limits",
+            ["key"],
+            registry=r,
+        )
         self.latency = Histogram(
-            "rstar_request_duration_seconds", "Solve request latency", ["algorithm"],
-            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=r,
-        )  # fmt: skip
+            "rstar_request_duration_seconds",
+            "Solve request latency",
+            ["algorithm"],
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+            registry=r,
+        )
         self.rollouts = Counter(
             "rstar_rollouts_total", "MCTS rollouts / samples finished", registry=r
         )
@@ -63,9 +70,11 @@ class Metrics:
             registry=r,
         )
         self.cache_available = Gauge(
-            "rstar_cache_up", "1 while the cache answers, 0 while it is skipped", ["backend"],
+            "rstar_cache_up",
+            "1 while the cache answers, 0 while it is skipped",
+            ["backend"],
             registry=r,
-        )  # fmt: skip
+        )
         self.cancelled = Counter(
             "rstar_searches_cancelled_total",
             "Searches stopped early, by reason (client_disconnect, deadline)",

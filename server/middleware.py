@@ -47,8 +47,10 @@ class BodyLimit:
         path = scope["path"]
 
         async def too_big(send: Any) -> None:
-            msg = (f"the request body is over {self.max_bytes} bytes (RSTAR_MAX_BODY_BYTES); "
-                   "send a shorter problem or fewer messages")  # fmt: skip
+            msg = (
+                f"the request body is over {self.max_bytes} bytes (RSTAR_MAX_BODY_BYTES); "
+                "send a shorter problem or fewer messages"
+            )
             body = error_body(path, msg, "invalid_request_error", "request_too_large")
             await _json_response(413, body)(send)
 
@@ -94,8 +96,10 @@ class ApiKeyCheck:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
-        auth = next((v.decode("latin-1") for k, v in scope.get("headers", [])
-                     if k == b"authorization"), None)  # fmt: skip
+        auth = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"),
+            None,
+        )
         try:
             name = self.keys.identify(auth)
         except Unauthorized as e:

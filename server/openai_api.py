@@ -165,13 +165,18 @@ def progress_line(p: SearchProgress) -> str:
 def openai_router(svc: SolverService, on_error) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(bearer)])
 
-    @router.get("/models", response_model=ModelList, responses=MODELS_RESPONSES,
-                openapi_extra=OPTIONAL_AUTH)  # fmt: skip
+    @router.get(
+        "/models", response_model=ModelList, responses=MODELS_RESPONSES, openapi_extra=OPTIONAL_AUTH
+    )
     async def models() -> ModelList:
         return ModelList(data=[ModelCard(id=m, created=STARTED) for m in model_ids()])
 
-    @router.post("/chat/completions", response_model=ChatCompletion, responses=CHAT_RESPONSES,
-                 openapi_extra=OPTIONAL_AUTH)  # fmt: skip
+    @router.post(
+        "/chat/completions",
+        response_model=ChatCompletion,
+        responses=CHAT_RESPONSES,
+        openapi_extra=OPTIONAL_AUTH,
+    )
     async def chat(body: ChatCompletionRequest, request: Request):
         req = to_solve_request(body, svc)
         svc.budget(req)  # limits → 400 before anything starts

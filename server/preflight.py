@@ -295,8 +295,10 @@ def check_server_limits(settings: Any) -> None:
     from server.auth import ApiKeys, KeyConfigError
 
     s = settings
-    for default, cap in (("default_rollouts", "max_rollouts"),
-                         ("default_time_limit_s", "max_time_limit_s")):  # fmt: skip
+    for default, cap in (
+        ("default_rollouts", "max_rollouts"),
+        ("default_time_limit_s", "max_time_limit_s"),
+    ):
         if getattr(s, default) > getattr(s, cap):
             raise ConfigError(
                 env_name(type(s), default),
@@ -309,9 +311,10 @@ def check_server_limits(settings: Any) -> None:
             why = "not a file" if p.exists() else "no such file"
             why = "not readable by this user" if p.is_file() else why
             raise ConfigError(
-                "RSTAR_API_KEYS_FILE", s.api_keys_file, f"{why}; give a readable file of "
-                "name:key lines (one per line, # comments)",
-            )  # fmt: skip
+                "RSTAR_API_KEYS_FILE",
+                s.api_keys_file,
+                f"{why}; give a readable file of name:key lines (one per line, # comments)",
+            )
     try:
         ApiKeys.load(s.api_keys.get_secret_value() if s.api_keys else None, s.api_keys_file)
     except KeyConfigError as e:
@@ -334,9 +337,10 @@ def check_sandbox(settings: Any) -> None:
         p = Path(settings.nsjail_path)
         if not (p.is_file() and os.access(p, os.X_OK)):
             raise ConfigError(
-                "RSTAR_SANDBOX_NSJAIL_PATH", settings.nsjail_path,
+                "RSTAR_SANDBOX_NSJAIL_PATH",
+                settings.nsjail_path,
                 "not an executable file; give the nsjail binary, or unset it for the bundled one",
-            )  # fmt: skip
+            )
         return
     from sandbox.nsjail import nsjail_binary
     from sandbox.pool import SandboxUnavailable
@@ -372,23 +376,29 @@ def _check_hub_id(repo: str, name: str, accepts: str = MODEL_ACCEPTS) -> None:
         return
     if constants.HF_HUB_OFFLINE:
         raise ConfigError(
-            name, repo, "a hub id that is not in the local cache, and HF_HUB_OFFLINE is set; "
+            name,
+            repo,
+            "a hub id that is not in the local cache, and HF_HUB_OFFLINE is set; "
             f"download it first, or give {accepts}",
-        )  # fmt: skip
+        )
     try:
         hub.model_info(repo, timeout=10)
     except hub.errors.RepositoryNotFoundError:
         raise ConfigError(
-            name, repo, f"no such model on the Hugging Face hub (or it is private: set HF_TOKEN); "
+            name,
+            repo,
+            f"no such model on the Hugging Face hub (or it is private: set HF_TOKEN); "
             f"give {accepts}",
-        ) from None  # fmt: skip
+        ) from None
     except hub.errors.HfHubHTTPError as e:  # the hub answered, but not clearly: let it try
         log.warning("%s=%s: the hub could not confirm it (%s)", name, repo, one_line(e))
     except Exception as e:
         raise ConfigError(
-            name, repo, f"not in the local cache, and the Hugging Face hub cannot be reached "
+            name,
+            repo,
+            f"not in the local cache, and the Hugging Face hub cannot be reached "
             f"({one_line(e)}); give a model directory, or run where the hub can be reached",
-        ) from None  # fmt: skip
+        ) from None
 
 
 def check_model_path(value: str | None, name: str, accepts: str = MODEL_ACCEPTS) -> Path | None:
@@ -430,23 +440,32 @@ def check_models(settings: Any, names: Mapping[str, str] | None = None) -> None:
 
     has_ppm = bool(s.ppm_model) or s.ppm_engine == "remote"
     vllm = importlib.util.find_spec("vllm") is not None
-    for field, engine in (("policy_engine", s.policy_engine),
-                          ("ppm_engine", s.ppm_engine if has_ppm else None)):  # fmt: skip
+    for field, engine in (
+        ("policy_engine", s.policy_engine),
+        ("ppm_engine", s.ppm_engine if has_ppm else None),
+    ):
         if engine == "vllm" and not vllm:
             raise ConfigError(
-                n(field), "vllm", "vLLM is not installed (pip install -e '.[cpu]' or '.[gpu]'); "
+                n(field),
+                "vllm",
+                "vLLM is not installed (pip install -e '.[cpu]' or '.[gpu]'); "
                 "or choose transformers or remote",
-            )  # fmt: skip
+            )
     if has_ppm and s.ppm_kind == "step_tag_prm" and s.ppm_engine != "remote" and not vllm:
         raise ConfigError(
             n("ppm_kind"), "step_tag_prm", "runs on vLLM, which is not installed; use ppm"
         )
     if s.policy_engine == "remote":
-        _check_url(s.policy_url, n("policy_url"), assign(n("policy_engine"), "remote"),
-                   "http://127.0.0.1:8001/v1")  # fmt: skip
+        _check_url(
+            s.policy_url,
+            n("policy_url"),
+            assign(n("policy_engine"), "remote"),
+            "http://127.0.0.1:8001/v1",
+        )
     if s.ppm_engine == "remote" and has_ppm:
-        _check_url(s.ppm_url, n("ppm_url"), assign(n("ppm_engine"), "remote"),
-                   "http://127.0.0.1:8002")  # fmt: skip
+        _check_url(
+            s.ppm_url, n("ppm_url"), assign(n("ppm_engine"), "remote"), "http://127.0.0.1:8002"
+        )
     local = [("ppm_model", s.ppm_model)] if s.ppm_model and s.ppm_engine != "remote" else []
     if s.policy_engine != "remote":
         local.insert(0, ("policy_model", s.policy_model))
@@ -464,21 +483,26 @@ def check_models(settings: Any, names: Mapping[str, str] | None = None) -> None:
 
     if s.ppm_kind == "ppm" and not is_ppm(ppm):
         raise ConfigError(
-            n("ppm_model"), s.ppm_model, f"not a PPM (a one-label *ForSequenceClassification) as "
+            n("ppm_model"),
+            s.ppm_model,
+            f"not a PPM (a one-label *ForSequenceClassification) as "
             f"{assign(n('ppm_kind'), 'ppm')} needs; for a step-tag PRM (Qwen2.5-Math-PRM style) "
             f"set {assign(n('ppm_kind'), 'step_tag_prm')}",
-        )  # fmt: skip
+        )
     if s.ppm_kind == "step_tag_prm":
         if is_ppm(ppm):
             raise ConfigError(
-                n("ppm_kind"), "step_tag_prm", f"{s.ppm_model} is a one-label PPM; set "
-                f"{assign(n('ppm_kind'), 'ppm')}",
-            )  # fmt: skip
+                n("ppm_kind"),
+                "step_tag_prm",
+                f"{s.ppm_model} is a one-label PPM; set {assign(n('ppm_kind'), 'ppm')}",
+            )
         if not _tokenizer_has(ppm, s.prm_step_tag):
             raise ConfigError(
-                n("prm_step_tag"), s.prm_step_tag, f"not a token of {s.ppm_model}'s tokenizer; "
+                n("prm_step_tag"),
+                s.prm_step_tag,
+                f"not a token of {s.ppm_model}'s tokenizer; "
                 "give the step separator the PRM was trained with",
-            )  # fmt: skip
+            )
 
 
 def check_server(
@@ -486,8 +510,9 @@ def check_server(
 ) -> None:
     """Everything `python -m server` can check before it starts the sandbox and the engines."""
     names = names or {}
-    check_port(server.host, server.port, names.get("host", "RSTAR_HOST"),
-               names.get("port", "RSTAR_PORT"))  # fmt: skip
+    check_port(
+        server.host, server.port, names.get("host", "RSTAR_HOST"), names.get("port", "RSTAR_PORT")
+    )
     check_server_limits(server)
     check_sandbox(sandbox)
     check_models(models, names)

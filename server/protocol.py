@@ -93,9 +93,10 @@ class ProgressEvent(BaseModel):
     best_answer: str | None
     best_score: float | None
     tree_nodes: list[dict[str, Any]] | None = Field(
-        None, description="with `stream_tree`: nodes new or changed since the last event, "
+        None,
+        description="with `stream_tree`: nodes new or changed since the last event, "
         "shaped as in the result's `tree.nodes` (a view upserts them by `id`)",
-    )  # fmt: skip
+    )
 
 
 class ErrorMessage(BaseModel):

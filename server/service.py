@@ -99,8 +99,11 @@ class SolverService:
             self._owned |= {"cache"}
             up = await self.cache.ping()
             log.info("expansion cache: %s%s", self.cache.backend, "" if up else " (unreachable)")
-        log.info("solver ready: policy %s on %s", self.versions["policy"],
-                 self.model_settings.policy_engine)  # fmt: skip
+        log.info(
+            "solver ready: policy %s on %s",
+            self.versions["policy"],
+            self.model_settings.policy_engine,
+        )
 
     async def close(self) -> None:
         if self.models is not None and "models" in self._owned:
@@ -120,9 +123,11 @@ class SolverService:
     def budget(self, req: SolveRequest) -> Budget:
         s, b = self.settings, req.budget
         if len(req.problem) > s.max_problem_chars:
-            raise LimitExceeded(("body", "problem"),
-                                f"the problem has {len(req.problem)} characters; the limit is "
-                                f"{s.max_problem_chars} (RSTAR_MAX_PROBLEM_CHARS)")  # fmt: skip
+            raise LimitExceeded(
+                ("body", "problem"),
+                f"the problem has {len(req.problem)} characters; the limit is "
+                f"{s.max_problem_chars} (RSTAR_MAX_PROBLEM_CHARS)",
+            )
         caps = (
             ("rollouts", b.rollouts, s.max_rollouts, "RSTAR_MAX_ROLLOUTS"),
             ("max_tokens", b.max_tokens, s.max_tokens, "RSTAR_MAX_TOKENS"),
@@ -130,9 +135,10 @@ class SolverService:
         )
         for name, value, cap, env in caps:
             if value is not None and value > cap:
-                raise LimitExceeded(("body", "budget", name),
-                                    f"budget.{name}={value} is above this server's limit {cap} "
-                                    f"({env})")  # fmt: skip
+                raise LimitExceeded(
+                    ("body", "budget", name),
+                    f"budget.{name}={value} is above this server's limit {cap} ({env})",
+                )
         return Budget(
             rollouts=b.rollouts or s.default_rollouts,
             max_tokens=b.max_tokens or s.max_tokens,
@@ -143,8 +149,10 @@ class SolverService:
         """Raise Overloaded when every slot is busy and the queue is full, or when `key` is
         over its own limits."""
         if self._slots.locked() and self._waiting >= self.settings.max_queue:
-            raise Overloaded(f"the server is busy ({self.settings.max_concurrent} searches "
-                             f"running, {self._waiting} waiting); retry later")  # fmt: skip
+            raise Overloaded(
+                f"the server is busy ({self.settings.max_concurrent} searches "
+                f"running, {self._waiting} waiting); retry later"
+            )
         refused = self.key_limits.refusal(key)
         if refused is not None:
             self.metrics.key_rejections.labels(key).inc()

@@ -305,8 +305,15 @@ class Meter:
             if self.acc.is_main_process and now - self.t_beat >= HEARTBEAT_S:
                 self.t_beat = now
                 loss = self.step_losses[-1]
-                log.info("%s step %d/%d loss %.4f lr %.2e %.0fs",
-                         self.what, step, self.total, loss, lr, self.seconds())  # fmt: skip
+                log.info(
+                    "%s step %d/%d loss %.4f lr %.2e %.0fs",
+                    self.what,
+                    step,
+                    self.total,
+                    loss,
+                    lr,
+                    self.seconds(),
+                )
             return
         self.t_beat = now
         tokens = self.global_tokens()
@@ -316,9 +323,15 @@ class Meter:
         if self.acc.is_main_process:
             log.info(
                 "%s step %d/%d loss %.4f%s lr %.2e %.0f tok/s %.0fs",
-                self.what, step, self.total, self.step_losses[-1], extra, lr, rate,
+                self.what,
+                step,
+                self.total,
+                self.step_losses[-1],
+                extra,
+                lr,
+                rate,
                 self.seconds(),
-            )  # fmt: skip
+            )
 
     def global_tokens(self) -> int:
         """Tokens read by all processes so far (a collective call: every process makes it)."""
@@ -333,11 +346,15 @@ class Meter:
     # accelerate's save_state/load_state call these (register_for_checkpointing)
     def state_dict(self) -> dict[str, Any]:
         return {
-            "steps": self.steps, "micros": self.micros, "tokens": self.tokens,
-            "seconds": self.seconds(), "step_losses": self.step_losses,
-            "step_accuracies": self.step_accuracies, "extra": self.extra,
+            "steps": self.steps,
+            "micros": self.micros,
+            "tokens": self.tokens,
+            "seconds": self.seconds(),
+            "step_losses": self.step_losses,
+            "step_accuracies": self.step_accuracies,
+            "extra": self.extra,
             "accumulation_step": self.acc.step,
-        }  # fmt: skip
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps, self.micros = state["steps"], state["micros"]
@@ -507,14 +524,24 @@ def train_result(
     tokens = meter.global_tokens()
     seconds = meter.seconds()
     return TrainResult(
-        kind=kind, out_dir=str(out), base_model=str(base), examples=examples,
-        optimizer_steps=meter.steps, tokens=tokens, seconds=round(seconds, 3),
-        tokens_per_s=round(tokens / max(seconds, 1e-9), 1), final_loss=meter.step_losses[-1],
-        step_losses=meter.step_losses, step_accuracies=meter.step_accuracies,
-        trainable_params=params[0], total_params=params[1],
+        kind=kind,
+        out_dir=str(out),
+        base_model=str(base),
+        examples=examples,
+        optimizer_steps=meter.steps,
+        tokens=tokens,
+        seconds=round(seconds, 3),
+        tokens_per_s=round(tokens / max(seconds, 1e-9), 1),
+        final_loss=meter.step_losses[-1],
+        step_losses=meter.step_losses,
+        step_accuracies=meter.step_accuracies,
+        trainable_params=params[0],
+        total_params=params[1],
         resumed_from_step=meter.extra.get("resumed_from_step", 0),
-        fingerprint=resumable.fingerprint, hparams=hp, **extra,
-    )  # fmt: skip
+        fingerprint=resumable.fingerprint,
+        hparams=hp,
+        **extra,
+    )
 
 
 LossFn = Callable[[Any, Any, Callable[[Any], None]], tuple[float, int, "float | None"]]
@@ -683,8 +710,12 @@ def add_hparam_args(ap: argparse.ArgumentParser) -> None:
         if field.annotation is bool:
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif typing.get_origin(field.annotation) is Literal:
-            ap.add_argument(flag, choices=typing.get_args(field.annotation), default=None,
-                            help=field.description)  # fmt: skip
+            ap.add_argument(
+                flag,
+                choices=typing.get_args(field.annotation),
+                default=None,
+                help=field.description,
+            )
         else:
             kind = int if field.annotation in (int, int | None) else float
             ap.add_argument(flag, type=kind, default=None, help=field.description)

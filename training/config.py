@@ -186,9 +186,10 @@ class RoundConfig(_Section):
         None, description="head PPM: trees of problems no model trained on, to report it on"
     )
     launcher: str | None = Field(
-        None, description="command training runs under, e.g. 'accelerate launch "
-        "--num_processes 8' (default: this Python)"
-    )  # fmt: skip
+        None,
+        description="command training runs under, e.g. 'accelerate launch "
+        "--num_processes 8' (default: this Python)",
+    )
     eval: EvalSettings = Field(default_factory=EvalSettings)
     phases: list[Phase] = Field(list(PHASES), description="phases to run this time")
     force_phase: list[Phase] = Field(
@@ -210,10 +211,15 @@ class RoundConfig(_Section):
         return v
 
     def label_rules(self) -> LabelRules:
-        return LabelRules(top_k=self.top_k, final_pairs=self.final_pairs,
-                          supported_only=self.supported_only, q=self.label_q,
-                          q_margin=self.q_margin, min_edit_chars=self.min_edit_chars,
-                          check_claims=self.check_claims)  # fmt: skip
+        return LabelRules(
+            top_k=self.top_k,
+            final_pairs=self.final_pairs,
+            supported_only=self.supported_only,
+            q=self.label_q,
+            q_margin=self.q_margin,
+            min_edit_chars=self.min_edit_chars,
+            check_claims=self.check_claims,
+        )
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -244,8 +250,11 @@ class RoundConfig(_Section):
 def first_phase_changed(keys: list[str]) -> Phase:
     """The first phase whose result depends on one of these (dotted) settings: re-running it
     and every later phase is what changing them takes."""
-    return min((SETTING_PHASE.get(k.split(".")[0], "generate") for k in keys),
-               key=PHASES.index, default="generate")  # fmt: skip
+    return min(
+        (SETTING_PHASE.get(k.split(".")[0], "generate") for k in keys),
+        key=PHASES.index,
+        default="generate",
+    )
 
 
 def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -319,8 +328,12 @@ def _add_model_flags(group: Any, model: type[BaseModel], dest: str, flag: str) -
 
 def add_config_flags(ap: argparse.ArgumentParser) -> None:
     _add_model_flags(ap.add_argument_group("round"), RoundConfig, "", "")
-    titles = {"search": "search budget (generation)", "sft": "policy SFT",
-              "ppm_train": "PPM training", "eval": "evaluation"}  # fmt: skip
+    titles = {
+        "search": "search budget (generation)",
+        "sft": "policy SFT",
+        "ppm_train": "PPM training",
+        "eval": "evaluation",
+    }
     for section, prefix in SECTIONS.items():
         model = RoundConfig.model_fields[section].annotation
         _add_model_flags(ap.add_argument_group(titles[section]), model, f"{section}.", prefix)

@@ -150,9 +150,15 @@ async def _eval_side(
         )
         with progress:
             return await ev.evaluate(
-                problems, keys, solver, out, concurrency=cfg.eval.concurrency, resume=True,
-                progress=progress, info=side_info,
-            )  # fmt: skip
+                problems,
+                keys,
+                solver,
+                out,
+                concurrency=cfg.eval.concurrency,
+                resume=True,
+                progress=progress,
+                info=side_info,
+            )
 
     if components is not None:
         return await run(components)

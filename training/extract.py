@@ -61,8 +61,9 @@ def run_extract(round_dir: Path, *, bootstrap: bool, rules: LabelRules) -> dict[
     """Write data/ and return its counts (also in data/stats.json)."""
     final = round_dir / DATA
     tmp = temp_dir_for(final)
-    sinks = {name: _Sink(tmp / name) for name in ("trajectories.jsonl", "sft.jsonl",
-                                                   "ppm_pairs.jsonl")}  # fmt: skip
+    sinks = {
+        name: _Sink(tmp / name) for name in ("trajectories.jsonl", "sft.jsonl", "ppm_pairs.jsonl")
+    }
     stats: list[ExtractStats] = []
     searched_correct = 0
     try:
@@ -77,8 +78,14 @@ def run_extract(round_dir: Path, *, bootstrap: bool, rules: LabelRules) -> dict[
                 sinks["sft.jsonl"].write(render_sft(t, "bare"))
                 hist[len(t.steps)] = hist.get(len(t.steps), 0) + 1
                 n += 1
-            stats.append(ExtractStats(problems=n, problems_solved=n, trajectories=n,
-                                      steps_per_trajectory=dict(sorted(hist.items()))))  # fmt: skip
+            stats.append(
+                ExtractStats(
+                    problems=n,
+                    problems_solved=n,
+                    trajectories=n,
+                    steps_per_trajectory=dict(sorted(hist.items())),
+                )
+            )
         else:
             for rec, ex in _from_trees(round_dir, rules):
                 searched_correct += bool(rec.get("correct"))

@@ -141,8 +141,10 @@ class GenerateProgress:
         el = time.monotonic() - self.t0
         self.console.print(
             f"generate {self.done}/{self.total}  {self._rate()}  {el:.0f}s",
-            markup=False, highlight=False, soft_wrap=True,
-        )  # fmt: skip
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def resumed(self, done: int, solved: int) -> None:
         self.done, self.solved = done, solved
@@ -186,15 +188,23 @@ async def generate(
     counts = GenerateCounts(problems=len(problems), resumed=len(done), dropped_lines=bad)
     for rec in done.values():
         usage = rec.get("usage") or {}
-        counts.add(bool(rec.get("correct")), bool(rec.get("solved")), int(usage.get("tokens", 0)),
-                   int(usage.get("rollouts", 0)) > budget.rollouts)  # fmt: skip
+        counts.add(
+            bool(rec.get("correct")),
+            bool(rec.get("solved")),
+            int(usage.get("tokens", 0)),
+            int(usage.get("rollouts", 0)) > budget.rollouts,
+        )
     counts.finished = len(done)
     if isinstance(progress, GenerateProgress):
         progress.resumed(counts.finished, counts.solved)
     todo = [p for p in problems if p.id not in done]
     if done:
-        log.info("generate: %d of %d problems already done, %d to go",
-                 len(done), len(problems), len(todo))  # fmt: skip
+        log.info(
+            "generate: %d of %d problems already done, %d to go",
+            len(done),
+            len(problems),
+            len(todo),
+        )
     sem = asyncio.Semaphore(max(1, concurrency))
 
     with open(partial, "a", encoding="utf-8") as sink:  # noqa: ASYNC230 (small appends)
@@ -259,13 +269,23 @@ async def bootstrap_phase(
     t0 = time.monotonic()
 
     def progress(s: BootstrapStats) -> None:
-        log.info("bootstrap: %d/%d rows, %d converted, %d verified (%.0fs)",
-                 s.rows, len(rows), s.converted, s.verified, time.monotonic() - t0)  # fmt: skip
+        log.info(
+            "bootstrap: %d/%d rows, %d converted, %d verified (%.0fs)",
+            s.rows,
+            len(rows),
+            s.converted,
+            s.verified,
+            time.monotonic() - t0,
+        )
 
     good, bad, stats = await bootstrap(
-        rows, sandbox, default_grader(), concurrency=concurrency, progress=progress,
+        rows,
+        sandbox,
+        default_grader(),
+        concurrency=concurrency,
+        progress=progress,
         progress_every=max(1, min(500, len(rows) // 10)),
-    )  # fmt: skip
+    )
     write_jsonl(round_dir / TRAJECTORIES, good)
     write_jsonl(round_dir / REJECTED, bad)
     return {

@@ -134,9 +134,12 @@ def check_model(
     if kind == "hub" or path is None:
         return InputRecord(kind="hub", given=given)
     return InputRecord(
-        kind="model", given=given, path=str(path.resolve()), version=model_version(str(path)),
+        kind="model",
+        given=given,
+        path=str(path.resolve()),
+        version=model_version(str(path)),
         recipe=model_recipe(path) if (path / "rstar-train.json").exists() else None,
-    )  # fmt: skip
+    )
 
 
 def _hash_inputs(records: dict[str, InputRecord], previous: Manifest | None) -> None:
@@ -208,8 +211,9 @@ def check_round_dir(cfg: RoundConfig) -> tuple[Manifest | None, list[str]]:
         except ValueError:
             keys = []
         if keys and (why := settings_may_change(cfg, prev, keys)) is None:
-            log.info("--out %s: settings changed for phases not finished yet: %s", out,
-                     ", ".join(keys))  # fmt: skip
+            log.info(
+                "--out %s: settings changed for phases not finished yet: %s", out, ", ".join(keys)
+            )
             return prev, keys
         shown = ", ".join(keys) or "(unreadable old config)"
         raise InputError(
@@ -233,15 +237,18 @@ def settings_may_change(cfg: RoundConfig, prev: Manifest, keys: list[str]) -> st
     forced = min((PHASES.index(p) for p in cfg.force_phase), default=len(PHASES))
     done = [p for p in PHASES[first:forced] if prev.done(p)]
     partial = [
-        p for p in PHASES[first:forced]
+        p
+        for p in PHASES[first:forced]
         if p in KEEPS_PARTIAL and not prev.done(p) and prev.phases[p].status != "pending"
-    ]  # fmt: skip
+    ]
     if not done and not partial:
         return None
     why = [f"{', '.join(done)} finished"] if done else []
     why += [f"{', '.join(partial)} partly ran"] if partial else []
-    return (f"{' and '.join(why)} with the old settings (--force-phase {PHASES[first]} "
-            "re-runs from the first phase they change); ")  # fmt: skip
+    return (
+        f"{' and '.join(why)} with the old settings (--force-phase {PHASES[first]} "
+        "re-runs from the first phase they change); "
+    )
 
 
 def check_input_hashes(cfg: RoundConfig, records: dict[str, InputRecord], prev: Manifest) -> None:
@@ -249,8 +256,9 @@ def check_input_hashes(cfg: RoundConfig, records: dict[str, InputRecord], prev: 
         old = prev.inputs.get(name)
         if old is not None and old.sha256 and rec.sha256 and old.sha256 != rec.sha256:
             if old.recipe and old.recipe == rec.recipe:
-                log.info("input %s (%s) was rebuilt from the same recipe: accepted", name,
-                         rec.given)  # fmt: skip
+                log.info(
+                    "input %s (%s) was rebuilt from the same recipe: accepted", name, rec.given
+                )
                 rec.sha256 = old.sha256  # keeps standing for the model this round read
                 continue
             raise InputError(
@@ -273,8 +281,10 @@ def preflight(cfg: RoundConfig) -> tuple[Inputs, Manifest | None]:
     if cfg.ppm:
         engines.add(cfg.ppm_engine)
     if "vllm" in engines and importlib.util.find_spec("vllm") is None:
-        raise InputError("engine vllm: vLLM is not installed (pip install -e '.[cpu]' or "
-                         "'.[gpu]'), or pass --engine transformers")  # fmt: skip
+        raise InputError(
+            "engine vllm: vLLM is not installed (pip install -e '.[cpu]' or "
+            "'.[gpu]'), or pass --engine transformers"
+        )
     prev, changed = check_round_dir(cfg)
     check_phases(cfg, prev)
 

@@ -54,8 +54,17 @@ def train_command(
 ) -> list[str]:
     sft = kind == "sft"
     module, init_flag = ("training.sft", "--base") if sft else ("training.ppm_train", "--init")
-    return [*launcher_argv(launcher), "-m", module, str(data), str(out), init_flag, init,
-            "--overwrite", *hparam_flags(hp)]  # fmt: skip
+    return [
+        *launcher_argv(launcher),
+        "-m",
+        module,
+        str(data),
+        str(out),
+        init_flag,
+        init,
+        "--overwrite",
+        *hparam_flags(hp),
+    ]
 
 
 def run_trainer(cmd: list[str], log_path: Path, echo: Any = None) -> None:
@@ -70,8 +79,9 @@ def run_trainer(cmd: list[str], log_path: Path, echo: Any = None) -> None:
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + shlex.join(cmd) + "\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env, bufsize=1)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
+        )
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -86,8 +96,10 @@ def run_trainer(cmd: list[str], log_path: Path, echo: Any = None) -> None:
             raise
     if rc != 0:
         last = "\n".join(f"    {t}" for t in tail)
-        raise TrainError(f"`{shlex.join(cmd[:4])} …` exited with status {rc}; last lines:\n"
-                         f"{last}\n  (whole log: {log_path})")  # fmt: skip
+        raise TrainError(
+            f"`{shlex.join(cmd[:4])} …` exited with status {rc}; last lines:\n"
+            f"{last}\n  (whole log: {log_path})"
+        )
 
 
 def train(

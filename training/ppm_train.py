@@ -99,8 +99,9 @@ def parent_grouped_batches(
     by_parent: dict[Hashable, list[int]] = {}
     for i, parent in enumerate(parents):
         by_parent.setdefault(parent, []).append(i)
-    units = [g[k : k + batch_size] for g in by_parent.values()
-             for k in range(0, len(g), batch_size)]  # fmt: skip
+    units = [
+        g[k : k + batch_size] for g in by_parent.values() for k in range(0, len(g), batch_size)
+    ]
     rng.shuffle(units)
     batches: list[list[int]] = []
     left: list[int] = []  # the partly filled batches' pairs, once every window is done
@@ -198,8 +199,10 @@ def train_ppm(
         right = 0.0
         with torch.no_grad():
             for i in range(0, len(held), hp.micro_batch_size):
-                batch = {k: v.to(acc.device) for k, v in
-                         collate_pairs(held[i : i + hp.micro_batch_size]).items()}  # fmt: skip
+                batch = {
+                    k: v.to(acc.device)
+                    for k, v in collate_pairs(held[i : i + hp.micro_batch_size]).items()
+                }
                 pos, neg = scores(m, batch)
                 right += float((pos > neg).sum()) + 0.5 * float((pos == neg).sum())
         m.train(was_training)
@@ -216,21 +219,35 @@ def train_ppm(
         acc, out, fingerprint("ppm", init_model_path, hp, data), hp.checkpoint_every_s
     )
     meter = train_loop(
-        acc, model, optimizer, batches, lambda idx: collate_pairs([data[i] for i in idx]), hp,
-        "ppm", loss_fn, resumable,
+        acc,
+        model,
+        optimizer,
+        batches,
+        lambda idx: collate_pairs([data[i] for i in idx]),
+        hp,
+        "ppm",
+        loss_fn,
+        resumable,
         before=(lambda: {"heldout_before": held_out_accuracy()}) if held else None,
-    )  # fmt: skip
+    )
 
     # --- save ------------------------------------------------------------------------------------
     heldout = None
     if held:
         heldout = HeldOut(
-            metric="pairwise_accuracy", examples=len(held),
+            metric="pairwise_accuracy",
+            examples=len(held),
             problems=len({pair_problem(p) for p in held_pairs}),
-            before=meter.extra["heldout_before"], after=held_out_accuracy(),
-        )  # fmt: skip
-        log.info("ppm held-out pairwise accuracy %.3f → %.3f on %d pairs of %d problems",
-                 heldout.before, heldout.after, heldout.examples, heldout.problems)  # fmt: skip
+            before=meter.extra["heldout_before"],
+            after=held_out_accuracy(),
+        )
+        log.info(
+            "ppm held-out pairwise accuracy %.3f → %.3f on %d pairs of %d problems",
+            heldout.before,
+            heldout.after,
+            heldout.examples,
+            heldout.problems,
+        )
     result = train_result(
         "ppm",
         out,

@@ -180,20 +180,35 @@ def train_sft(
         acc, out, fingerprint("sft", base_model_path, hp, kept), hp.checkpoint_every_s
     )
     meter = train_loop(
-        acc, model, optimizer, batches,
-        lambda idx: collate_rows([kept[i] for i in idx], pad_id), hp, "sft", loss_fn, resumable,
+        acc,
+        model,
+        optimizer,
+        batches,
+        lambda idx: collate_rows([kept[i] for i in idx], pad_id),
+        hp,
+        "sft",
+        loss_fn,
+        resumable,
         before=(lambda: {"heldout_before": held_out_loss()}) if held else None,
-    )  # fmt: skip
+    )
 
     # --- save ------------------------------------------------------------------------------------
     heldout = None
     if held:
         heldout = HeldOut(
-            metric="loss", examples=len(held), problems=len({_problem_key(e) for e in held_ex}),
-            before=meter.extra["heldout_before"], after=held_out_loss(),
-        )  # fmt: skip
-        log.info("sft held-out loss %.4f → %.4f on %d examples of %d problems",
-                 heldout.before, heldout.after, heldout.examples, heldout.problems)  # fmt: skip
+            metric="loss",
+            examples=len(held),
+            problems=len({_problem_key(e) for e in held_ex}),
+            before=meter.extra["heldout_before"],
+            after=held_out_loss(),
+        )
+        log.info(
+            "sft held-out loss %.4f → %.4f on %d examples of %d problems",
+            heldout.before,
+            heldout.after,
+            heldout.examples,
+            heldout.problems,
+        )
     result = train_result(
         "sft",
         out,
