@@ -114,14 +114,19 @@ async def in_search(
     policy, probs: list[str], rollouts: int, sandbox, top_p: float
 ) -> dict[str, float]:
     comps = Components(policy, sandbox)
-    cfg = SearchConfig(candidates=4, parallel_rollouts=4, max_depth=6, step_max_tokens=96, seed=0,
-                       top_p=top_p)  # fmt: skip
+    cfg = SearchConfig(
+        candidates=4, parallel_rollouts=4, max_depth=6, step_max_tokens=96, seed=0, top_p=top_p
+    )
     t = time.perf_counter()
     results = await asyncio.gather(*(mcts(p, comps, Budget(rollouts=rollouts), cfg) for p in probs))
     wall = time.perf_counter() - t
     tokens = sum(r.usage.tokens for r in results)
-    return {"tokens_per_s": tokens / wall, "tokens": tokens, "wall_s": wall,
-            "policy_calls": sum(r.usage.policy_calls for r in results)}  # fmt: skip
+    return {
+        "tokens_per_s": tokens / wall,
+        "tokens": tokens,
+        "wall_s": wall,
+        "policy_calls": sum(r.usage.policy_calls for r in results),
+    }
 
 
 def batch_figures(policy, before: dict) -> tuple[float, float | None]:
@@ -140,8 +145,12 @@ def batch_figures(policy, before: dict) -> tuple[float, float | None]:
 def snapshot(policy) -> dict:
     if hasattr(policy, "stats"):
         s = policy.stats
-        return {"requests": s.requests, "in_flight_sum": s.in_flight_sum,
-                "prompt_tokens": s.prompt_tokens, "cached": s.cached_prompt_tokens}  # fmt: skip
+        return {
+            "requests": s.requests,
+            "in_flight_sum": s.in_flight_sum,
+            "prompt_tokens": s.prompt_tokens,
+            "cached": s.cached_prompt_tokens,
+        }
     return {"batches": len(policy.batch_sizes)}
 
 
@@ -160,15 +169,27 @@ async def bench_engine(engine: str, path: str, args, sandbox) -> dict:
         recording = Recording(policy)
         search = await in_search(recording, probs, args.rollouts, sandbox, top_p)
         batch, hit = batch_figures(policy, before)
-        print(f"[{engine}] in MCTS: {search['tokens_per_s']:.1f} tokens/s "
-              f"({search['tokens']} tokens in {search['wall_s']:.0f}s)", flush=True)  # fmt: skip
+        print(
+            f"[{engine}] in MCTS: {search['tokens_per_s']:.1f} tokens/s "
+            f"({search['tokens']} tokens in {search['wall_s']:.0f}s)",
+            flush=True,
+        )
         same = await replay(policy, recording.requests)
-        print(f"[{engine}] replay of its {len(recording.requests)} requests at once: "
-              f"{same:.1f} tokens/s", flush=True)  # fmt: skip
+        print(
+            f"[{engine}] replay of its {len(recording.requests)} requests at once: "
+            f"{same:.1f} tokens/s",
+            flush=True,
+        )
     finally:
         policy.close()
-    return {"engine": engine, "alone": ceiling, "mcts": search["tokens_per_s"],
-            "replay": same, "batch": batch, "hit": hit}  # fmt: skip
+    return {
+        "engine": engine,
+        "alone": ceiling,
+        "mcts": search["tokens_per_s"],
+        "replay": same,
+        "batch": batch,
+        "hit": hit,
+    }
 
 
 async def main_async(args) -> None:
@@ -180,16 +201,22 @@ async def main_async(args) -> None:
             rows.append(await bench_engine(engine.strip(), path, args, sandbox))
     finally:
         sandbox.close()
-    print(f"\nDefault model ({Path(path).name}) on this machine ({os.cpu_count()} cores); "
-          f"MCTS: {args.problems} problems at once, {args.rollouts} rollouts each, "
-          "4 candidates, 4 rollouts in flight per search")  # fmt: skip
-    print(f"{'engine':34} {'decode':>8} {'replay':>8} {'MCTS':>8} {'MCTS/replay':>12} "
-          f"{'MCTS/decode':>12} {'mean batch':>11} {'prefix hit':>11}   (tokens/s)")  # fmt: skip
+    print(
+        f"\nDefault model ({Path(path).name}) on this machine ({os.cpu_count()} cores); "
+        f"MCTS: {args.problems} problems at once, {args.rollouts} rollouts each, "
+        "4 candidates, 4 rollouts in flight per search"
+    )
+    print(
+        f"{'engine':34} {'decode':>8} {'replay':>8} {'MCTS':>8} {'MCTS/replay':>12} "
+        f"{'MCTS/decode':>12} {'mean batch':>11} {'prefix hit':>11}   (tokens/s)"
+    )
     for r in rows:
         hit = f"{100 * r['hit']:.0f}%" if r["hit"] is not None else "n/a"
-        print(f"{r['engine']:34} {r['alone']:8.1f} {r['replay']:8.1f} {r['mcts']:8.1f} "
-              f"{100 * r['mcts'] / r['replay']:11.0f}% {100 * r['mcts'] / r['alone']:11.0f}% "
-              f"{r['batch']:11.1f} {hit:>11}")  # fmt: skip
+        print(
+            f"{r['engine']:34} {r['alone']:8.1f} {r['replay']:8.1f} {r['mcts']:8.1f} "
+            f"{100 * r['mcts'] / r['replay']:11.0f}% {100 * r['mcts'] / r['alone']:11.0f}% "
+            f"{r['batch']:11.1f} {hit:>11}"
+        )
     print("target: MCTS keeps >= 90% of the engine's raw decode (MCTS/decode)")
 
 

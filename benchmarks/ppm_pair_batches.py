@@ -58,8 +58,10 @@ def main() -> None:
             tokens += sum(map(len, rows))
             padded += len(rows) * max(map(len, rows))
         base = base or padded
-        print(f"{len(batches):>9} {texts:>7} {tokens:>9} {padded:>14}  {mode} "
-              f"({padded / base:.2f}× length's padded tokens)")  # fmt: skip
+        print(
+            f"{len(batches):>9} {texts:>7} {tokens:>9} {padded:>14}  {mode} "
+            f"({padded / base:.2f}× length's padded tokens)"
+        )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,13 @@ def summary(style: str, report: dict) -> dict:
     (run,) = [r for r in report["runs"] if r["algorithm"] == "greedy"]
     n = run["n"]
     answered = run["answered"] / n if n else None
-    return {"style": style, "n": n, "accuracy": run["accuracy"], "answered": answered,
-            "tokens": run["mean_tokens"]}  # fmt: skip
+    return {
+        "style": style,
+        "n": n,
+        "accuracy": run["accuracy"],
+        "answered": answered,
+        "tokens": run["mean_tokens"],
+    }
 
 
 def main() -> None:
@@ -53,12 +58,15 @@ def main() -> None:
     if "test" in Path(args.data).name:
         ap.error("prompts are chosen on train problems, never on the test set")
     rows = [summary(s, run_style(s, args)) for s in args.styles.split(",")]
-    print(f"\nGreedy on the first {args.limit} problems of {Path(args.data).name}, "
-          f"model {args.model}")  # fmt: skip
+    print(
+        f"\nGreedy on the first {args.limit} problems of {Path(args.data).name}, model {args.model}"
+    )
     print(f"{'style':10} {'n':>4} {'accuracy':>9} {'reached an answer':>18} {'mean tokens':>12}")
     for r in rows:
-        print(f"{r['style']:10} {r['n']:4d} {100 * r['accuracy']:8.1f}% "
-              f"{100 * r['answered']:17.1f}% {r['tokens']:12.1f}")  # fmt: skip
+        print(
+            f"{r['style']:10} {r['n']:4d} {100 * r['accuracy']:8.1f}% "
+            f"{100 * r['answered']:17.1f}% {r['tokens']:12.1f}"
+        )
 
 
 if __name__ == "__main__":

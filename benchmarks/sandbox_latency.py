@@ -94,8 +94,10 @@ def compare_hardening(steps: int, cores: int, rounds: int = 4) -> None:
     finally:
         for pool in pools.values():
             pool.close()
-    print(f"\nHardening cost per step ({cores} cores, {steps} steps each, {rounds} interleaved "
-          "rounds; p50 is the median of the rounds' medians):")  # fmt: skip
+    print(
+        f"\nHardening cost per step ({cores} cores, {steps} steps each, {rounds} interleaved "
+        "rounds; p50 is the median of the rounds' medians):"
+    )
     print(f"{'step':8} {'pool':28} {'in flight':>9} {'p50 ms':>9} {'p95 ms':>9} {'steps/s':>9}")
     for (step, name, par), ms in results.items():
         p50 = statistics.median(m["p50_ms"] for m in ms)
@@ -106,8 +108,10 @@ def compare_hardening(steps: int, cores: int, rounds: int = 4) -> None:
     for step in STEPS:
         for par in (1, cores):
             a, b = (statistics.median(m["p50_ms"] for m in results[(step, n, par)]) for n in names)
-            print(f"{step} with {par} in flight: the policy and cgroups add {b - a:+.2f} ms p50 "
-                  "per step (target <= 1 ms)")  # fmt: skip
+            print(
+                f"{step} with {par} in flight: the policy and cgroups add {b - a:+.2f} ms p50 "
+                "per step (target <= 1 ms)"
+            )
 
 
 def main() -> None:

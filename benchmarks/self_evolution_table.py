@@ -32,8 +32,13 @@ STAGE_NAMES = {
 }
 
 
-SHORT_NAMES = {"base": "untrained", "r0": "round 0", "r1": "round 1", "r2": "round 2",
-               "r3": "round 3"}  # fmt: skip
+SHORT_NAMES = {
+    "base": "untrained",
+    "r0": "round 0",
+    "r1": "round 1",
+    "r2": "round 2",
+    "r3": "round 3",
+}
 # the PPM each round's searches read (rN-tok); round 1's LoRA PPM predates committed adapters
 PPM_DIRS = {"r1": "r1-head/ppm", "r2": "r2/ppm", "r3": "r3/ppm"}
 
@@ -59,8 +64,10 @@ def stage_runs(stage: str, evolution: Path, base: Path) -> list[Path]:
     """The results.jsonl files a stage's rows come from."""
     if stage == "base":
         return [base / "gsm8k-greedy" / "results.jsonl", base / "gsm8k-search" / "results.jsonl"]
-    return [evolution / stage / "eval" / "new" / "results.jsonl",
-            evolution / f"{stage}-search" / "results.jsonl"]  # fmt: skip
+    return [
+        evolution / stage / "eval" / "new" / "results.jsonl",
+        evolution / f"{stage}-search" / "results.jsonl",
+    ]
 
 
 def table(
@@ -91,8 +98,12 @@ def table(
                     )
                 continue
             res = {i: bool(r["correct"]) for i, r in recs.items()}
-            row = {"stage": stage, "algorithm": alg, **run_figures(list(recs.values())),
-                   "ppm": has_ppm and alg in ("best_of_n", "mcts")}  # fmt: skip
+            row = {
+                "stage": stage,
+                "algorithm": alg,
+                **run_figures(list(recs.values())),
+                "ppm": has_ppm and alg in ("best_of_n", "mcts"),
+            }
             if alg in previous:
                 before, prev_res = previous[alg]
                 row["vs_previous"] = sign_test(res, prev_res)
@@ -175,19 +186,24 @@ def plot(rows: list[dict[str, Any]], path: Path, budget: int) -> Path:
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
     for i, alg in enumerate(SHOWN):
-        pts = [(stages.index(r["stage"]), r["correct"] / r["n"], r["n"])
-               for r in rows if r["algorithm"] == alg]  # fmt: skip
+        pts = [
+            (stages.index(r["stage"]), r["correct"] / r["n"], r["n"])
+            for r in rows
+            if r["algorithm"] == alg
+        ]
         if not pts:
             continue
         label = LABELS[alg] + ("" if alg == "greedy" else f" @ {budget}")
         dx = (i - 1.5) * 0.03  # apart, so equal accuracies do not hide each other
-        ax.plot([p[0] + dx for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}",
-                label=label)  # fmt: skip
+        ax.plot(
+            [p[0] + dx for p in pts], [p[1] for p in pts], marker="o", color=f"C{i}", label=label
+        )
     ax.set_xticks(range(len(stages)), [STAGE_NAMES[s].split(":")[0] for s in stages])
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylabel("accuracy")
-    ax.set_title("GSM8K test, 0.5B default: greedy on the first 200, searches on the first 100",
-                 fontsize=9)  # fmt: skip
+    ax.set_title(
+        "GSM8K test, 0.5B default: greedy on the first 200, searches on the first 100", fontsize=9
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,8 +233,7 @@ def equal_token_table(evolution: Path) -> str:
         if greedy:
             lines.append(f"  greedy: {_pct(greedy)}")
         for tokens in sorted({t for _, t in runs}):
-            cells = [f"{LABELS[a]} {_pct(runs[(a, tokens)])}" for a in SHOWN
-                     if (a, tokens) in runs]  # fmt: skip
+            cells = [f"{LABELS[a]} {_pct(runs[(a, tokens)])}" for a in SHOWN if (a, tokens) in runs]
             lines.append(f"  @ {tokens} tokens: " + "; ".join(cells))
             mcts = runs.get(("mcts", tokens))
             for other in ("self_consistency", "best_of_n"):

@@ -48,8 +48,12 @@ def start_server(engine: str, concurrency: int, log_path: str) -> tuple[subproce
         "VLLM_LOGGING_LEVEL": "ERROR",
     }
     log = open(log_path, "w")  # noqa: SIM115 (the server writes to it until it stops)
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
     while True:
@@ -78,8 +82,11 @@ async def solve_all(
         nonlocal done
         res = await client.solve(problem, budget=budget, cache=cache)
         done += 1
-        print(f"  {done}/{len(items)} answered ({res.usage.tokens} tokens, "
-              f"{res.usage.elapsed_s:.1f}s)", flush=True)  # fmt: skip
+        print(
+            f"  {done}/{len(items)} answered ({res.usage.tokens} tokens, "
+            f"{res.usage.elapsed_s:.1f}s)",
+            flush=True,
+        )
         return res
 
     t0 = time.monotonic()
@@ -132,22 +139,31 @@ async def run(args: argparse.Namespace) -> None:
         proc.wait(timeout=60)
 
     print("\n=== results ===")
-    print(f"sequential  {t_seq:7.1f}s  {tok_seq:6d} tokens  {tok_seq / t_seq:6.1f} tok/s  "
-          f"{len(items) / t_seq * 60:5.2f} problems/min")  # fmt: skip
-    print(f"concurrent  {t_con:7.1f}s  {tok_con:6d} tokens  {tok_con / t_con:6.1f} tok/s  "
-          f"{len(items) / t_con * 60:5.2f} problems/min")  # fmt: skip
+    print(
+        f"sequential  {t_seq:7.1f}s  {tok_seq:6d} tokens  {tok_seq / t_seq:6.1f} tok/s  "
+        f"{len(items) / t_seq * 60:5.2f} problems/min"
+    )
+    print(
+        f"concurrent  {t_con:7.1f}s  {tok_con:6d} tokens  {tok_con / t_con:6.1f} tok/s  "
+        f"{len(items) / t_con * 60:5.2f} problems/min"
+    )
     print(f"sandbox, sequential: {diff(c1, c0)}; concurrent: {diff(c2, c1)}")
-    print(f"concurrent / sequential: {t_seq / t_con:.2f}x wall-clock, "
-          f"{(tok_con / t_con) / (tok_seq / t_seq):.2f}x tokens/s (target >= 3x)")  # fmt: skip
-    print(f"cold {cold_t:.2f}s ({cold.usage.tokens} tokens, {cold.usage.cache_misses} expansions "
-          f"computed) -> warm {warm_t:.3f}s ({warm.usage.cache_hits} expansions from the cache, "
-          f"{warm.usage.tokens} tokens): {cold_t / warm_t:.0f}x (target >= 10x); same answer: "
-          f"{cold.answer == warm.answer}")  # fmt: skip
+    print(
+        f"concurrent / sequential: {t_seq / t_con:.2f}x wall-clock, "
+        f"{(tok_con / t_con) / (tok_seq / t_seq):.2f}x tokens/s (target >= 3x)"
+    )
+    print(
+        f"cold {cold_t:.2f}s ({cold.usage.tokens} tokens, {cold.usage.cache_misses} expansions "
+        f"computed) -> warm {warm_t:.3f}s ({warm.usage.cache_hits} expansions from the cache, "
+        f"{warm.usage.tokens} tokens): {cold_t / warm_t:.0f}x (target >= 10x); same answer: "
+        f"{cold.answer == warm.answer}"
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--problems", type=int, default=8)
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--engine", choices=["vllm", "transformers"], default="vllm")

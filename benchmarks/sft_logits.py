@@ -45,9 +45,11 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model = apply_lora(model, TrainHParams(lora_rank=args.lora_rank), "CAUSAL_LM")
     model.train()
-    print(f"model {base}; LoRA rank {args.lora_rank}; {len(batches)} micro-batches of "
-          f"{args.micro_batch_size}; passes of ≤ {args.max_pass_tokens} tokens; "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"model {base}; LoRA rank {args.lora_rank}; {len(batches)} micro-batches of "
+        f"{args.micro_batch_size}; passes of ≤ {args.max_pass_tokens} tokens; "
+        f"{torch.get_num_threads()} threads"
+    )
 
     def passes(idx: list[int]) -> list[dict[str, torch.Tensor]]:
         return split_passes(collate_rows([rows[i] for i in idx], 0), args.max_pass_tokens)
@@ -84,16 +86,23 @@ def main() -> None:
             s, losses[way] = step(way, ps)
             secs[way].append(s)
         worst = max(worst, abs(losses["full"] - losses["trained"]))
-        print(f"  batch {i + 1}: full {secs['full'][-1]:6.1f} s  trained "
-              f"{secs['trained'][-1]:6.1f} s  loss {losses['full']:.5f} / "
-              f"{losses['trained']:.5f}", flush=True)  # fmt: skip
+        print(
+            f"  batch {i + 1}: full {secs['full'][-1]:6.1f} s  trained "
+            f"{secs['trained'][-1]:6.1f} s  loss {losses['full']:.5f} / "
+            f"{losses['trained']:.5f}",
+            flush=True,
+        )
     full, trained = sum(secs["full"]), sum(secs["trained"])
-    print(f"\nlogits at {kept / positions:.0%} of the padded positions; largest loss difference "
-          f"{worst:.2e}")  # fmt: skip
+    print(
+        f"\nlogits at {kept / positions:.0%} of the padded positions; largest loss difference "
+        f"{worst:.2e}"
+    )
     med = {way: statistics.median(s) for way, s in secs.items()}
     print(f"full    {tokens / full:6.1f} tok/s  (median batch {med['full']:.1f} s)")
-    print(f"trained {tokens / trained:6.1f} tok/s  (median batch {med['trained']:.1f} s)  "
-          f"{full / trained:.2f}× full")  # fmt: skip
+    print(
+        f"trained {tokens / trained:6.1f} tok/s  (median batch {med['trained']:.1f} s)  "
+        f"{full / trained:.2f}× full"
+    )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,10 @@ def main() -> None:
     allocators = args.allocators.split(",")
     missing = [a for a in allocators if a != "glibc" and library(a) is None]
     if missing:  # preload_env would quietly run glibc under their names
-        raise SystemExit(f"not installed: {', '.join(missing)} (e.g. apt-get install "
-                         "libjemalloc2 libtcmalloc-minimal4)")  # fmt: skip
+        raise SystemExit(
+            f"not installed: {', '.join(missing)} (e.g. apt-get install "
+            "libjemalloc2 libtcmalloc-minimal4)"
+        )
     rates: dict[str, list[float]] = {a: [] for a in allocators}
     for r in range(args.rounds):
         for a in allocators:

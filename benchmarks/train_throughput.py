@@ -52,9 +52,15 @@ def mode_hparams(mode: str, steps: int, micro: int) -> TrainHParams:
     """`full` or `lora<rank>`."""
     rank = int(mode.removeprefix("lora")) if mode.startswith("lora") else 0
     return TrainHParams(
-        lr=1e-5 if not rank else 1e-4, max_steps=steps, micro_batch_size=micro, grad_accum=1,
-        warmup_ratio=0.0, lora_rank=rank, checkpoint_every_s=0, log_every=max(1, steps),
-    )  # fmt: skip
+        lr=1e-5 if not rank else 1e-4,
+        max_steps=steps,
+        micro_batch_size=micro,
+        grad_accum=1,
+        warmup_ratio=0.0,
+        lora_rank=rank,
+        checkpoint_every_s=0,
+        log_every=max(1, steps),
+    )
 
 
 def main() -> None:

@@ -27,10 +27,17 @@ def random_tree(n: int, seed: int = 0) -> Tree:
     while len(t) < n:
         parent = rng.choice(open_nodes)
         status = "invalid" if rng.random() < 0.1 else ("terminal" if parent.depth >= 6 else "open")
-        node = t.add(parent, status=status, reasoning="step", code="x = 1\nprint(x)",
-                     output="1", visits=rng.randint(1, 9), value_sum=rng.uniform(-3, 3),
-                     prm_score=rng.uniform(-1, 1),
-                     answer=str(rng.randint(1, 9)) if status == "terminal" else None)  # fmt: skip
+        node = t.add(
+            parent,
+            status=status,
+            reasoning="step",
+            code="x = 1\nprint(x)",
+            output="1",
+            visits=rng.randint(1, 9),
+            value_sum=rng.uniform(-3, 3),
+            prm_score=rng.uniform(-1, 1),
+            answer=str(rng.randint(1, 9)) if status == "terminal" else None,
+        )
         parent.status = "expanded" if parent.parent is not None else parent.status
         if status == "open" and node.depth < 8:
             open_nodes.append(node)
@@ -64,20 +71,28 @@ def main() -> None:
                 driver.get(page.as_uri())
                 draw, zoom = [], []
                 for _ in range(args.repeats):
-                    draw.append(driver.execute_script(
-                        "const t = performance.now(); render(); document.body.offsetHeight;"
-                        "return performance.now() - t;"))  # fmt: skip
-                    zoom.append(driver.execute_async_script(
-                        "const done = arguments[0]; const t = performance.now();"
-                        "state.view.k *= 1.1; applyView();"
-                        "requestAnimationFrame(() => requestAnimationFrame("
-                        "() => done(performance.now() - t)));"))  # fmt: skip
+                    draw.append(
+                        driver.execute_script(
+                            "const t = performance.now(); render(); document.body.offsetHeight;"
+                            "return performance.now() - t;"
+                        )
+                    )
+                    zoom.append(
+                        driver.execute_async_script(
+                            "const done = arguments[0]; const t = performance.now();"
+                            "state.view.k *= 1.1; applyView();"
+                            "requestAnimationFrame(() => requestAnimationFrame("
+                            "() => done(performance.now() - t)));"
+                        )
+                    )
                 labels = driver.execute_script(
                     "return !/labels hidden/.test(document.getElementById('counts').textContent)"
                 )
                 rows.append((n, statistics.median(draw), statistics.median(zoom), labels))
-                print(f"  {n} nodes: draw {rows[-1][1]:.1f} ms, zoom frame {rows[-1][2]:.1f} ms",
-                      flush=True)  # fmt: skip
+                print(
+                    f"  {n} nodes: draw {rows[-1][1]:.1f} ms, zoom frame {rows[-1][2]:.1f} ms",
+                    flush=True,
+                )
     finally:
         driver.quit()
     print(f"\n{'nodes':>6} {'layout+draw ms':>15} {'zoom frame ms':>14} labels")
