@@ -1,4 +1,4 @@
-"""How many GSM8K reference solutions survive as round-0 trajectories (issue 6's bootstrap).
+"""How many GSM8K reference solutions survive as round-0 trajectories (the bootstrap).
 
 Converts every row to the step format, runs each converted program in the real sandbox and
 checks the printed answer against the gold one with the project's grader. Prints progress,

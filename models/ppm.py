@@ -3,7 +3,7 @@
 A standard `*ForSequenceClassification` with `num_labels=1`, so transformers and vLLM's pooling
 runner load it with no custom code. Its score of a step is tanh(logit) of the solution text up to
 the end of that step, in the bare step format. Training uses the pairwise loss
-−log σ(s⁺ − s⁻) (issue 6 trains it; the loss lives here with the model).
+−log σ(s⁺ − s⁻) (training/ppm_train.py trains it; the loss lives here with the model).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Does search help the untrained default model? (issue 14) Resumable: re-run after a stop, and
-# every stage continues where its results.jsonl ended. Stages:
+# Does search help the untrained default model? Resumable: re-run after a stop, and every stage
+# continues where its results.jsonl ended. Stages:
 #   greedy   greedy on the first N_GREEDY GSM8K test problems
 #   search   self-consistency, best-of-N, MCTS, beam search and particle filtering at BUDGETS
 #            on the first N_SEARCH
-#   math     greedy and MATH_ALGOS (issue 14's three) at BUDGETS on the first N_MATH MATH-500
-#            problems
+#   math     greedy and MATH_ALGOS (self-consistency, best-of-N, MCTS) at BUDGETS on the first
+#            N_MATH MATH-500 problems
 # The runs land in $OUT/<stage>/ (report.json, results.jsonl, accuracy_vs_tokens.png), small
 # enough to commit as they grow. Same prompt (the default's) and search settings everywhere;
 # nothing here was tuned on the test problems.

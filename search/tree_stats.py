@@ -1,4 +1,4 @@
-"""What a finished search tree says about where its budget went (issue 14's tree statistics).
+"""What a finished search tree says about where its budget went.
 
 Small enough to keep one record per searched problem: the node counts by fate, why steps were
 dropped, how deep the search got and which distinct answers it reached, so an evaluation can
