@@ -1,7 +1,8 @@
 """`rstar eval`: the problem loader (real data files, broken files), an in-process evaluation
 with the scripted policy and the real nsjail sandbox (accuracy, report.json, results.jsonl, the
-plot, resume), the same against a live server, one real-model smoke run of the CLI, and the
-layering (no import from the round trainer or the evaluation core up into clients/)."""
+plot, resume), the same against a live server, one smoke run of the CLI on the tiny model
+(SmolLM2-135M, not the default) on transformers, and the layering (no import from the round
+trainer or the evaluation core up into clients/)."""
 
 import ast
 import asyncio
@@ -17,10 +18,11 @@ from rich.console import Console
 import evaluation as ev
 from clients.cli import main
 from search import Components, SearchConfig
+from search.grading import answers_equal
+from tests.support.data import shared_data
 from tests.support.scripted import ScriptedPolicy, ScriptedReward, thirty
 from tests.support.service import scripted_service, serving
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
 CONFIG = SearchConfig(candidates=2, max_depth=4, parallel_rollouts=2)
 # Every search answers 30: the first two are right (the second through math-verify), the third
@@ -70,14 +72,13 @@ def solver(sandbox, **kw):
 # --------------------------------------------------------------------------- loader
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
 def test_the_loader_reads_the_shared_data_files():
-    gsm = ev.load_problems(DATA / "gsm8k_test.jsonl")
+    gsm = ev.load_problems(shared_data("gsm8k_test.jsonl"))
     assert len(gsm) == 1319 and gsm[0].id == "gsm8k-test-0" and gsm[0].answer == "18"
     assert "ducks" in gsm[0].problem and gsm[0].line == 1
-    part = ev.load_problems(DATA / "gsm8k_test.jsonl", offset=10, limit=5)
+    part = ev.load_problems(shared_data("gsm8k_test.jsonl"), offset=10, limit=5)
     assert [p.id for p in part] == [f"gsm8k-test-{i}" for i in range(10, 15)]
-    math = ev.load_problems(DATA / "math500_test.jsonl")
+    math = ev.load_problems(shared_data("math500_test.jsonl"))
     assert len(math) == 500 and math[0].answer == "\\left( 3, \\frac{\\pi}{2} \\right)"
 
 
@@ -334,13 +335,14 @@ async def test_rstar_eval_against_a_live_server(sandbox, data, tmp_path, capsys)
 # --------------------------------------------------------------------------- real model
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
 @pytest.mark.timeout(300)  # about 50 s alone on 2 cores; more when the machine is busy
 def test_rstar_eval_with_the_transformers_engine_on_two_gsm8k_problems(tmp_path):
+    """The tiny model (the suite's RSTAR_POLICY_MODEL), not the default."""
+    data = shared_data("gsm8k_test.jsonl")
     out = tmp_path / "real"
     p = subprocess.run(
         [sys.executable, "-m", "clients.cli", "eval", "--engine", "transformers",
-         "--data", str(DATA / "gsm8k_test.jsonl"), "--limit", "2", "--algorithms", "greedy",
+         "--data", str(data), "--limit", "2", "--algorithms", "greedy",
          "--max-depth", "2", "--max-tokens", "64", "--concurrency", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=280,
     )  # fmt: skip
@@ -349,7 +351,14 @@ def test_rstar_eval_with_the_transformers_engine_on_two_gsm8k_problems(tmp_path)
     (run,) = report["runs"]
     assert (run["algorithm"], run["n"], run["errors"]) == ("greedy", 2, 0)
     assert [r["id"] for r in run["records"]] == ["gsm8k-test-0", "gsm8k-test-1"]
-    assert all(r["tokens"] > 0 for r in run["records"]) and 0 <= run["accuracy"] <= 1
+    assert all(r["tokens"] > 0 for r in run["records"])
+    # graded one by one against GSM8K's answers (18 and 3), and the accuracy is their share
+    assert [r["gold"] for r in run["records"]] == ["18", "3"]
+    right = [r["correct"] for r in run["records"]]
+    assert right == [r["answer"] is not None and answers_equal(r["gold"], r["answer"])
+                     for r in run["records"]]  # fmt: skip
+    assert run["accuracy"] == pytest.approx(sum(right) / 2) and run["correct"] == sum(right)
+    assert report["models"]["policy"] == "tiny"
     assert report["models"]["policy_engine"] == "transformers"
     assert report["models"]["versions"]["policy"]  # a digest of the weights
     assert len((out / "results.jsonl").read_text().splitlines()) == 2

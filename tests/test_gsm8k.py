@@ -1,24 +1,20 @@
-"""GSM8K reference solutions → step trajectories (issue 6's bootstrap), on real rows and the real
+"""GSM8K reference solutions → step trajectories (round 0's bootstrap), on real rows and the real
 nsjail sandbox."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from search.extract import Trajectory, render_sft
 from search.steps import CODE_END, STEP_END, parse_step, render_prompt
+from tests.support.data import shared_data
 from training.gsm8k import Rejected, bootstrap, convert_row, row_fields, verify
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_train.jsonl"
 
 
 @pytest.fixture(scope="module")
 def rows() -> dict[str, dict]:
-    if not DATA.exists():
-        pytest.skip(f"{DATA} is not here")
     out = {}
-    with DATA.open() as f:
+    with shared_data("gsm8k_train.jsonl").open() as f:
         for i, line in enumerate(f):
             if i >= 400:
                 break
