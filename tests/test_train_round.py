@@ -1,13 +1,15 @@
-"""`python -m server.train_round` (issue 6): one self-evolution round, end to end.
+"""`python -m server.train_round`: one self-evolution round, end to end.
 
 Fast tests use a scripted policy and the real nsjail sandbox: configuration precedence, bad
 inputs refused (exit 2) before anything runs, a killed generation resumed without repeating a
-finished problem, and the manifest's phase bookkeeping (skips with reasons, re-runs, forced
-phases). Slow tests run the real default model on the transformers engine: a toy round
+finished problem, the manifest's phase bookkeeping (skips with reasons, re-runs, forced
+phases), a round interrupted (exit 130) or failing in a phase (exit 1) and run again, an
+interrupted evaluation resumed, and a rebuild whose counts differ from the record. Slow tests
+run the tiny model (SmolLM2-135M, not the 0.5B default) on the transformers engine: a toy round
 (generate → extract → sft → ppm → eval) whose checkpoints load back in transformers and vLLM,
 and a bootstrap round on 3 GSM8K rows.
 
-The 135M default model rarely solves even trivial problems, so the toy round's problem set
+The 135M tiny model rarely solves even trivial problems, so the toy round's problem set
 includes one problem whose tree is seeded (hand-built, with a correct and a wrong answer) in the
 resumable trees file: the real model searches the other problems, and training has data either
 way.
@@ -15,6 +17,7 @@ way.
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -24,13 +27,13 @@ from search import Budget, Components, SearchConfig
 from search.budget import Usage
 from search.steps import ANSWER_END, render_output, render_step
 from search.tree import Tree
+from tests.support.data import shared_data
 from tests.support.scripted import ScriptedPolicy
 from training import generate as gen
 from training.config import RoundConfig, build_config
 from training.manifest import Manifest
 from training.round import Round, main, parser
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
 TOY = [
     {"id": "seed-6x5", "problem": "What is 6*5?", "answer": "30"},
@@ -379,6 +382,144 @@ def test_a_round_with_nothing_learnt_skips_training_and_says_why(tmp_path, sandb
     assert len(policy.calls) > calls  # eval re-ran after the forced extract
 
 
+def round_argv(out: Path, problems: Path, evals: Path | None = None, *extra: str) -> list[str]:
+    """A small round on the tiny model's name (the scripted components stand in for it)."""
+    argv = ["--problems", str(problems), "--out", str(out), "--engine", "transformers",
+            "--policy", "tiny", "--rollouts", "2", "--candidates", "2", "--max-depth", "3",
+            "--round", "1", *extra]  # fmt: skip
+    if evals is not None:
+        argv += ["--eval-data", str(evals), "--eval-algorithms", "greedy", "--eval-rollouts", "1",
+                 "--eval-concurrency", "1"]  # fmt: skip
+    return argv
+
+
+class Raising(ScriptedPolicy):
+    """Raises `exc` on the calls whose prompt holds `when` (every call when None), `times`
+    times at most; otherwise scripted."""
+
+    def __init__(self, *args, exc: BaseException, when: str | None = None, times: int = 10**9,
+                 **kw) -> None:  # fmt: skip
+        super().__init__(*args, **kw)
+        self.exc, self.when, self.left = exc, when, times
+
+    async def generate(self, requests):
+        hit = self.when is None or any(self.when in r.prompt for r in requests)
+        if hit and self.left > 0:
+            self.left -= 1
+            raise self.exc
+        return await super().generate(requests)
+
+
+def test_an_interrupted_round_exits_130_a_failed_phase_exits_1_and_both_run_again(
+    tmp_path, sandbox, tiny_model_path
+):
+    """^C (or SIGTERM) in a phase: exit 130, the phase and the round "interrupted"; a phase that
+    fails: exit 1, "failed" with the reason; later phases stay pending; the same command run
+    again finishes the round."""
+    probs = write_jsonl(tmp_path / "p.jsonl", TOY[:1])
+    out = tmp_path / "round"
+    argv = round_argv(out, probs, None, "--phases", "generate,extract")
+
+    def comps(policy):
+        return Components(policy, sandbox)
+
+    stopped = Raising(default=times_five(7), exc=KeyboardInterrupt())
+    assert main(argv, components=comps(stopped)) == 130
+    m = manifest(out)
+    assert m["status"] == "interrupted" and m["runs"][-1]["status"] == "interrupted"
+    gen_rec = m["phases"]["generate"]
+    assert (gen_rec["status"], gen_rec["reason"]) == ("interrupted", "interrupted (SIGINT/SIGTERM)")
+    assert m["phases"]["extract"]["status"] == "pending"
+
+    broken = Raising(default=times_five(7), exc=RuntimeError("engine exploded"))
+    assert main(argv, components=comps(broken)) == 1
+    m = manifest(out)
+    assert m["status"] == "failed" and m["runs"][-1]["status"] == "failed"
+    gen_rec = m["phases"]["generate"]
+    assert gen_rec["status"] == "failed" and "1 of 1 searches failed" in gen_rec["reason"]
+    assert m["phases"]["extract"]["status"] == "pending"
+
+    assert main(argv, components=comps(ScriptedPolicy(default=times_five(7)))) == 0
+    m = manifest(out)
+    assert [m["phases"][p]["status"] for p in ("generate", "extract")] == ["complete"] * 2
+    assert [r["status"] for r in m["runs"]] == ["interrupted", "failed", "incomplete"]
+
+
+def test_an_interrupted_evaluation_resumes_without_repeating_finished_problems(
+    tmp_path, sandbox, tiny_model_path
+):
+    evals_rows = [*EVAL, {"id": "e3", "problem": "What is 9-4?", "answer": "5"}]
+    probs = write_jsonl(tmp_path / "p.jsonl", TOY[:1])
+    evals = write_jsonl(tmp_path / "e.jsonl", evals_rows)
+    out = tmp_path / "round"
+    argv = round_argv(out, probs, evals)
+    # the second held-out problem is where the ^C lands (one problem at a time, in file order)
+    policy = Raising(default=times_five(7), exc=KeyboardInterrupt(), when="What is 2*6?", times=1)
+    assert main(argv, components=Components(policy, sandbox)) == 130
+    m = manifest(out)
+    assert m["phases"]["eval"]["status"] == "interrupted" and m["status"] == "interrupted"
+    partial = out / "eval.partial" / "previous" / "results.jsonl"
+    assert [r["id"] for r in lines(partial)] == ["e1"]  # the first one is kept
+
+    again = ScriptedPolicy(default=times_five(7))
+    assert main(argv, components=Components(again, sandbox)) == 0
+    asked = {req.prompt.split("<code>")[-2] for call in again.calls for req in call}
+    assert not any("What is 3+4?" in p or "What is 6*5?" in p for p in asked)  # not again
+    assert any("What is 2*6?" in p for p in asked) and any("What is 9-4?" in p for p in asked)
+    m = manifest(out)
+    assert m["phases"]["eval"]["status"] == "complete" and m["status"] == "complete"
+    assert m["metrics"]["previous"]["greedy@1"]["n"] == 3
+    report = json.loads((out / "eval" / "previous" / "report.json").read_text())
+    assert [r["id"] for r in report["runs"][0]["records"]] == ["e1", "e2", "e3"]
+    assert not (out / "eval.partial").exists()
+
+
+def fake_trainer(steps: int):
+    """Stands in for the SFT trainer (`training.launch.train`): a checkpoint directory and
+    the record of a run of `steps` optimizer steps, in no time."""
+    from training.common import TrainResult
+
+    def train(kind, round_dir, data, init, hp, launcher, log_name=None):
+        ckpt = round_dir / ("policy" if kind == "sft" else "ppm")
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "config.json").write_text("{}")
+        result = TrainResult(kind=kind, out_dir=str(ckpt), base_model=init, examples=1,
+                             optimizer_steps=steps, tokens=10 * steps, seconds=0.1,
+                             tokens_per_s=100.0, final_loss=1.0, step_losses=[1.0] * steps,
+                             hparams=hp)  # fmt: skip
+        (ckpt / "rstar-train.json").write_text(result.model_dump_json())
+        return result
+
+    return train
+
+
+def test_a_rebuild_whose_counts_differ_is_recorded_and_warned_about(
+    tmp_path, sandbox, tiny_model_path, monkeypatch, caplog
+):
+    """Weights gone, no adapter to merge: the phase trains again; when the new run's counts
+    differ from the recorded ones the rebuild says so, and the record of the round stands."""
+    probs = write_jsonl(tmp_path / "p.jsonl", TOY[:1])
+    out = tmp_path / "round"
+    argv = round_argv(out, probs, None, "--phases", "generate,extract,sft")
+    comps = Components(ScriptedPolicy(default=times_five(6)), sandbox)  # solved: SFT data
+    monkeypatch.setattr("training.launch.train", fake_trainer(2))
+    assert main(argv, components=comps) == 0
+    before = manifest(out)["phases"]["sft"]
+    assert before["status"] == "complete" and before["counts"]["optimizer_steps"] == 2
+
+    (out / "policy" / "config.json").unlink()  # the weights are gone
+    monkeypatch.setattr("training.launch.train", fake_trainer(3))
+    caplog.set_level(logging.WARNING, logger="rstar.round")
+    assert main(argv, components=comps) == 0
+    sft = manifest(out)["phases"]["sft"]
+    (rebuild,) = sft["rebuilds"]
+    assert rebuild["same_counts"] is False and rebuild["counts"]["optimizer_steps"] == 3
+    # the record stands: the recorded run's counts and times, the rebuild beside them
+    assert sft["counts"] == before["counts"] and sft["finished"] == before["finished"]
+    assert "sft: rebuilt, but optimizer_steps, tokens differ from the recorded run" in caplog.text
+    assert (out / "policy" / "config.json").exists()
+
+
 # --- a real toy round (the tiny model on transformers) ----------------------------------------
 
 TOY_FLAGS = [
@@ -626,8 +767,9 @@ def test_toy_round_can_fit_its_ppm_as_a_head_and_restore_it_from_the_head(toy_ro
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(not (DATA / "gsm8k_train.jsonl").is_file(), reason="../shared/data absent")
 def test_bootstrap_round_on_three_gsm8k_rows(tmp_path, tiny_model_path):
+    """Round 0 on the tiny model, from GSM8K's train split (the default --problems)."""
+    train = shared_data("gsm8k_train.jsonl")
     evals = write_jsonl(tmp_path / "eval.jsonl", EVAL[:1])
     out = tmp_path / "round0"
     argv = ["--bootstrap", "gsm8k", "--limit", "3", "--round", "0", "--out", str(out),
@@ -639,7 +781,7 @@ def test_bootstrap_round_on_three_gsm8k_rows(tmp_path, tiny_model_path):
     assert main(argv) == 0
     m = manifest(out)
     assert m["mode"] == "bootstrap" and m["round"] == 0 and m["status"] == "complete"
-    assert m["inputs"]["problems"]["path"] == str((DATA / "gsm8k_train.jsonl").resolve())
+    assert m["inputs"]["problems"]["path"] == str(train.resolve())
     b = m["data"]["bootstrap"]
     assert b["rows"] == 3 and 1 <= b["verified"] <= 3
     assert b["verified"] + sum(b["rejected"].values()) == 3
@@ -663,7 +805,7 @@ def test_bootstrap_round_on_three_gsm8k_rows(tmp_path, tiny_model_path):
 @pytest.mark.timeout(900)
 def test_generation_against_a_local_vllm_serve(tmp_path, tiny_model_path):
     """`--engine remote`: the round searches against an OpenAI-compatible server (here a real
-    `vllm serve` of the default model, as a fleet's Service would be), many problems in flight."""
+    `vllm serve` of the tiny model, as a fleet's Service would be), many problems in flight."""
     pytest.importorskip("vllm")
     from tests.support.vllm_server import vllm_server
 
