@@ -1,8 +1,9 @@
-"""Remote backends against real local `vllm serve` processes (CPU)."""
+"""Remote backends against real local `vllm serve` processes (CPU) of the tiny model and of small
+models built on it (a PPM, a step-tag PRM); and a server that is not there, which needs no vLLM."""
+
+import importlib.util
 
 import pytest
-
-pytest.importorskip("vllm")
 
 from models.hf_reward import TransformersPPM
 from models.remote import RemoteError, RemotePolicy, RemoteReward
@@ -12,7 +13,11 @@ from tests.support.model_fixtures import PROMPT
 from tests.support.model_fixtures import SCORE_REQUESTS as REQS
 from tests.support.vllm_server import free_port, vllm_server
 
+# the tests that start a server need vLLM; the one against no server does not
+needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM")
 
+
+@needs_vllm
 async def test_remote_policy_against_vllm_serve(tiny_model_path):
     with vllm_server(tiny_model_path) as url:
         policy = RemotePolicy(url)  # discovers the served model's name
@@ -29,6 +34,7 @@ async def test_remote_policy_against_vllm_serve(tiny_model_path):
     assert sum(g.tokens for g in gens) > 0
 
 
+@needs_vllm
 async def test_remote_ppm_against_vllm_serve_pooling(tiny_ppm_path):
     hf = TransformersPPM(tiny_ppm_path)
     expected = await hf.score(REQS)
@@ -40,6 +46,7 @@ async def test_remote_ppm_against_vllm_serve_pooling(tiny_ppm_path):
     assert scores == pytest.approx(expected, abs=2e-3)
 
 
+@needs_vllm
 @pytest.mark.parametrize(
     "pooler",
     [

@@ -1,4 +1,5 @@
-"""The default model and the transformers backends, for real (CPU)."""
+"""The embedded tiny model (converted once, complete, hash-checked; SmolLM2-135M, not the 0.5B
+default) and the transformers backends on it, for real (CPU)."""
 
 import asyncio
 import dataclasses
