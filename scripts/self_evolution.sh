@@ -75,8 +75,9 @@ R0_TRAIN=(--sft-lora-rank 16 --sft-lr 2e-4 --sft-epochs 1 --sft-micro-batch-size
 R_TRAIN=(--sft-lr 1e-4 --sft-epochs 2 --ppm-lr 2e-4 --ppm-head-lr 1e-5 --ppm-epochs 1)
 # rounds 0 and 1 were labelled before the reference's rules (outcome Q over every terminal, the
 # margin and edit-distance filters, no credit for false arithmetic): they keep the rules they ran
-# with (so that their recorded identity, and with it every finished phase, stands)
-OLD_LABELS=(--label-q search --q-margin none --min-edit-chars 0 --no-check-claims)
+# with, and the 4 rollouts in flight they searched with (so that their recorded identity, and
+# with it every finished phase, stands)
+OLD_LABELS=(--label-q search --q-margin none --min-edit-chars 0 --no-check-claims --parallel 4)
 # from round 2: the PPM is a linear head on the new policy's frozen features (minutes, where a
 # LoRA PPM took 2.2 h), reported on the dev set
 RN_PPM=(--ppm-method head --ppm-dev-trees "$DEV")
