@@ -145,6 +145,17 @@ class HeldOut(BaseModel):
     before: float  # the starting model
     after: float  # the trained model
 
+    def logged(self, what: str) -> HeldOut:
+        """This measurement, after a line in the trainer's log."""
+        name, unit, digits = ("loss", "examples", 4)
+        if self.metric == "pairwise_accuracy":
+            name, unit, digits = ("pairwise accuracy", "pairs", 3)
+        log.info(
+            f"%s held-out %s %.{digits}f → %.{digits}f on %d %s of %d problems",
+            *(what, name, self.before, self.after, self.examples, unit, self.problems),
+        )
+        return self
+
 
 class TrainResult(BaseModel):
     """What a run did; also written into the checkpoint as rstar-train.json."""
@@ -724,3 +735,29 @@ def add_hparam_args(ap: argparse.ArgumentParser) -> None:
 def hparams_from_args(args: argparse.Namespace) -> TrainHParams:
     given = {k: getattr(args, k) for k in TrainHParams.model_fields}
     return TrainHParams(**{k: v for k, v in given.items() if v is not None})
+
+
+def trainer_main(
+    train: Callable[..., TrainResult],
+    record: type[Record],
+    description: str,
+    start: tuple[str, str],
+) -> None:
+    """The command line both trainers have: DATA (JSONL of `record`) and OUT, the model they
+    start from (`start`: its flag and help), --overwrite and every hyper-parameter; the
+    result printed once, as JSON."""
+    from models.default_model import resolve_model
+
+    flag, help_text = start
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("data", help=f"JSONL of search.extract.{record.__name__}")
+    ap.add_argument("out", help="checkpoint directory to write")
+    ap.add_argument(flag, dest="start", metavar=flag[2:].upper(), default="default", help=help_text)
+    ap.add_argument("--overwrite", action="store_true")
+    add_hparam_args(ap)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    model, data = resolve_model(args.start), read_jsonl(args.data, record)
+    result = train(model, data, args.out, hparams_from_args(args), args.overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:  # once under `accelerate launch`
+        print(result.model_dump_json(exclude={"step_losses", "step_accuracies"}, indent=2))

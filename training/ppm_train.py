@@ -12,9 +12,6 @@ bottom, under HF accelerate (CPU with bf16 autocast, a GPU, or `accelerate launc
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 import random
 import shutil
 from collections.abc import Hashable, Sequence
@@ -30,24 +27,20 @@ from training.common import (
     Resumable,
     TrainHParams,
     TrainResult,
-    add_hparam_args,
     apply_lora,
     check_checkpoint_dir,
     fingerprint,
-    hparams_from_args,
     length_grouped_batches,
     make_accelerator,
     make_optimizer,
     pad_batch,
     param_counts,
-    read_jsonl,
     save_checkpoint,
     split_held_out,
     train_loop,
     train_result,
+    trainer_main,
 )
-
-log = logging.getLogger("training")
 
 
 def _load_ppm(acc: Any, init_model_path: str, seed: int, out: Path) -> Any:
@@ -240,14 +233,7 @@ def train_ppm(
             problems=len({pair_problem(p) for p in held_pairs}),
             before=meter.extra["heldout_before"],
             after=held_out_accuracy(),
-        )
-        log.info(
-            "ppm held-out pairwise accuracy %.3f → %.3f on %d pairs of %d problems",
-            heldout.before,
-            heldout.after,
-            heldout.examples,
-            heldout.problems,
-        )
+        ).logged("ppm")
     result = train_result(
         "ppm",
         out,
@@ -269,25 +255,12 @@ def train_ppm(
 
 
 def main() -> None:
-    from models.default_model import resolve_model
-
-    ap = argparse.ArgumentParser(description="Train the PPM on preference pairs (JSONL).")
-    ap.add_argument("data", help="JSONL of search.extract.PreferencePair")
-    ap.add_argument("out", help="checkpoint directory to write")
-    ap.add_argument("--init", default="default", help="policy or PPM path, or 'default'")
-    ap.add_argument("--overwrite", action="store_true")
-    add_hparam_args(ap)
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    result = train_ppm(
-        resolve_model(args.init),
-        read_jsonl(args.data, PreferencePair),
-        args.out,
-        hparams_from_args(args),
-        args.overwrite,
+    trainer_main(
+        train_ppm,
+        PreferencePair,
+        "Train the PPM on preference pairs (JSONL).",
+        ("--init", "policy or PPM path, or 'default'"),
     )
-    if int(os.environ.get("RANK", "0")) == 0:  # once under `accelerate launch`
-        print(result.model_dump_json(exclude={"step_losses", "step_accuracies"}, indent=2))
 
 
 if __name__ == "__main__":

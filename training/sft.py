@@ -10,9 +10,6 @@ to bottom, under HF accelerate: one CPU with bf16 autocast, one GPU, or several 
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,24 +20,20 @@ from training.common import (
     Resumable,
     TrainHParams,
     TrainResult,
-    add_hparam_args,
     apply_lora,
     check_checkpoint_dir,
     fingerprint,
-    hparams_from_args,
     length_grouped_batches,
     make_accelerator,
     make_optimizer,
     pad_batch,
     param_counts,
-    read_jsonl,
     save_checkpoint,
     split_held_out,
     train_loop,
     train_result,
+    trainer_main,
 )
-
-log = logging.getLogger("training")
 
 IGNORE = -100  # label of a token without loss
 
@@ -201,14 +194,7 @@ def train_sft(
             problems=len({_problem_key(e) for e in held_ex}),
             before=meter.extra["heldout_before"],
             after=held_out_loss(),
-        )
-        log.info(
-            "sft held-out loss %.4f → %.4f on %d examples of %d problems",
-            heldout.before,
-            heldout.after,
-            heldout.examples,
-            heldout.problems,
-        )
+        ).logged("sft")
     result = train_result(
         "sft",
         out,
@@ -227,22 +213,12 @@ def train_sft(
 
 
 def main() -> None:
-    from models.default_model import resolve_model
-
-    ap = argparse.ArgumentParser(description="SFT the policy on SFT examples (JSONL).")
-    ap.add_argument("data", help="JSONL of search.extract.SftExample")
-    ap.add_argument("out", help="checkpoint directory to write")
-    ap.add_argument("--base", default="default", help="model path or 'default'")
-    ap.add_argument("--overwrite", action="store_true")
-    add_hparam_args(ap)
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    hp = hparams_from_args(args)
-    result = train_sft(
-        resolve_model(args.base), read_jsonl(args.data, SftExample), args.out, hp, args.overwrite
+    trainer_main(
+        train_sft,
+        SftExample,
+        "SFT the policy on SFT examples (JSONL).",
+        ("--base", "model path or 'default'"),
     )
-    if int(os.environ.get("RANK", "0")) == 0:  # once under `accelerate launch`
-        print(result.model_dump_json(exclude={"step_losses", "step_accuracies"}, indent=2))
 
 
 if __name__ == "__main__":
