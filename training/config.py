@@ -211,15 +211,9 @@ class RoundConfig(_Section):
         return v
 
     def label_rules(self) -> LabelRules:
-        return LabelRules(
-            top_k=self.top_k,
-            final_pairs=self.final_pairs,
-            supported_only=self.supported_only,
-            q=self.label_q,
-            q_margin=self.q_margin,
-            min_edit_chars=self.min_edit_chars,
-            check_claims=self.check_claims,
-        )
+        """The extraction's rules: the fields of the same names, and `label_q` as its `q`."""
+        same = set(LabelRules.model_fields) - {"q"}
+        return LabelRules(q=self.label_q, **self.model_dump(include=same))
 
     # --- identity ------------------------------------------------------------------------------
 
