@@ -25,7 +25,11 @@ SEARCH_ALGOS=${SEARCH_ALGOS:-self_consistency,best_of_n,mcts,beam_search,particl
 MATH_ALGOS=${MATH_ALGOS:-self_consistency,best_of_n,mcts}
 
 stage() { echo "=== $(date -u +%H:%M:%S) $*"; }
-rstar_eval() { $PY -m clients.cli eval --model default --concurrency "$CONC" --resume "$@"; }
+# the search settings docs/measured/search was measured with (its report.json's config.search)
+SEARCH=(--candidates 3 --max-depth 8 --parallel 4)
+rstar_eval() {
+  $PY -m clients.cli eval --model default "${SEARCH[@]}" --concurrency "$CONC" --resume "$@"
+}
 
 for s in $STAGES; do
   case $s in
