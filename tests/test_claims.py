@@ -59,3 +59,37 @@ def test_a_final_comment_that_ends_on_another_number_contradicts_the_answer():
     assert not contradicts_answer("The average is 10 / 3 = 3.33", "3.33")
     assert not contradicts_answer("Print the total", "25")  # nothing stated
     assert not contradicts_answer("total = 5 + 5 = 10", "\\frac{1}{2}")  # not a number
+
+
+@pytest.mark.parametrize(
+    ("text", "holds"),
+    [
+        ("2 × 3 = 6", True),  # the typeset operators read as * and /
+        ("2 × 3 = 7", False),
+        ("12 ÷ 4 = 3", True),
+        ("12 ÷ 4 = 4", False),
+        ("6 / 1 = 6", True),
+        ("3 * 1.5 = 4", False),  # a whole number is not a rounding of 4.5
+        ("7 / 2 = 3.5", True),
+        ("2 / 3 = 0.67", True),  # rounded to the places it shows
+        ("2 / 3 = 0.6", False),
+    ],
+)
+def test_each_claim_is_read_and_judged(text, holds):
+    (claim,) = claims(text)
+    assert claim.holds is holds
+
+
+def test_a_division_by_zero_is_left_alone():
+    assert claims("5 / 0 = 1") == [] and false_claims("5 / 0 = 0") == []
+
+
+def test_every_claim_in_a_comment_is_checked_past_one_it_cannot_read():
+    (bad,) = false_claims("x = 4, then 3 + 4 = 8")
+    assert (bad.expression, bad.stated, bad.actual) == ("3+4", 8, 7)
+    assert [c.expression for c in claims("a = 2, b = 3 + 4 = 7, c = 5 * 2 = 10")] == ["3+4", "5*2"]
+
+
+def test_the_stated_result_is_the_last_one_in_a_chain():
+    assert stated_result("total = 10 - 5 = 6") == 6
+    assert stated_result("12 ÷ 4 = 3 × 1 = 3") == 3

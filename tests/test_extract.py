@@ -4,6 +4,7 @@ import json
 
 import pydantic
 import pytest
+from rapidfuzz.distance import Levenshtein
 
 from search.extract import (
     ExtractStats,
@@ -19,6 +20,7 @@ from search.extract import (
     sft_trajectories,
     supported,
 )
+from search.protocols import ScoreRequest
 from search.steps import ANSWER_END, CODE_END, OUTPUT, render_output, render_prompt, render_step
 from search.tree import Node, Tree
 
@@ -275,6 +277,29 @@ def test_render_sft_masks_prompt_and_executor_output(tree):
     assert SftExample.model_validate_json(ex.to_json()) == ex
 
 
+def test_stats_add_up_across_trees_under_the_keys_a_round_records():
+    a = ExtractStats(problems=1, problems_solved=1, problems_with_pairs=1, trajectories=2,
+                     step_pairs=3, final_pairs=1, unsupported=1,
+                     steps_per_trajectory={2: 2})  # fmt: skip
+    b = ExtractStats(problems=2, problems_solved=1, trajectories=1, final_pairs=2, unsound=2,
+                     steps_per_trajectory={1: 1})  # fmt: skip
+    both = a.merge(b)
+    assert both.steps_per_trajectory == {1: 1, 2: 2}
+    assert both.summary() == {
+        "problems": 3, "problems_solved": 2, "problems_with_pairs": 1, "trajectories": 3,
+        "pairs": 6, "step_pairs": 3, "final_pairs": 3, "unsupported": 1, "unsound": 2,
+        "mean_steps_per_trajectory": 1.667,  # (1 + 2 + 2) / 3
+    }  # fmt: skip
+    assert merge_stats([a, b]) == both
+
+
+def test_a_pair_is_scored_as_the_problem_and_the_prefix_then_each_side():
+    p = PreferencePair(problem="What is 3 + 4?", prefix=["# Step 1\n"], chosen="c", rejected="r",
+                       chosen_q=1, rejected_q=-1)  # fmt: skip
+    assert p.chosen_request() == ScoreRequest("What is 3 + 4?", ("# Step 1\n", "c"))
+    assert p.rejected_request() == ScoreRequest("What is 3 + 4?", ("# Step 1\n", "r"))
+
+
 def test_records_are_frozen():
     p = PreferencePair(problem="p", prefix=[], chosen="a", rejected="b", chosen_q=1, rejected_q=0)
     with pytest.raises(pydantic.ValidationError, match="frozen"):
@@ -334,6 +359,10 @@ def test_pairs_need_a_q_margin_and_different_enough_steps():
     assert len(root_pairs(LabelRules(min_edit_chars=0, q_margin=0.4))) == 1
     assert len(root_pairs(LabelRules(q_margin=0.4, min_edit_chars=20))) == 1  # 30+ chars apart
     assert root_pairs(LabelRules(q_margin=0.4, min_edit_chars=60)) == []
+    (pair,) = root_pairs(LabelRules(q_margin=0.4, min_edit_chars=0))
+    apart = Levenshtein.distance(pair.chosen, pair.rejected)
+    assert len(root_pairs(LabelRules(q_margin=0.4, min_edit_chars=apart))) == 1  # just enough
+    assert root_pairs(LabelRules(q_margin=0.4, min_edit_chars=apart + 1)) == []
 
 
 def test_a_right_answer_under_false_arithmetic_is_not_credited(tree):
