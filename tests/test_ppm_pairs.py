@@ -1,11 +1,13 @@
 """`rstar eval-ppm`: a PPM's pairwise accuracy on preference pairs, per kind, with its interval."""
 
+import asyncio
 import json
 
 import pytest
 
 from evaluation.ppm_pairs import pair_report, score_pairs
 from evaluation.stats import wilson_interval
+from models.hf_reward import TransformersPPM
 from search.extract import PreferencePair
 from tests.support.cli import rstar
 from training.common import is_held_out
@@ -47,6 +49,7 @@ async def test_accuracy_per_kind_ties_count_half_and_batches_keep_pairs_together
 
 @pytest.mark.timeout(300)
 def test_eval_ppm_scores_a_pairs_file_with_a_real_ppm(tmp_path, tiny_ppm_path):
+    """A real PPM: the tiny model's backbone with a random one-label head."""
     pairs = [pair(i, f"x = {i}\n", f"x = {i + 1}\n", "final" if i % 2 else "step")
              for i in range(12)]  # fmt: skip
     path = tmp_path / "pairs.jsonl"
@@ -63,7 +66,17 @@ def test_eval_ppm_scores_a_pairs_file_with_a_real_ppm(tmp_path, tiny_ppm_path):
     assert report["overall"]["pairs"] == 4 and report["overall"]["problems"] == 1
     assert set(report["by_kind"]) == {"step", "final"} and "all:" in p.stdout
     assert "scoring pairs 4/4" in p.stderr  # progress, as lines off a terminal
-    assert 0 <= report["overall"]["accuracy"] <= 1
+    # what the PPM's own scores of the held-out pairs give, scored here in-process
+    ppm = TransformersPPM(tiny_ppm_path)
+    try:
+        expected = pair_report(held, asyncio.run(score_pairs(ppm, held, batch_size=3)))
+    finally:
+        ppm.close()
+    for kind, got in [("overall", report["overall"]), *report["by_kind"].items()]:
+        want = expected.overall if kind == "overall" else expected.by_kind[kind]
+        assert (got["pairs"], got["ties"]) == (want.pairs, want.ties), kind
+        assert got["accuracy"] == pytest.approx(want.accuracy), kind
+        assert got["mean_margin"] == pytest.approx(want.mean_margin, abs=1e-5), kind
     # a random head gives the two sides different scores
     assert report["overall"]["ties"] < 4 and report["overall"]["mean_margin"] != 0
 

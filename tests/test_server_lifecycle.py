@@ -19,6 +19,7 @@ import pytest
 
 from server.app import create_app
 from server.logs import configure_logging
+from tests.support.cli import page_result
 from tests.support.scripted import ScriptedPolicy, endless, finishing
 from tests.support.service import eventually, metric, scripted_service, serving
 
@@ -196,9 +197,7 @@ async def test_rstar_solve_url_streams_from_a_live_server(sandbox, capsys, monke
         captured = capsys.readouterr()
         assert rc == 0, captured.err
         assert f"the search tree is in {page}" in captured.err
-        embedded = re.search(r'<script type="application/json" id="rstar-embedded">(.*?)</script>',
-                             page.read_text(), re.S)  # fmt: skip
-        shown = json.loads(embedded.group(1))
+        shown = page_result(page)
         assert shown["tree"]["problem"] == "Count from stdin.\n"
         assert shown["answer"] == json.loads(captured.out)["answer"] in ("30", "31")
         rc = await asyncio.to_thread(main, ["solve", "--url", url, "--rollouts", "999", "x"])
