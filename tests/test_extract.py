@@ -1,4 +1,4 @@
-"""Training-data extraction from finished trees (issue 6): SFT trajectories, preference pairs."""
+"""Training-data extraction from finished trees: SFT trajectories, preference pairs."""
 
 import json
 
