@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evaluation.progress import CountProgress  # noqa: F401 (training/ppm_head.py imports it here)
 from evaluation.records import LABELS
 
 

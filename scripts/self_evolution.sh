@@ -144,7 +144,9 @@ for s in $STAGES; do
       # shellcheck disable=SC2046
       [ "$r" = r0 ] && ppm="" || ppm="--ppm $OUT/r1/ppm"
       # shellcheck disable=SC2086
-      searches "$OUT/$r/policy" "$OUT/$r-search" "$BUDGET" "$N_SEARCH" $ppm ;;
+      # the search settings those runs were measured with
+      searches "$OUT/$r/policy" "$OUT/$r-search" "$BUDGET" "$N_SEARCH" $ppm \
+        --candidates 3 --max-depth 8 --parallel 4 ;;
     *) echo "unknown stage $s (r0 r1 r1-head r2 r3 r0-tok..r3-tok r0-search r1-search)" >&2
       exit 2 ;;
   esac

@@ -1,4 +1,4 @@
-"""Training data from finished search trees (rStar-Math's self-evolution, issue 6). Pure logic.
+"""Training data from finished search trees (rStar-Math's self-evolution). Pure logic.
 
 From a tree searched with a gold answer (terminal reward ±1, so every terminal has `correct`):
 

@@ -208,7 +208,7 @@ OTHER_VARIABLES = {
     "RSTAR_API_KEY": "the key `rstar solve|eval --url` send (clients/client.py)",
     "RSTAR_MODEL_CACHE": "where embedded models are prepared (models/default_model.py)",
     "RSTAR_SANDBOX_CHECK": "0 skips the image's sandbox check (scripts/entrypoint.sh)",
-    "RSTAR_CACHE": "the PPM head's feature cache (training/ppm_head.py)",
+    "RSTAR_FEATURE_CACHE": "the PPM head's feature cache (training/ppm_head.py)",
     "RSTAR_TRAIN_ALLOCATOR": "the trainers' allocator (training/allocator.py)",
 }
 

@@ -42,7 +42,11 @@ from training.common import is_held_out, model_recipe
 
 log = logging.getLogger("training.ppm_head")
 
-FEATURES_CACHE = Path(os.environ.get("RSTAR_CACHE", Path.home() / ".cache" / "rstar")) / "features"
+# RSTAR_FEATURE_CACHE, else beside the model cache (models/default_model.py)
+FEATURES_CACHE = Path(
+    os.environ.get("RSTAR_FEATURE_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rstar" / "features"
+)
 
 
 # --- pairs ---------------------------------------------------------------------------------------
@@ -102,7 +106,7 @@ class FeatureStore:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         llm = _embedder(self.policy)
-        from evaluation.report import CountProgress
+        from evaluation.progress import CountProgress
 
         with CountProgress("embedding texts", len(todo)) as progress:
             for i in range(0, len(todo), batch):
