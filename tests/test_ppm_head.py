@@ -11,7 +11,7 @@ from search.extract import LabelRules
 from search.protocols import ScoreRequest
 from search.steps import render_step
 from search.tree import Tree
-from training.ppm_head import FeatureStore, Head, centre, fit_head, save_ppm, train_head
+from training.ppm_head import FeatureStore, centre, fit_head, load_head, save_ppm, train_head
 
 
 def synthetic(n=200, dim=16, seed=0):
@@ -77,7 +77,7 @@ async def test_the_head_trains_on_trees_and_its_checkpoint_scores_as_it_does(
     assert report.decay in (1e-4, 1e-3, 1e-2, 1e-1) and len(report.decays) == 4
     assert store.missing([]) == [] and any(store.dir.iterdir())
 
-    out = save_ppm(tiny_model_path, head, tmp_path / "ppm")
+    out = save_ppm(tiny_model_path, head, tmp_path / "ppm", report)
     req = ScoreRequest(
         "What is 3 + 4?", (render_step("# good_first_step_adds_them\nv = 1", False),)
     )
@@ -91,4 +91,5 @@ async def test_the_head_trains_on_trees_and_its_checkpoint_scores_as_it_does(
     finally:
         reward.close()
     assert score == pytest.approx(expected, abs=2e-2)
-    assert Head.model_validate_json((out / "rstar-head.json").read_text()).decay == report.decay
+    saved, saved_report = load_head(out)
+    assert saved == head and saved_report == report
