@@ -28,6 +28,9 @@ def test_a_missing_library_leaves_the_environment_alone(monkeypatch: pytest.Monk
 def test_the_child_process_runs_with_the_preloaded_allocator() -> None:
     maps = subprocess.run(
         [sys.executable, "-c", "print(open('/proc/self/maps').read())"],
-        env=preload_env("tcmalloc", {}), capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        env=preload_env("tcmalloc", {}),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "libtcmalloc" in maps

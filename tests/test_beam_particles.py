@@ -64,7 +64,10 @@ async def test_beam_search_honours_the_rollout_budget(sandbox):
     # width 1: only the best first step is extended, and its 3 terminals end the search
     assert r.usage.rollouts == 3 and len(r.tree.terminals()) == 3
     assert {t.code for t in r.tree.terminals()} == {
-        "print(a * 5)", "print(a * 5 + 0)", "print(a * 4 + 6)"}  # fmt: skip
+        "print(a * 5)",
+        "print(a * 5 + 0)",
+        "print(a * 4 + 6)",
+    }
 
 
 def particle_script():

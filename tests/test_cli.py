@@ -12,8 +12,18 @@ from tests.support.cli import page_result, rstar
 @pytest.mark.timeout(600)  # 66 s alone with warm caches; CI's cold machine took >120 s
 def test_solve_end_to_end_json():
     pytest.importorskip("vllm")
-    p = rstar("solve", "What is 12*7?", "--rollouts", "3", "--candidates", "3", "--json",
-              "--tree", "--answer", "84")  # fmt: skip
+    p = rstar(
+        "solve",
+        "What is 12*7?",
+        "--rollouts",
+        "3",
+        "--candidates",
+        "3",
+        "--json",
+        "--tree",
+        "--answer",
+        "84",
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout)
     assert out["algorithm"] == "mcts" and out["problem"] == "What is 12*7?"
@@ -25,8 +35,10 @@ def test_solve_end_to_end_json():
         and out["sandbox_runs_total"] >= out["usage"]["sandbox_runs"]
     )
     nodes = out["tree"]["nodes"]
-    assert any(n["output"] is not None or (n["error"] or "").startswith(("runtime", "timeout"))
-               for n in nodes[1:])  # fmt: skip
+    assert any(
+        n["output"] is not None or (n["error"] or "").startswith(("runtime", "timeout"))
+        for n in nodes[1:]
+    )
     for step in out["steps"]:
         assert set(step) >= {"reasoning", "code", "output", "q", "visits"}
     assert out["checked_against"] == "84"
@@ -36,8 +48,17 @@ def test_solve_end_to_end_json():
 def test_solve_with_the_transformers_engine_prints_a_readable_trajectory(tmp_path):
     """The problem from stdin (`-`), the trajectory printed, the tree written as a page."""
     page = tmp_path / "tree.html"
-    p = rstar("solve", "-", "--engine", "transformers", "--algorithm", "greedy",
-              "--html", str(page), input="What is 2+3?\n")  # fmt: skip
+    p = rstar(
+        "solve",
+        "-",
+        "--engine",
+        "transformers",
+        "--algorithm",
+        "greedy",
+        "--html",
+        str(page),
+        input="What is 2+3?\n",
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "problem" in p.stdout and "What is 2+3?" in p.stdout
     assert "policy calls" in p.stdout and "sandbox runs" in p.stdout

@@ -18,10 +18,17 @@ from tests.support.service import scripted_service
 
 @pytest.fixture(scope="module")
 def api_schema(sandbox):
-    svc = scripted_service(sandbox, ScriptedPolicy(default=thirty), cache_max_entries=0,
-                           max_rollouts=3, max_time_limit_s=2, default_time_limit_s=2,
-                           max_tokens=4000, search={"max_depth": 3},
-                           max_problem_chars=2000)  # fmt: skip
+    svc = scripted_service(
+        sandbox,
+        ScriptedPolicy(default=thirty),
+        cache_max_entries=0,
+        max_rollouts=3,
+        max_time_limit_s=2,
+        default_time_limit_s=2,
+        max_tokens=4000,
+        search={"max_depth": 3},
+        max_problem_chars=2000,
+    )
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(svc, manage_service=False))
 
 
@@ -29,8 +36,9 @@ def fuzz(operation, checks) -> None:
     """Generated requests for one operation, each answer validated with `checks`."""
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None)  # fmt: skip
+    @settings(
+        max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     def check(case):
         case.call_and_validate(checks=checks)
 
@@ -43,8 +51,13 @@ def test_every_answer_matches_the_openapi_document(api_schema):
     assert len(every_check) >= 14  # not_a_server_error ... positive_data_acceptance, ignored_auth
     operations = [op.ok() for op in api_schema.get_all_operations()]
     assert {f"{o.method.upper()} {o.path}" for o in operations} >= {
-        "POST /solve", "POST /v1/chat/completions", "GET /v1/models", "GET /metrics",
-        "GET /healthz", "GET /readyz"}  # fmt: skip
+        "POST /solve",
+        "POST /v1/chat/completions",
+        "GET /v1/models",
+        "GET /metrics",
+        "GET /healthz",
+        "GET /readyz",
+    }
     for operation in operations:
         checks = every_check
         if operation.path == "/v1/chat/completions":

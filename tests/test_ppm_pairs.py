@@ -14,9 +14,16 @@ from training.common import is_held_out
 
 
 def pair(i: int, chosen: str, rejected: str, kind: str = "step") -> PreferencePair:
-    return PreferencePair(problem=f"problem {i % 3}", prefix=[f"# Step 1: p{i}\n"], chosen=chosen,
-                          rejected=rejected, chosen_q=1.0, rejected_q=-1.0, kind=kind,
-                          problem_id=f"q{i % 3}")  # fmt: skip
+    return PreferencePair(
+        problem=f"problem {i % 3}",
+        prefix=[f"# Step 1: p{i}\n"],
+        chosen=chosen,
+        rejected=rejected,
+        chosen_q=1.0,
+        rejected_q=-1.0,
+        kind=kind,
+        problem_id=f"q{i % 3}",
+    )
 
 
 class KeywordScores:
@@ -32,8 +39,13 @@ class KeywordScores:
 
 
 async def test_accuracy_per_kind_ties_count_half_and_batches_keep_pairs_together():
-    pairs = [pair(0, "good", "bad"), pair(1, "bad", "good"), pair(2, "same", "same"),
-             pair(3, "good", "bad", "final"), pair(4, "good", "same", "final")]  # fmt: skip
+    pairs = [
+        pair(0, "good", "bad"),
+        pair(1, "bad", "good"),
+        pair(2, "same", "same"),
+        pair(3, "good", "bad", "final"),
+        pair(4, "good", "same", "final"),
+    ]
     model = KeywordScores()
     scores = await score_pairs(model, pairs, batch_size=2)
     assert model.calls == [4, 4, 2]  # both sides of each pair in one call
@@ -50,8 +62,9 @@ async def test_accuracy_per_kind_ties_count_half_and_batches_keep_pairs_together
 @pytest.mark.timeout(300)
 def test_eval_ppm_scores_a_pairs_file_with_a_real_ppm(tmp_path, tiny_ppm_path):
     """A real PPM: the tiny model's backbone with a random one-label head."""
-    pairs = [pair(i, f"x = {i}\n", f"x = {i + 1}\n", "final" if i % 2 else "step")
-             for i in range(12)]  # fmt: skip
+    pairs = [
+        pair(i, f"x = {i}\n", f"x = {i + 1}\n", "final" if i % 2 else "step") for i in range(12)
+    ]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(p.model_dump_json() + "\n" for p in pairs))
     out = tmp_path / "report.json"
@@ -59,8 +72,19 @@ def test_eval_ppm_scores_a_pairs_file_with_a_real_ppm(tmp_path, tiny_ppm_path):
     share = min(h for h in (held_out_point(f"q{i}") for i in range(3))) + 1e-9
     held = [x for x in pairs if is_held_out(x.problem_id, share)]
     assert len(held) == 4
-    p = rstar("eval-ppm", "--ppm", tiny_ppm_path, "--pairs", str(path), "--batch-size", "3",
-              "--held-out-share", str(share), "--out", str(out))  # fmt: skip
+    p = rstar(
+        "eval-ppm",
+        "--ppm",
+        tiny_ppm_path,
+        "--pairs",
+        str(path),
+        "--batch-size",
+        "3",
+        "--held-out-share",
+        str(share),
+        "--out",
+        str(out),
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["overall"]["pairs"] == 4 and report["overall"]["problems"] == 1

@@ -278,8 +278,10 @@ def test_each_jail_runs_in_its_own_limited_cgroup(limited):
 def test_a_step_past_the_jails_memory_is_killed_and_the_pool_serves_on(limited):
     pool, _, _ = limited
     # 600 MB touched: under the 2 GiB address-space rlimit, over the cgroup's 256 MiB
-    r = pool.run_sync("x = b'x' * (600 * 2**20)\nprint(len(x))\n", ExecLimits(timeout_s=20.0,
-                      memory_mb=2048, output_bytes=4096))  # fmt: skip
+    r = pool.run_sync(
+        "x = b'x' * (600 * 2**20)\nprint(len(x))\n",
+        ExecLimits(timeout_s=20.0, memory_mb=2048, output_bytes=4096),
+    )
     assert not r.ok and not r.timed_out, r
     for _ in range(20):  # the OOM killer may have taken the worker itself: it is replaced
         ok = pool.run_sync("print(6 * 7)\n", LIMITS)

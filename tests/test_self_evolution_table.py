@@ -12,9 +12,16 @@ def results(path: Path, algorithm: str, budget: int, correct_ids, ids) -> None:
     with path.open("a") as f:
         for i in ids:
             ok = i in correct_ids
-            rec = {"algorithm": algorithm, "budget": budget, "id": i, "correct": ok,
-                   "answer": "1" if ok or i == "q9" else None, "tokens": 100 + 10 * ok,
-                   "seconds": 1.0, "error": None}  # fmt: skip
+            rec = {
+                "algorithm": algorithm,
+                "budget": budget,
+                "id": i,
+                "correct": ok,
+                "answer": "1" if ok or i == "q9" else None,
+                "tokens": 100 + 10 * ok,
+                "seconds": 1.0,
+                "error": None,
+            }
             f.write(json.dumps(rec) + "\n")
 
 
@@ -35,9 +42,12 @@ def test_rows_per_round_compared_with_the_round_before(tmp_path):
     rows = table.table(evo, base, budget=4, running=running)
     assert running == ["round 0 MCTS: 3 of 10"]
     assert [(r["stage"], r["algorithm"], r["correct"]) for r in rows] == [
-        ("base", "greedy", 1), ("base", "mcts", 2), ("r0", "greedy", 3),
-        ("r1", "greedy", 1), ("r1", "mcts", 4),
-    ]  # fmt: skip
+        ("base", "greedy", 1),
+        ("base", "mcts", 2),
+        ("r0", "greedy", 3),
+        ("r1", "greedy", 1),
+        ("r1", "mcts", 4),
+    ]
     assert rows[2]["vs_previous"][:2] == (2, 0)  # round 0 greedy against the untrained
     assert rows[3]["vs_previous"][:2] == (1, 3)  # round 1 against round 0 (not the untrained)
     assert rows[4]["vs_previous"][:2] == (2, 0) and rows[4]["ppm"]
@@ -45,6 +55,8 @@ def test_rows_per_round_compared_with_the_round_before(tmp_path):
     # answered: the correct ones and q9; tokens: 100 a problem, 110 when correct
     assert "| untrained default | greedy | 10.0 % | 1 / 10 | – | 20.0 % | 101 |" in md
     # round 0 has no MCTS row: round 1's says what it is compared with
-    assert any("MCTS @ 4 (PPM) | 40.0 % | 4 / 10 | vs untrained: 2 / 0, p = 0.50 | 50.0 % | 104 |"
-               in line for line in md)  # fmt: skip
+    assert any(
+        "MCTS @ 4 (PPM) | 40.0 % | 4 / 10 | vs untrained: 2 / 0, p = 0.50 | 50.0 % | 104 |" in line
+        for line in md
+    )
     assert table.plot(rows, tmp_path / "p.png", 4).read_bytes().startswith(b"\x89PNG")

@@ -64,8 +64,14 @@ async def test_readiness_is_503_before_start():
 
 @pytest.mark.parametrize("algorithm", ["greedy", "best_of_n", "self_consistency", "mcts"])
 async def test_solve_returns_answer_trajectory_usage_and_models(client, grader, algorithm):
-    body = {"problem": "What is 2+3?", "algorithm": algorithm, "answer": "5", "return_tree": True,
-            "budget": {"rollouts": 2}, "cache": False}  # fmt: skip
+    body = {
+        "problem": "What is 2+3?",
+        "algorithm": algorithm,
+        "answer": "5",
+        "return_tree": True,
+        "budget": {"rollouts": 2},
+        "cache": False,
+    }
     r = await client.post("/solve", json=body)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -146,12 +152,21 @@ def test_python_m_server_serves_on_the_given_port(tmp_path):
     from tests.support.vllm_server import free_port
 
     port = free_port()
-    env = {**os.environ, "RSTAR_POLICY_ENGINE": "transformers", "RSTAR_SANDBOX_WORKERS": "1",
-           "RSTAR_SANDBOX_BASE_UID": "61500", "RSTAR_REMOTE_API_KEY": "s3cret"}  # fmt: skip
+    env = {
+        **os.environ,
+        "RSTAR_POLICY_ENGINE": "transformers",
+        "RSTAR_SANDBOX_WORKERS": "1",
+        "RSTAR_SANDBOX_BASE_UID": "61500",
+        "RSTAR_REMOTE_API_KEY": "s3cret",
+    }
     log = tmp_path / "server.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "server", "--port", str(port)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -164,8 +179,9 @@ def test_python_m_server_serves_on_the_given_port(tmp_path):
                 pass
             assert time.monotonic() < deadline, "server did not become ready"
             time.sleep(1)
-        r = httpx.post(f"{url}/solve", json={"problem": "What is 2+2?", "algorithm": "greedy"},
-                       timeout=120)  # fmt: skip
+        r = httpx.post(
+            f"{url}/solve", json={"problem": "What is 2+2?", "algorithm": "greedy"}, timeout=120
+        )
         assert r.status_code == 200 and "usage" in r.json()
     finally:
         proc.terminate()
@@ -181,8 +197,9 @@ async def test_metrics_count_requests_search_work_and_sandbox_runs(client):
 
     work = ("rstar_generated_tokens_total", "rstar_policy_calls_total", "rstar_sandbox_runs_total")
     before = (await client.get("/metrics")).text
-    r = await client.post("/solve", json={"problem": "What is 3+4?", "algorithm": "greedy",
-                                          "cache": False})  # fmt: skip
+    r = await client.post(
+        "/solve", json={"problem": "What is 3+4?", "algorithm": "greedy", "cache": False}
+    )
     await client.post("/solve", json={"problem": ""})
     text = (await client.get("/metrics")).text
     assert 'rstar_requests_total{algorithm="greedy",status="200"}' in text
@@ -212,8 +229,12 @@ def sse_events(text):
 
 
 async def test_solve_streams_progress_then_the_result(client):
-    body = {"problem": "What is 6*7?", "algorithm": "mcts", "budget": {"rollouts": 3},
-            "cache": False}  # fmt: skip
+    body = {
+        "problem": "What is 6*7?",
+        "algorithm": "mcts",
+        "budget": {"rollouts": 3},
+        "cache": False,
+    }
     headers = {"accept": "text/event-stream"}
     async with client.stream("POST", "/solve", json=body, headers=headers) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -247,15 +268,23 @@ def openai_client(service):
 
 async def test_openai_sdk_lists_models_and_completes_a_chat(openai_client):
     models = [m.id async for m in openai_client.models.list()]
-    assert models == ["rstar-mcts", "rstar-best_of_n", "rstar-self_consistency", "rstar-greedy",
-                      "rstar-beam_search", "rstar-particle_filtering"]  # fmt: skip
+    assert models == [
+        "rstar-mcts",
+        "rstar-best_of_n",
+        "rstar-self_consistency",
+        "rstar-greedy",
+        "rstar-beam_search",
+        "rstar-particle_filtering",
+    ]
     resp = await openai_client.chat.completions.create(
         model="rstar-best_of_n",
-        messages=[{"role": "system", "content": "Be careful."},
-                  {"role": "user", "content": "What is 9+10?"}],
+        messages=[
+            {"role": "system", "content": "Be careful."},
+            {"role": "user", "content": "What is 9+10?"},
+        ],
         reasoning_effort="low",
         extra_body={"cache": False},
-    )  # fmt: skip
+    )
     choice = resp.choices[0]
     assert resp.object == "chat.completion" and choice.message.role == "assistant"
     extra = resp.model_extra["rstar"]

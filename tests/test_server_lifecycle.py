@@ -110,8 +110,11 @@ async def test_a_search_past_its_deadline_is_a_504_and_counted(sandbox):
         r = await c.post("/solve", json={"problem": "Count.", "budget": budget})
         assert r.status_code == 504, r.text
         assert r.json() == {"detail": "the search overran its deadline (0.5s + 0.5s grace)"}
-        chat = {"model": "rstar-greedy", "messages": [{"role": "user", "content": "Count."}],
-                "budget": budget}  # fmt: skip
+        chat = {
+            "model": "rstar-greedy",
+            "messages": [{"role": "user", "content": "Count."}],
+            "budget": budget,
+        }
         r = await c.post("/v1/chat/completions", json=chat)
         assert r.status_code == 504 and r.json()["error"]["type"] == "timeout", r.text
     assert policy.cancelled == 2  # the search's own time limit fired first, in vain

@@ -99,9 +99,15 @@ def test_key_limits_count_in_flight_and_the_last_minute():
 @pytest.fixture
 async def tenants(sandbox):
     policy = ScriptedPolicy(default=endless, delay_s=0.2)
-    svc = scripted_service(sandbox, policy, cache_max_entries=0, api_keys=KEYS,
-                           key_max_in_flight=1, key_requests_per_minute=4,
-                           max_body_bytes=16384)  # fmt: skip
+    svc = scripted_service(
+        sandbox,
+        policy,
+        cache_max_entries=0,
+        api_keys=KEYS,
+        key_max_in_flight=1,
+        key_requests_per_minute=4,
+        max_body_bytes=16384,
+    )
     async with serving(svc) as url:
         yield svc, url
 
@@ -169,8 +175,11 @@ async def test_a_key_over_its_limits_gets_429_and_the_other_key_is_served(tenant
         r = await http.post("/solve", json=QUICK, headers=bearer(A))
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         assert "RSTAR_KEY_MAX_IN_FLIGHT" in r.json()["detail"]
-        chat = {"model": "rstar-mcts", "messages": [{"role": "user", "content": "1+1?"}],
-                "stream": True}  # fmt: skip
+        chat = {
+            "model": "rstar-mcts",
+            "messages": [{"role": "user", "content": "1+1?"}],
+            "stream": True,
+        }
         r = await http.post("/v1/chat/completions", json=chat, headers=bearer(A))
         assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_exceeded"
         # the other key is not held up by the first key's search
@@ -213,8 +222,9 @@ async def test_large_bodies_get_413_before_parsing_and_long_chats_a_clear_error(
 
 
 async def test_metrics_can_require_a_key(sandbox):
-    svc = scripted_service(sandbox, ScriptedPolicy(default=endless), api_keys=KEYS,
-                           metrics_require_key=True)  # fmt: skip
+    svc = scripted_service(
+        sandbox, ScriptedPolicy(default=endless), api_keys=KEYS, metrics_require_key=True
+    )
     async with serving(svc) as url, httpx.AsyncClient(base_url=url) as http:
         assert (await http.get("/metrics")).status_code == 401
         assert (await http.get("/metrics", headers=bearer(A))).status_code == 200

@@ -223,8 +223,12 @@ async def test_ppm_scores_shared_texts_once_and_learns_which_side_is_chosen(
 
     good = pairs()[0].chosen  # one chosen step against two rejected ones: three texts, not four
     bad = [render_step(f"# Step 1: Guess.\npens = {n}", False) for n in (7, 8)]
-    shared = [PreferencePair(problem=PROBLEM, prefix=[], chosen=good, rejected=b, chosen_q=0.9,
-                             rejected_q=-0.8) for b in bad]  # fmt: skip
+    shared = [
+        PreferencePair(
+            problem=PROBLEM, prefix=[], chosen=good, rejected=b, chosen_q=0.9, rejected_q=-0.8
+        )
+        for b in bad
+    ]
     hp = small(lr=1e-3, epochs=3, pair_batches="parent")
     result = train_ppm(tiny_model_path, shared, tmp_path / "ppm", hp)
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
@@ -399,8 +403,12 @@ def test_a_ppm_trained_on_raw_logits_saves_its_head_divided_by_the_scale(tiny_mo
     heads = {}
     for scale in (1.0, 4.0):
         out = tmp_path / f"ppm-{scale}"
-        train_ppm(tiny_model_path, pairs(), out,
-                  small(lr=1e-3, max_steps=1, lora_rank=4, logit_scale=scale))  # fmt: skip
+        train_ppm(
+            tiny_model_path,
+            pairs(),
+            out,
+            small(lr=1e-3, max_steps=1, lora_rank=4, logit_scale=scale),
+        )
         adapter = load_file(str(out / "adapter" / "adapter_model.safetensors"))
         (key,) = [k for k in adapter if k.endswith("score.weight")]
         heads[scale] = (_weights(out)["score.weight"], adapter[key].float())

@@ -68,26 +68,59 @@ def _final(tree: Tree, parent, answer: str, correct: bool, q: float):
         + render_output(answer)
         + f"The answer is \\boxed{{{answer}}}.{ANSWER_END}\n"
     )
-    return tree.add(parent, status="terminal", final=True, text=text, reasoning="multiply",
-                    code="print(x * 5)", output=answer, answer=answer,
-                    answer_text=f"The answer is \\boxed{{{answer}}}.", correct=correct,
-                    reward=q, visits=2, value_sum=2 * q)  # fmt: skip
+    return tree.add(
+        parent,
+        status="terminal",
+        final=True,
+        text=text,
+        reasoning="multiply",
+        code="print(x * 5)",
+        output=answer,
+        answer=answer,
+        answer_text=f"The answer is \\boxed{{{answer}}}.",
+        correct=correct,
+        reward=q,
+        visits=2,
+        value_sum=2 * q,
+    )
 
 
 def seeded_line(problem: dict) -> str:
     """A trees-file line for "What is 6*5?": x = 6 → 30 (correct), x = 7 → 35 (wrong)."""
     tree = Tree(problem["problem"])
     tree.root.status, tree.root.visits, tree.root.value_sum = "expanded", 4, 0.0
-    good = tree.add(tree.root, status="expanded", text=render_step("# Step 1: set x\nx = 6", False),
-                    reasoning="set x", code="x = 6", visits=2, value_sum=2.0)  # fmt: skip
-    bad = tree.add(tree.root, status="expanded", text=render_step("# Step 1: set x\nx = 7", False),
-                   reasoning="set x", code="x = 7", visits=2, value_sum=-2.0)  # fmt: skip
+    good = tree.add(
+        tree.root,
+        status="expanded",
+        text=render_step("# Step 1: set x\nx = 6", False),
+        reasoning="set x",
+        code="x = 6",
+        visits=2,
+        value_sum=2.0,
+    )
+    bad = tree.add(
+        tree.root,
+        status="expanded",
+        text=render_step("# Step 1: set x\nx = 7", False),
+        reasoning="set x",
+        code="x = 7",
+        visits=2,
+        value_sum=-2.0,
+    )
     _final(tree, good, "30", True, 1.0)
     _final(tree, bad, "35", False, -1.0)
-    rec = {"id": problem["id"], "problem": problem["problem"], "gold": problem["answer"],
-           "answer": "30", "correct": True, "solved": True, "reward_source": "gold",
-           "stopped_by": "rollouts", "usage": Usage().model_dump(),
-           "tree": tree.to_dict()}  # fmt: skip
+    rec = {
+        "id": problem["id"],
+        "problem": problem["problem"],
+        "gold": problem["answer"],
+        "answer": "30",
+        "correct": True,
+        "solved": True,
+        "reward_source": "gold",
+        "stopped_by": "rollouts",
+        "usage": Usage().model_dump(),
+        "tree": tree.to_dict(),
+    }
     return json.dumps(rec)
 
 
@@ -117,15 +150,36 @@ CONFIG = SearchConfig(candidates=2, max_depth=3, parallel_rollouts=1)
 
 def test_config_file_then_flags_and_shared_training_flags(tmp_path):
     cfg_file = tmp_path / "round.json"
-    cfg_file.write_text(json.dumps({
-        "out": "from-file", "policy": "p0", "search": {"rollouts": 8, "candidates": 3},
-        "sft": {"lr": 1e-5}, "eval": {"data": "e.jsonl", "algorithms": ["greedy"]},
-    }))  # fmt: skip
-    args = parser().parse_args([
-        "--config", str(cfg_file), "--rollouts", "2", "--out", "from-flag",
-        "--train-max-steps", "3", "--ppm-max-steps", "5", "--phases", "generate,train",
-        "--eval-algorithms", "greedy,mcts", "--no-final-pairs",
-    ])  # fmt: skip
+    cfg_file.write_text(
+        json.dumps(
+            {
+                "out": "from-file",
+                "policy": "p0",
+                "search": {"rollouts": 8, "candidates": 3},
+                "sft": {"lr": 1e-5},
+                "eval": {"data": "e.jsonl", "algorithms": ["greedy"]},
+            }
+        )
+    )
+    args = parser().parse_args(
+        [
+            "--config",
+            str(cfg_file),
+            "--rollouts",
+            "2",
+            "--out",
+            "from-flag",
+            "--train-max-steps",
+            "3",
+            "--ppm-max-steps",
+            "5",
+            "--phases",
+            "generate,train",
+            "--eval-algorithms",
+            "greedy,mcts",
+            "--no-final-pairs",
+        ]
+    )
     cfg = build_config(args)
     assert cfg.out == "from-flag" and cfg.policy == "p0"  # flag wins; file kept otherwise
     assert (cfg.search.rollouts, cfg.search.candidates) == (2, 3)
@@ -143,8 +197,9 @@ def test_config_file_then_flags_and_shared_training_flags(tmp_path):
     assert a.identity_sha256() != RoundConfig(out="a", top_k=3).identity_sha256()
     # a setting added later leaves the identity of rounds recorded before it alone while unset
     assert "unsolved_rollouts" not in a.identity()["search"]
-    more = build_config(parser().parse_args(["--out", "m", "--rollouts", "8",
-                                             "--unsolved-rollouts", "16"]))  # fmt: skip
+    more = build_config(
+        parser().parse_args(["--out", "m", "--rollouts", "8", "--unsolved-rollouts", "16"])
+    )
     assert more.search.unsolved_rollouts == 16 and more.identity()["search"]["unsolved_rollouts"]
     with pytest.raises(ValueError, match="must exceed rollouts"):
         RoundConfig(out="m", search={"rollouts": 8, "unsolved_rollouts": 8})
@@ -188,25 +243,41 @@ def test_bad_inputs_exit_2_with_a_clear_message_before_compute(
     brokencfg.mkdir()
     (brokencfg / "config.json").write_text("{not json")
     cases = [
-        (["--problems", str(write_jsonl(tmp_path / "noanswer.jsonl", [
-            {"problem": "What is 1+1?", "answer": "2"}, {"problem": "What is 2+2?"}]))],
-         "noanswer.jsonl:2: missing an 'answer' field"),
-        (["--problems", str(write_jsonl(tmp_path / "unreadable.jsonl", [TOY[1], "{oops"]))],
-         "unreadable.jsonl:2: not valid JSON"),
-        (["--problems", str(good), "--policy", str(notmodel)],
-         f"--policy {notmodel}: not a model (no config.json"),
-        (["--problems", str(good), "--policy", str(brokencfg)],
-         "not a model (config.json is not valid JSON"),
-        (["--problems", str(good), "--policy", str(tmp_path / "missing")],
-         "no such directory"),
+        (
+            [
+                "--problems",
+                str(
+                    write_jsonl(
+                        tmp_path / "noanswer.jsonl",
+                        [{"problem": "What is 1+1?", "answer": "2"}, {"problem": "What is 2+2?"}],
+                    )
+                ),
+            ],
+            "noanswer.jsonl:2: missing an 'answer' field",
+        ),
+        (
+            ["--problems", str(write_jsonl(tmp_path / "unreadable.jsonl", [TOY[1], "{oops"]))],
+            "unreadable.jsonl:2: not valid JSON",
+        ),
+        (
+            ["--problems", str(good), "--policy", str(notmodel)],
+            f"--policy {notmodel}: not a model (no config.json",
+        ),
+        (
+            ["--problems", str(good), "--policy", str(brokencfg)],
+            "not a model (config.json is not valid JSON",
+        ),
+        (["--problems", str(good), "--policy", str(tmp_path / "missing")], "no such directory"),
         (["--problems", str(good), "--ppm", tiny_model_path], "not a PPM"),
         (["--problems", str(tmp_path / "nofile.jsonl")], "nofile.jsonl: no such file"),
-        (["--problems", str(good), "--eval-data", str(tmp_path / "unreadable.jsonl")],
-         "--eval-data: "),
+        (
+            ["--problems", str(good), "--eval-data", str(tmp_path / "unreadable.jsonl")],
+            "--eval-data: ",
+        ),
         (["--problems", str(good), "--rollouts", "0"], "search.rollouts"),
         (["--problems", str(good), "--phases", "sft"], "phase sft needs extract finished first"),
         (["--bootstrap", "gsm8k", "--problems", str(good)], "no reference solution"),
-    ]  # fmt: skip
+    ]
     for extra, message in cases:
         assert main([*extra, *base]) == 2, extra
         err = capsys.readouterr().err
@@ -216,9 +287,10 @@ def test_bad_inputs_exit_2_with_a_clear_message_before_compute(
 
     # an output directory holding another round
     out.mkdir()
-    other = Manifest(config=RoundConfig(out=str(out), problems=str(good), top_k=3).model_dump(),
-                     identity_sha256=RoundConfig(out=str(out), problems=str(good),
-                                                 top_k=3).identity_sha256())  # fmt: skip
+    other = Manifest(
+        config=RoundConfig(out=str(out), problems=str(good), top_k=3).model_dump(),
+        identity_sha256=RoundConfig(out=str(out), problems=str(good), top_k=3).identity_sha256(),
+    )
     other.phases["generate"].status = other.phases["extract"].status = "complete"
     other.save(out)
     before = (out / "manifest.json").read_text()
@@ -261,13 +333,23 @@ def test_settings_of_unfinished_phases_may_change(tmp_path, capsys, no_compute):
 
 
 async def test_a_killed_generation_resumes_without_repeating_a_finished_problem(tmp_path, sandbox):
-    rows = [dict(TOY[0], id="p1"), dict(TOY[0], id="p2", problem="What is 7*5?", answer="35"),
-            dict(TOY[0], id="p3", problem="What is 8*5?", answer="40")]  # fmt: skip
+    rows = [
+        dict(TOY[0], id="p1"),
+        dict(TOY[0], id="p2", problem="What is 7*5?", answer="35"),
+        dict(TOY[0], id="p3", problem="What is 8*5?", answer="40"),
+    ]
     problems = problems_of(rows)
     first = ScriptedPolicy(default=times_five(6), delay_s=0.2)
-    task = asyncio.create_task(gen.generate(
-        problems, Components(first, sandbox), CONFIG, Budget(rollouts=2), tmp_path,
-        concurrency=1))  # fmt: skip
+    task = asyncio.create_task(
+        gen.generate(
+            problems,
+            Components(first, sandbox),
+            CONFIG,
+            Budget(rollouts=2),
+            tmp_path,
+            concurrency=1,
+        )
+    )
     partial = tmp_path / gen.PARTIAL
     for _ in range(3000):  # the first problem persisted
         if partial.exists() and partial.read_text().count("\n") >= 1:
@@ -285,8 +367,9 @@ async def test_a_killed_generation_resumes_without_repeating_a_finished_problem(
     partial.write_text(first_line + cut)
 
     again = ScriptedPolicy(default=times_five(7))
-    counts = await gen.generate(problems, Components(again, sandbox), CONFIG, Budget(rollouts=2),
-                                tmp_path, concurrency=2)  # fmt: skip
+    counts = await gen.generate(
+        problems, Components(again, sandbox), CONFIG, Budget(rollouts=2), tmp_path, concurrency=2
+    )
     assert (counts.resumed, counts.searched, counts.finished, counts.problems) == (1, 2, 3, 3)
     assert not partial.exists()
     trees = tmp_path / gen.TREES
@@ -308,8 +391,13 @@ async def test_unsolved_problems_get_the_extra_rollouts_and_are_counted(tmp_path
 
     rows = [dict(TOY[0], id=f"p{gold}", answer=gold) for gold in ("35", "40", "99")]
     config = CONFIG.model_copy(update={"unsolved_rollouts": 3})
-    counts = await gen.generate(problems_of(rows), Components(ScriptedPolicy(default=x_is_7_or_8),
-                                sandbox), config, Budget(rollouts=1), tmp_path)  # fmt: skip
+    counts = await gen.generate(
+        problems_of(rows),
+        Components(ScriptedPolicy(default=x_is_7_or_8), sandbox),
+        config,
+        Budget(rollouts=1),
+        tmp_path,
+    )
     rollouts = {r["id"]: r["usage"]["rollouts"] for r in lines(tmp_path / gen.TREES)}
     assert rollouts == {"p35": 1, "p40": 2, "p99": 2}  # x = 7 first; then x = 8, then nothing
     assert (counts.solved, counts.extended, counts.extended_solved) == (2, 2, 1)
@@ -328,8 +416,9 @@ async def test_failed_searches_are_kept_out_and_retried(tmp_path, sandbox):
     with pytest.raises(gen.GenerateError, match=r"1 of 2 searches failed.*re-run"):
         await gen.generate(problems, comps, CONFIG, Budget(rollouts=1), tmp_path)
     assert [r["id"] for r in lines(tmp_path / gen.PARTIAL)] == ["ok"]
-    counts = await gen.generate(problems, comps, CONFIG, Budget(rollouts=1), tmp_path,
-                                max_failure_rate=0.5)  # fmt: skip
+    counts = await gen.generate(
+        problems, comps, CONFIG, Budget(rollouts=1), tmp_path, max_failure_rate=0.5
+    )
     assert (counts.resumed, counts.failed, counts.finished) == (1, 1, 1)
     assert (tmp_path / gen.TREES).exists()
 
@@ -344,15 +433,38 @@ def test_a_round_with_nothing_learnt_skips_training_and_says_why(tmp_path, sandb
     evals = write_jsonl(tmp_path / "e.jsonl", [dict(TOY[0], id="e1")])
     out = tmp_path / "round"
     policy = ScriptedPolicy(default=times_five(7))  # 35, never 30
-    argv = ["--problems", str(probs), "--out", str(out), "--engine", "transformers",
-            "--rollouts", "2", "--candidates", "2", "--max-depth", "3", "--round", "1",
-            "--eval-data", str(evals), "--eval-algorithms", "greedy,mcts",
-            "--eval-rollouts", "2"]  # fmt: skip
+    argv = [
+        "--problems",
+        str(probs),
+        "--out",
+        str(out),
+        "--engine",
+        "transformers",
+        "--rollouts",
+        "2",
+        "--candidates",
+        "2",
+        "--max-depth",
+        "3",
+        "--round",
+        "1",
+        "--eval-data",
+        str(evals),
+        "--eval-algorithms",
+        "greedy,mcts",
+        "--eval-rollouts",
+        "2",
+    ]
     assert main(argv, components=Components(policy, sandbox)) == 0
     m = manifest(out)
     ph = m["phases"]
     assert [ph[p]["status"] for p in ("generate", "extract", "sft", "ppm", "eval")] == [
-        "complete", "complete", "skipped", "skipped", "complete"]  # fmt: skip
+        "complete",
+        "complete",
+        "skipped",
+        "skipped",
+        "complete",
+    ]
     assert "0 correct trajectories" in ph["sft"]["reason"]
     assert "no preference pairs" in ph["ppm"]["reason"]
     assert "only the inputs" in ph["eval"]["reason"]
@@ -384,12 +496,36 @@ def test_a_round_with_nothing_learnt_skips_training_and_says_why(tmp_path, sandb
 
 def round_argv(out: Path, problems: Path, evals: Path | None = None, *extra: str) -> list[str]:
     """A small round on the tiny model's name (the scripted components stand in for it)."""
-    argv = ["--problems", str(problems), "--out", str(out), "--engine", "transformers",
-            "--policy", "tiny", "--rollouts", "2", "--candidates", "2", "--max-depth", "3",
-            "--round", "1", *extra]  # fmt: skip
+    argv = [
+        "--problems",
+        str(problems),
+        "--out",
+        str(out),
+        "--engine",
+        "transformers",
+        "--policy",
+        "tiny",
+        "--rollouts",
+        "2",
+        "--candidates",
+        "2",
+        "--max-depth",
+        "3",
+        "--round",
+        "1",
+        *extra,
+    ]
     if evals is not None:
-        argv += ["--eval-data", str(evals), "--eval-algorithms", "greedy", "--eval-rollouts", "1",
-                 "--eval-concurrency", "1"]  # fmt: skip
+        argv += [
+            "--eval-data",
+            str(evals),
+            "--eval-algorithms",
+            "greedy",
+            "--eval-rollouts",
+            "1",
+            "--eval-concurrency",
+            "1",
+        ]
     return argv
 
 
@@ -397,8 +533,9 @@ class Raising(ScriptedPolicy):
     """Raises `exc` on the calls whose prompt holds `when` (every call when None), `times`
     times at most; otherwise scripted."""
 
-    def __init__(self, *args, exc: BaseException, when: str | None = None, times: int = 10**9,
-                 **kw) -> None:  # fmt: skip
+    def __init__(
+        self, *args, exc: BaseException, when: str | None = None, times: int = 10**9, **kw
+    ) -> None:
         super().__init__(*args, **kw)
         self.exc, self.when, self.left = exc, when, times
 
@@ -483,10 +620,19 @@ def fake_trainer(steps: int):
         ckpt = round_dir / ("policy" if kind == "sft" else "ppm")
         ckpt.mkdir(parents=True, exist_ok=True)
         (ckpt / "config.json").write_text("{}")
-        result = TrainResult(kind=kind, out_dir=str(ckpt), base_model=init, examples=1,
-                             optimizer_steps=steps, tokens=10 * steps, seconds=0.1,
-                             tokens_per_s=100.0, final_loss=1.0, step_losses=[1.0] * steps,
-                             hparams=hp)  # fmt: skip
+        result = TrainResult(
+            kind=kind,
+            out_dir=str(ckpt),
+            base_model=init,
+            examples=1,
+            optimizer_steps=steps,
+            tokens=10 * steps,
+            seconds=0.1,
+            tokens_per_s=100.0,
+            final_loss=1.0,
+            step_losses=[1.0] * steps,
+            hparams=hp,
+        )
         (ckpt / "rstar-train.json").write_text(result.model_dump_json())
         return result
 
@@ -523,15 +669,49 @@ def test_a_rebuild_whose_counts_differ_is_recorded_and_warned_about(
 # --- a real toy round (the tiny model on transformers) ----------------------------------------
 
 TOY_FLAGS = [
-    "--engine", "transformers", "--rollouts", "2", "--candidates", "2", "--max-depth", "3",
-    "--parallel", "2", "--concurrency", "2", "--max-tokens", "300", "--step-max-tokens", "64",
-    "--seed", "0", "--policy", "tiny",
-    "--train-max-steps", "1", "--train-max-length", "256", "--train-micro-batch-size", "2",
-    "--train-lora-rank", "4",
-    "--train-grad-accum", "1", "--train-log-every", "1",
-    "--eval-limit", "2", "--eval-algorithms", "greedy,mcts", "--eval-rollouts", "2",
-    "--eval-max-tokens", "100", "--eval-concurrency", "2",
-]  # fmt: skip
+    "--engine",
+    "transformers",
+    "--rollouts",
+    "2",
+    "--candidates",
+    "2",
+    "--max-depth",
+    "3",
+    "--parallel",
+    "2",
+    "--concurrency",
+    "2",
+    "--max-tokens",
+    "300",
+    "--step-max-tokens",
+    "64",
+    "--seed",
+    "0",
+    "--policy",
+    "tiny",
+    "--train-max-steps",
+    "1",
+    "--train-max-length",
+    "256",
+    "--train-micro-batch-size",
+    "2",
+    "--train-lora-rank",
+    "4",
+    "--train-grad-accum",
+    "1",
+    "--train-log-every",
+    "1",
+    "--eval-limit",
+    "2",
+    "--eval-algorithms",
+    "greedy,mcts",
+    "--eval-rollouts",
+    "2",
+    "--eval-max-tokens",
+    "100",
+    "--eval-concurrency",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -586,7 +766,14 @@ def test_toy_round_runs_every_phase_and_records_it(toy_round):
     assert nxt["ppm"] == str((out / "ppm").resolve())
     assert nxt["env"]["RSTAR_PROMPT_STYLE"] == "bare"
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "data", "eval", "generate", "logs", "manifest.json", "policy", "ppm"]  # fmt: skip
+        "data",
+        "eval",
+        "generate",
+        "logs",
+        "manifest.json",
+        "policy",
+        "ppm",
+    ]
     # a second run finds everything done and runs nothing
     assert main(argv) == 0
     m2 = manifest(out)
@@ -608,8 +795,9 @@ async def test_toy_round_checkpoints_load_in_transformers(toy_round):
     model = AutoModelForCausalLM.from_pretrained(out / "policy")
     enc = tok("<code>\n# Step 1:", return_tensors="pt")
     with torch.inference_mode():
-        ids = model.generate(**enc, max_new_tokens=4, do_sample=False,
-                             pad_token_id=tok.eos_token_id)  # fmt: skip
+        ids = model.generate(
+            **enc, max_new_tokens=4, do_sample=False, pad_token_id=tok.eos_token_id
+        )
     assert ids.shape[1] > enc["input_ids"].shape[1]
     assert is_ppm(out / "ppm")
     ppm = TransformersPPM(str(out / "ppm"))
@@ -780,12 +968,37 @@ def test_bootstrap_round_on_three_gsm8k_rows(tmp_path, tiny_model_path):
     train = shared_data("gsm8k_train.jsonl")
     evals = write_jsonl(tmp_path / "eval.jsonl", EVAL[:1])
     out = tmp_path / "round0"
-    argv = ["--bootstrap", "gsm8k", "--limit", "3", "--round", "0", "--out", str(out),
-            "--policy", "tiny",
-            "--engine", "transformers", "--train-max-steps", "1", "--train-max-length", "512",
-            "--train-micro-batch-size", "2", "--train-grad-accum", "1",
-            "--eval-data", str(evals), "--eval-algorithms", "greedy", "--no-eval-previous",
-            "--eval-max-tokens", "64", "--step-max-tokens", "64"]  # fmt: skip
+    argv = [
+        "--bootstrap",
+        "gsm8k",
+        "--limit",
+        "3",
+        "--round",
+        "0",
+        "--out",
+        str(out),
+        "--policy",
+        "tiny",
+        "--engine",
+        "transformers",
+        "--train-max-steps",
+        "1",
+        "--train-max-length",
+        "512",
+        "--train-micro-batch-size",
+        "2",
+        "--train-grad-accum",
+        "1",
+        "--eval-data",
+        str(evals),
+        "--eval-algorithms",
+        "greedy",
+        "--no-eval-previous",
+        "--eval-max-tokens",
+        "64",
+        "--step-max-tokens",
+        "64",
+    ]
     assert main(argv) == 0
     m = manifest(out)
     assert m["mode"] == "bootstrap" and m["round"] == 0 and m["status"] == "complete"
@@ -820,11 +1033,34 @@ def test_generation_against_a_local_vllm_serve(tmp_path, tiny_model_path):
     probs = write_jsonl(tmp_path / "p.jsonl", TOY[1:])
     out = tmp_path / "remote"
     with vllm_server(tiny_model_path) as url:
-        argv = ["--problems", str(probs), "--out", str(out), "--engine", "remote",
-                "--policy-url", url, "--policy", "test-model", "--prompt-style", "few_shot",
-                "--phases", "generate,extract", "--rollouts", "2", "--candidates", "2",
-                "--max-depth", "2", "--parallel", "2", "--concurrency", "2",
-                "--step-max-tokens", "64"]  # fmt: skip
+        argv = [
+            "--problems",
+            str(probs),
+            "--out",
+            str(out),
+            "--engine",
+            "remote",
+            "--policy-url",
+            url,
+            "--policy",
+            "test-model",
+            "--prompt-style",
+            "few_shot",
+            "--phases",
+            "generate,extract",
+            "--rollouts",
+            "2",
+            "--candidates",
+            "2",
+            "--max-depth",
+            "2",
+            "--parallel",
+            "2",
+            "--concurrency",
+            "2",
+            "--step-max-tokens",
+            "64",
+        ]
         assert main(argv) == 0
     m = manifest(out)
     assert m["inputs"]["policy"]["kind"] == "remote"

@@ -39,8 +39,13 @@ def browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,900"):  # fmt: skip
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,900",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
     driver.set_script_timeout(30)
@@ -54,8 +59,12 @@ def browser():
 @pytest.fixture(scope="module")
 def server():
     pytest.importorskip("vllm")
-    env = {"RSTAR_POLICY_MODEL": "tiny", "RSTAR_CPU_KV_CACHE_GB": "1",
-           "RSTAR_SEARCH_MAX_DEPTH": "4", "RSTAR_SANDBOX_WORKERS": "2"}  # fmt: skip
+    env = {
+        "RSTAR_POLICY_MODEL": "tiny",
+        "RSTAR_CPU_KV_CACHE_GB": "1",
+        "RSTAR_SEARCH_MAX_DEPTH": "4",
+        "RSTAR_SANDBOX_WORKERS": "2",
+    }
     with rstar_serve(env) as url:
         yield url
 
@@ -68,11 +77,17 @@ def scripted_server(sandbox, **settings):
 
     from server.app import create_app
 
-    svc = scripted_service(sandbox, ScriptedPolicy(default=endless, delay_s=0.3),
-                           cache_max_entries=0, **settings)  # fmt: skip
+    svc = scripted_service(
+        sandbox, ScriptedPolicy(default=endless, delay_s=0.3), cache_max_entries=0, **settings
+    )
     port = free_port()
-    config = uvicorn.Config(create_app(svc, manage_service=False), port=port, host="127.0.0.1",
-                            log_config=None, lifespan="off")  # fmt: skip
+    config = uvicorn.Config(
+        create_app(svc, manage_service=False),
+        port=port,
+        host="127.0.0.1",
+        log_config=None,
+        lifespan="off",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -205,15 +220,47 @@ def test_stopping_leaving_or_closing_the_page_cancels_its_search(browser, script
 
 def saved_tree() -> Tree:
     t = Tree("What is 3*12 - 7?")
-    a = t.add(t.root, status="expanded", reasoning="count boxes", code="a = 3 * 12", visits=2,
-              value_sum=1.0, prm_score=0.4)  # fmt: skip
+    a = t.add(
+        t.root,
+        status="expanded",
+        reasoning="count boxes",
+        code="a = 3 * 12",
+        visits=2,
+        value_sum=1.0,
+        prm_score=0.4,
+    )
     t.root.status, t.root.visits = "expanded", 3
-    t.add(a, status="terminal", final=True, reasoning="print", code="print(a - 7)", output="29",
-          answer="29", reward=1.0, visits=1, value_sum=1.0)  # fmt: skip
-    t.add(a, status="invalid", code="print(b)", error="runtime: NameError: name 'b'", visits=1,
-          value_sum=-1.0)  # fmt: skip
-    t.add(t.root, status="terminal", final=True, code="print(30)", output="30", answer="30",
-          reward=-1.0, visits=1, value_sum=-1.0)  # fmt: skip
+    t.add(
+        a,
+        status="terminal",
+        final=True,
+        reasoning="print",
+        code="print(a - 7)",
+        output="29",
+        answer="29",
+        reward=1.0,
+        visits=1,
+        value_sum=1.0,
+    )
+    t.add(
+        a,
+        status="invalid",
+        code="print(b)",
+        error="runtime: NameError: name 'b'",
+        visits=1,
+        value_sum=-1.0,
+    )
+    t.add(
+        t.root,
+        status="terminal",
+        final=True,
+        code="print(30)",
+        output="30",
+        answer="30",
+        reward=-1.0,
+        visits=1,
+        value_sum=-1.0,
+    )
     return t
 
 
@@ -239,8 +286,7 @@ def test_saved_trees_open_from_a_file_a_url_and_a_standalone_page(browser, scrip
     browser.find_element("id", "open-tree").send_keys(str(bad))
     wait_for(lambda: "no tree in it" in text(browser, "#error"))
     # `rstar solve --html`'s page: self-contained, even a step's "</script>" cannot break it
-    result = {"answer": "29", "steps": [{"node_id": 2}], "alternatives": [],
-              "tree": tree.to_dict()}  # fmt: skip
+    result = {"answer": "29", "steps": [{"node_id": 2}], "alternatives": [], "tree": tree.to_dict()}
     result["tree"]["nodes"][2]["output"] = "</script><b>29</b>"
     page = tmp_path / "one.html"
     page.write_text(standalone_page(result))

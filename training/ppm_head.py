@@ -313,13 +313,18 @@ def save_ppm(policy: str, head: Head, out: str | Path, report: HeadReport | None
 
 
 def _print(report: HeadReport) -> None:
-    rows = [(name, rep) for name, rep in (("held-out", report.heldout), ("dev", report.dev))
-            if rep is not None]  # fmt: skip
+    rows = [
+        (name, rep)
+        for name, rep in (("held-out", report.heldout), ("dev", report.dev))
+        if rep is not None
+    ]
     for name, rep in rows:
         for kind, r in [("all", rep.overall), *rep.by_kind.items()]:
             lo, hi = r.ci95_by_problem
-            print(f"{name:>8} {kind:>8}: {r.accuracy:.3f} [{lo:.3f}, {hi:.3f}] "
-                  f"{r.pairs} pairs, {r.problems} problems")  # fmt: skip
+            print(
+                f"{name:>8} {kind:>8}: {r.accuracy:.3f} [{lo:.3f}, {hi:.3f}] "
+                f"{r.pairs} pairs, {r.problems} problems"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,12 +347,17 @@ def main(argv: list[str] | None = None) -> int:
         if field.annotation is bool:
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
         elif name == "q":
-            ap.add_argument("--label-q", dest="q", choices=["outcomes", "search"],
-                            default="outcomes")  # fmt: skip
+            ap.add_argument(
+                "--label-q", dest="q", choices=["outcomes", "search"], default="outcomes"
+            )
         else:
             conv = float if "float" in str(field.annotation) else int
-            ap.add_argument(flag, type=lambda s, c=conv: None if s == "none" else c(s),
-                            default=field.default, help=field.description)  # fmt: skip
+            ap.add_argument(
+                flag,
+                type=lambda s, c=conv: None if s == "none" else c(s),
+                default=field.default,
+                help=field.description,
+            )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if args.out and (Path(args.out) / HEAD_RECORD).exists():
@@ -359,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PPM rebuilt from its head record in {args.out}")
         return 0
     rules = LabelRules(**{k: getattr(args, k) for k in LabelRules.model_fields})
-    head, report = train_head(args.policy, args.trees, rules, args.dev_trees,
-                              per_kind=args.per_kind)  # fmt: skip
+    head, report = train_head(
+        args.policy, args.trees, rules, args.dev_trees, per_kind=args.per_kind
+    )
     _print(report)
     if args.report:
         Path(args.report).write_text(report.model_dump_json(indent=1) + "\n")

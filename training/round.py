@@ -91,8 +91,12 @@ class Round:
             first = min(PHASES.index(p) for p in cfg.force_phase)
             for p in PHASES[first:]:
                 self._invalidate(p, f"--force-phase {PHASES[first]}")
-        run = {"started": now(), "argv": sys.argv[1:], "phases": list(cfg.phases),
-               "force_phase": list(cfg.force_phase)}  # fmt: skip
+        run = {
+            "started": now(),
+            "argv": sys.argv[1:],
+            "phases": list(cfg.phases),
+            "force_phase": list(cfg.force_phase),
+        }
         if self.inputs.changed:  # of phases not run yet (inputs.settings_may_change)
             run["changed"] = self.inputs.changed
         self.m.runs.append(run)
@@ -141,8 +145,14 @@ class Round:
         rec.seconds = round(time.monotonic() - t0, 2)
         self.m.save(self.out)
         level = logging.INFO if code == 0 else logging.ERROR
-        log.log(level, "%s: %s in %.1fs%s", phase, rec.status, rec.seconds,
-                f" ({rec.reason})" if rec.reason else "")  # fmt: skip
+        log.log(
+            level,
+            "%s: %s in %.1fs%s",
+            phase,
+            rec.status,
+            rec.seconds,
+            f" ({rec.reason})" if rec.reason else "",
+        )
         return code
 
     def _init_model(self, phase: Phase) -> str:
@@ -165,8 +175,11 @@ class Round:
 
         rec = self.m.phases[phase]
         init = self._init_model(phase)
-        log.info("%s: complete, weights missing: merging its committed adapter or head onto %s",
-                 phase, init)  # fmt: skip
+        log.info(
+            "%s: complete, weights missing: merging its committed adapter or head onto %s",
+            phase,
+            init,
+        )
         t0 = time.monotonic()
         try:
             for o in rec.outputs:
@@ -186,8 +199,9 @@ class Round:
         old = self.m.phases[phase].model_copy(deep=True)
         log.info(
             "%s: complete, but %s missing: training it again from the recorded data and settings",
-            phase, ", ".join(gone),
-        )  # fmt: skip
+            phase,
+            ", ".join(gone),
+        )
         t0 = time.monotonic()
         self.rebuilding = True
         try:
@@ -199,8 +213,11 @@ class Round:
             return 1
         finally:
             self.rebuilding = False
-        same = {k: outcome.counts.get(k) == v for k, v in old.counts.items()
-                if k in ("examples", "skipped_too_long", "optimizer_steps", "tokens")}  # fmt: skip
+        same = {
+            k: outcome.counts.get(k) == v
+            for k, v in old.counts.items()
+            if k in ("examples", "skipped_too_long", "optimizer_steps", "tokens")
+        }
         sha = outcome.counts.get("adapter_sha256")
         same_adapter = None  # bit-identical is likely on the same hardware, not promised
         if "adapter_sha256" in old.counts:
@@ -209,14 +226,22 @@ class Round:
             old.counts["adapter_sha256"] = sha
         seconds = round(time.monotonic() - t0, 2)
         old.rebuilds.append(
-            {"at": now(), "seconds": seconds, "same_counts": all(same.values()),
-             "same_adapter": same_adapter, "counts": outcome.counts}
-        )  # fmt: skip
+            {
+                "at": now(),
+                "seconds": seconds,
+                "same_counts": all(same.values()),
+                "same_adapter": same_adapter,
+                "counts": outcome.counts,
+            }
+        )
         self.m.phases[phase] = old
         self.m.save(self.out)
         if not all(same.values()):
-            log.warning("%s: rebuilt, but %s differ from the recorded run", phase,
-                        ", ".join(k for k, ok in same.items() if not ok))  # fmt: skip
+            log.warning(
+                "%s: rebuilt, but %s differ from the recorded run",
+                phase,
+                ", ".join(k for k, ok in same.items() if not ok),
+            )
         return 0
 
     def _invalidate(self, phase: Phase, reason: str) -> None:
@@ -260,9 +285,13 @@ class Round:
         run.update(finished=now(), status=m.status)
         m.save(self.out)
         left = [p for p in PHASES if not m.done(p)]
-        log.info("round %s: %s%s; manifest: %s", self.out, m.status,
-                 f" (not done: {', '.join(left)})" if left else "",
-                 self.out / "manifest.json")  # fmt: skip
+        log.info(
+            "round %s: %s%s; manifest: %s",
+            self.out,
+            m.status,
+            f" (not done: {', '.join(left)})" if left else "",
+            self.out / "manifest.json",
+        )
 
     def _next_models(self) -> tuple[str, str | None, bool]:
         """(policy, ppm, policy is new) the next round takes."""
@@ -317,17 +346,32 @@ class Round:
         budget = Budget(rollouts=s.rollouts, max_tokens=s.max_tokens, time_limit_s=s.time_limit_s)
         problems = self.inputs.problems
         more = f" (up to {s.unsolved_rollouts} while unsolved)" if s.unsolved_rollouts else ""
-        log.info("generate: MCTS over %d problems (%s, PPM: %s; %d rollouts%s, %d candidates, "
-                 "depth %d, %d problems at once, prompt %s)", len(problems), cfg.policy,
-                 cfg.ppm or "none, terminal-guided", s.rollouts, more, s.candidates, s.max_depth,
-                 s.concurrency, config.prompt_style)  # fmt: skip
+        log.info(
+            "generate: MCTS over %d problems (%s, PPM: %s; %d rollouts%s, %d candidates, "
+            "depth %d, %d problems at once, prompt %s)",
+            len(problems),
+            cfg.policy,
+            cfg.ppm or "none, terminal-guided",
+            s.rollouts,
+            more,
+            s.candidates,
+            s.max_depth,
+            s.concurrency,
+            config.prompt_style,
+        )
 
         async def go(comps: Any) -> Any:
             with GenerateProgress(len(problems)) as progress:
-                return await generate(problems, comps, config, budget, self.out,
-                                      concurrency=s.concurrency,
-                                      max_failure_rate=s.max_failure_rate,
-                                      progress=progress)  # fmt: skip
+                return await generate(
+                    problems,
+                    comps,
+                    config,
+                    budget,
+                    self.out,
+                    concurrency=s.concurrency,
+                    max_failure_rate=s.max_failure_rate,
+                    progress=progress,
+                )
 
         if self.components is not None:
             return await go(self.components)
@@ -337,11 +381,14 @@ class Round:
     def _extract(self) -> Outcome:
         from training.extract import DATA, run_extract
 
-        counts = run_extract(self.out, bootstrap=bool(self.cfg.bootstrap),
-                             rules=self.cfg.label_rules())  # fmt: skip
+        counts = run_extract(
+            self.out, bootstrap=bool(self.cfg.bootstrap), rules=self.cfg.label_rules()
+        )
         self.m.data["extract"] = counts
-        outs = [str(DATA / n) for n in ("trajectories.jsonl", "sft.jsonl", "ppm_pairs.jsonl",
-                                        "stats.json")]  # fmt: skip
+        outs = [
+            str(DATA / n)
+            for n in ("trajectories.jsonl", "sft.jsonl", "ppm_pairs.jsonl", "stats.json")
+        ]
         return Outcome(outputs=outs, counts=counts)
 
     def _count(self, rel: Path) -> int:
@@ -365,12 +412,22 @@ class Round:
         n = self._count(SFT)
         if n == 0:
             solved = self.m.data.get("extract", {}).get("problems_solved", 0)
-            return Outcome("skipped", f"no SFT data: 0 correct trajectories ({solved} problems "
-                           "solved); the policy is not retrained")  # fmt: skip
+            return Outcome(
+                "skipped",
+                f"no SFT data: 0 correct trajectories ({solved} problems "
+                "solved); the policy is not retrained",
+            )
         base = self._base()
         log.info("sft: %d examples, from %s", n, base)
-        result = train("sft", self.out, self.out / SFT, base, self.cfg.sft, self.cfg.launcher,
-                       self._log_name("sft"))  # fmt: skip
+        result = train(
+            "sft",
+            self.out,
+            self.out / SFT,
+            base,
+            self.cfg.sft,
+            self.cfg.launcher,
+            self._log_name("sft"),
+        )
         counts = {**result_counts(result), "adapter_sha256": adapter_sha256(self.out / POLICY)}
         return Outcome(outputs=[str(POLICY)], counts=counts)
 
@@ -381,16 +438,29 @@ class Round:
 
         n = self._count(PAIRS)
         if n == 0:
-            return Outcome("skipped", "no preference pairs: no tree held both a correct and a "
-                           "wrong answer under one step; no PPM trained")  # fmt: skip
+            return Outcome(
+                "skipped",
+                "no preference pairs: no tree held both a correct and a "
+                "wrong answer under one step; no PPM trained",
+            )
         init = self._init_model("ppm")
         if self.cfg.ppm_method == "head":
             return self._ppm_head(init)
         log.info("ppm: %d pairs, a fresh head on %s", n, init)
-        result = train("ppm", self.out, self.out / PAIRS, init, self.cfg.ppm_train,
-                       self.cfg.launcher, self._log_name("ppm"))  # fmt: skip
-        counts = {**result_counts(result), "init": init,
-                  "adapter_sha256": adapter_sha256(self.out / PPM)}  # fmt: skip
+        result = train(
+            "ppm",
+            self.out,
+            self.out / PAIRS,
+            init,
+            self.cfg.ppm_train,
+            self.cfg.launcher,
+            self._log_name("ppm"),
+        )
+        counts = {
+            **result_counts(result),
+            "init": init,
+            "adapter_sha256": adapter_sha256(self.out / PPM),
+        }
         return Outcome(outputs=[str(PPM)], counts=counts)
 
     def _ppm_head(self, init: str) -> Outcome:
@@ -402,22 +472,30 @@ class Round:
         from training.restore import head_sha256
 
         log.info("ppm: a linear head on %s's frozen features", init)
-        head, report = train_head(init, self.out / TREES, self.cfg.label_rules(),
-                                  self.cfg.ppm_dev_trees)  # fmt: skip
+        head, report = train_head(
+            init, self.out / TREES, self.cfg.label_rules(), self.cfg.ppm_dev_trees
+        )
         save_ppm(init, head, self.out / PPM, report)
         counts: dict[str, Any] = {
-            "method": "head", "init": init, "pairs": report.train_pairs,
-            "problems": report.train_problems, "decay": report.decay,
+            "method": "head",
+            "init": init,
+            "pairs": report.train_pairs,
+            "problems": report.train_problems,
+            "decay": report.decay,
             "heldout_accuracy": report.heldout.overall.accuracy if report.heldout else None,
             "head_sha256": head_sha256(self.out / PPM),
-        }  # fmt: skip
+        }
         if report.dev is not None:
             kinds = [("all", report.dev.overall), *report.dev.by_kind.items()]
             counts["dev"] = {
-                k: {"accuracy": r.accuracy, "ci95_by_problem": r.ci95_by_problem,
-                    "pairs": r.pairs, "problems": r.problems}
+                k: {
+                    "accuracy": r.accuracy,
+                    "ci95_by_problem": r.ci95_by_problem,
+                    "pairs": r.pairs,
+                    "problems": r.problems,
+                }
                 for k, r in kinds
-            }  # fmt: skip
+            }
         return Outcome(outputs=[str(PPM)], counts=counts)
 
     def _eval(self) -> Outcome:
@@ -435,27 +513,41 @@ class Round:
         if new_policy or new_ppm:
             engine = cfg.eval.engine or (cfg.engine if cfg.engine != "remote" else "vllm")
             ppm_engine = cfg.ppm_engine if cfg.ppm_engine != "remote" else "transformers"
-            sides.append(Side("new", ModelChoice(
-                policy=str(self.out / "policy") if new_policy else prev.policy,
-                ppm=str(self.out / "ppm") if new_ppm else prev.ppm,
-                engine=engine if new_policy else prev.engine,
-                ppm_engine=ppm_engine if new_ppm else prev.ppm_engine,
-                policy_url=None if new_policy else prev.policy_url,
-                ppm_url=None if new_ppm else prev.ppm_url,
-                prompt_style=None if new_policy else prev.prompt_style,
-            )))  # fmt: skip
+            sides.append(
+                Side(
+                    "new",
+                    ModelChoice(
+                        policy=str(self.out / "policy") if new_policy else prev.policy,
+                        ppm=str(self.out / "ppm") if new_ppm else prev.ppm,
+                        engine=engine if new_policy else prev.engine,
+                        ppm_engine=ppm_engine if new_ppm else prev.ppm_engine,
+                        policy_url=None if new_policy else prev.policy_url,
+                        ppm_url=None if new_ppm else prev.ppm_url,
+                        prompt_style=None if new_policy else prev.prompt_style,
+                    ),
+                )
+            )
         else:
             notes.append("nothing was trained: only the inputs are evaluated")
         if not sides:
             return Outcome("skipped", "nothing to evaluate (nothing trained, --no-eval-previous)")
         info = {"round": cfg.round, "data": self.m.inputs["eval_data"].model_dump()}
-        metrics = asyncio.run(run_eval(cfg, self.inputs.eval_problems, sides, self.out,
-                                       components=self.components, info=info))  # fmt: skip
+        metrics = asyncio.run(
+            run_eval(
+                cfg,
+                self.inputs.eval_problems,
+                sides,
+                self.out,
+                components=self.components,
+                info=info,
+            )
+        )
         self.m.metrics = metrics
-        return Outcome(reason="; ".join(notes) or None,
-                       outputs=[str(EVAL / "report.json"), str(EVAL / "accuracy.png")],
-                       counts={"problems": len(self.inputs.eval_problems),
-                               "sides": [s.name for s in sides]})  # fmt: skip
+        return Outcome(
+            reason="; ".join(notes) or None,
+            outputs=[str(EVAL / "report.json"), str(EVAL / "accuracy.png")],
+            counts={"problems": len(self.inputs.eval_problems), "sides": [s.name for s in sides]},
+        )
 
 
 # The round, top to bottom: each phase and what it makes. A phase runs once its inputs are
@@ -496,8 +588,11 @@ def parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     ap.add_argument("--config", help="JSON or TOML file with any of the fields below (flags win)")
-    ap.add_argument("--print-config", action="store_true",
-                    help="print the resolved configuration as JSON and exit")  # fmt: skip
+    ap.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved configuration as JSON and exit",
+    )
     add_config_flags(ap)
     return ap
 

@@ -14,8 +14,9 @@ from typing import Any
 RSTAR = [sys.executable, "-m", "clients.cli"]
 
 
-def rstar(*args: str, env: dict[str, str] | None = None, timeout: float = 900,
-          input: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def rstar(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 900, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `rstar ARGS` (stdin from `input`), capturing its output as text."""
     return subprocess.run(
         [*RSTAR, *args],
@@ -29,7 +30,10 @@ def rstar(*args: str, env: dict[str, str] | None = None, timeout: float = 900,
 
 def page_result(page: Path) -> dict[str, Any]:
     """The search result a page written by `rstar solve --html` carries inside it."""
-    m = re.search(r'<script type="application/json" id="rstar-embedded">(.*?)</script>',
-                  page.read_text(encoding="utf-8"), re.S)  # fmt: skip
+    m = re.search(
+        r'<script type="application/json" id="rstar-embedded">(.*?)</script>',
+        page.read_text(encoding="utf-8"),
+        re.S,
+    )
     assert m, f"{page}: no embedded result"
     return json.loads(m.group(1))

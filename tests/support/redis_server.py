@@ -37,10 +37,24 @@ def redis_server(workdir: Path) -> Iterator[RedisProcess]:
             "redis-server is not installed: run scripts/setup.sh (apt package redis-server)"
         )
     port = free_port()
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-            "--save", "", "--appendonly", "no",  # nothing on disk
-            "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru",
-            "--enable-debug-command", "local"]  # fmt: skip
+    args = [
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",  # nothing on disk
+        "--maxmemory",
+        "64mb",
+        "--maxmemory-policy",
+        "allkeys-lru",
+        "--enable-debug-command",
+        "local",
+    ]
     proc = subprocess.Popen([exe, *args], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     handle = RedisProcess(proc, port)
     deadline = time.monotonic() + 20

