@@ -28,15 +28,16 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from evaluation.ppm_pairs import PairReport, pair_report
+from evaluation.jsonl import read_records
+from evaluation.ppm_pairs import PairReport, pair_report, tree_dev_pairs
 from models.ppm import ppm_text
-from search.extract import LabelRules, PreferencePair, dev_pairs, extract
+from search.extract import LabelRules, PreferencePair, extract
 from search.tree import Tree
 from training.common import is_held_out, model_recipe
 
@@ -52,22 +53,13 @@ FEATURES_CACHE = Path(
 # --- pairs ---------------------------------------------------------------------------------------
 
 
-def _trees(path: str | Path) -> list[tuple[str, Tree]]:
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                rec = json.loads(line)
-                out.append((str(rec.get("id")), Tree.from_json(json.dumps(rec["tree"]))))
-    return out
+def _trees(path: str | Path) -> Iterator[tuple[str, Tree]]:
+    for rec in read_records(path, ("tree",)):
+        yield str(rec.get("id")), Tree.from_json(json.dumps(rec["tree"]))
 
 
 def training_pairs(trees: str | Path, rules: LabelRules) -> list[PreferencePair]:
     return [p for pid, t in _trees(trees) for p in extract(t, rules, pid).pairs]
-
-
-def tree_dev_pairs(trees: str | Path, per_kind: int = 8) -> list[PreferencePair]:
-    return [p for pid, t in _trees(trees) for p in dev_pairs(t, pid, per_kind)]
 
 
 def _sides(p: PreferencePair) -> tuple[str, str]:

@@ -10,7 +10,6 @@ round's policy, so rounds are restored in order.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Literal
 
 from evaluation.problems import file_sha256
 from training.common import ADAPTER_DIR, ADAPTER_WEIGHTS
+from training.manifest import replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,7 @@ def restore(kind: Literal["sft", "ppm"], init: str, ckpt: Path) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt.name}.restore-", dir=ckpt.parent))
         try:
             save_ppm(init, head, tmp / "out", report)
-            old = ckpt.with_name(f".{ckpt.name}.old-{os.getpid()}")
-            os.rename(ckpt, old)
-            os.rename(tmp / "out", ckpt)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp / "out", ckpt)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return ckpt
@@ -99,10 +96,7 @@ def merge_adapter(kind: Literal["sft", "ppm"], init: str, ckpt: Path) -> Path:
         shutil.copytree(ckpt / ADAPTER_DIR, out / ADAPTER_DIR)
         if (ckpt / TRAINING_RECORD).exists():
             shutil.copy2(ckpt / TRAINING_RECORD, out / TRAINING_RECORD)
-        old = ckpt.with_name(f".{ckpt.name}.old-{os.getpid()}")
-        os.rename(ckpt, old)
-        os.rename(out, ckpt)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(out, ckpt)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("%s: merged its adapter onto %s", ckpt, init)
