@@ -833,6 +833,27 @@ async def test_toy_round_checkpoints_load_in_vllm(toy_round):
     assert -1.0 <= score <= 1.0
 
 
+def copy_of_round(toy_round, tmp_path):
+    """A copy of the toy round, and the argv that runs the copy."""
+    import shutil
+
+    out, _, argv = toy_round
+    copy = tmp_path / "round1"
+    shutil.copytree(out, copy)
+    args = list(argv)
+    args[args.index("--out") + 1] = str(copy)
+    return copy, args
+
+
+def keep_only(folder, *names):
+    """Remove everything in `folder` but `names` (what a round commits of a checkpoint)."""
+    import shutil
+
+    for f in folder.iterdir():
+        if f.name not in names:
+            f.unlink() if f.is_file() else shutil.rmtree(f)
+
+
 @pytest.mark.timeout(600)
 def test_toy_round_trains_missing_weights_again_from_its_records(toy_round, tmp_path):
     """The weights are not kept with a round's artefacts: re-running the round's command
@@ -842,15 +863,12 @@ def test_toy_round_trains_missing_weights_again_from_its_records(toy_round, tmp_
     import torch
     from safetensors.torch import load_file
 
-    out, code, argv = toy_round
+    out, code, _argv = toy_round
     assert code == 0
-    copy = tmp_path / "round1"
-    shutil.copytree(out, copy)
+    copy, args = copy_of_round(toy_round, tmp_path)
     shutil.rmtree(copy / "policy")
     shutil.rmtree(copy / "ppm")
     before = manifest(copy)
-    args = list(argv)
-    args[args.index("--out") + 1] = str(copy)
     assert main(args) == 0
     m = manifest(copy)
     for p in ("sft", "ppm"):
@@ -880,23 +898,17 @@ def test_toy_round_merges_its_committed_adapters_instead_of_training(toy_round, 
     """With only the adapters on disk (what is committed), re-running the round merges them
     onto the init models: no training, the recorded weights back up to fp16 rounding. An
     adapter whose sha256 differs from the record is not trusted: that phase trains again."""
-    import shutil
 
     import torch
     from safetensors.torch import load_file
 
-    out, code, argv = toy_round
+    out, code, _argv = toy_round
     assert code == 0
-    copy = tmp_path / "round1"
-    shutil.copytree(out, copy)
+    copy, args = copy_of_round(toy_round, tmp_path)
     for d in ("policy", "ppm"):
-        for f in (copy / d).iterdir():
-            if f.name not in ("adapter", "rstar-train.json"):
-                f.unlink()
+        keep_only(copy / d, "adapter", "rstar-train.json")
     before = manifest(copy)
     assert all(before["phases"][p]["counts"]["adapter_sha256"] for p in ("sft", "ppm"))
-    args = list(argv)
-    args[args.index("--out") + 1] = str(copy)
     assert main(args) == 0
     m = manifest(copy)
     for p in ("sft", "ppm"):
@@ -908,9 +920,7 @@ def test_toy_round_merges_its_committed_adapters_instead_of_training(toy_round, 
         assert all(torch.allclose(a[k], b[k], atol=2e-3) for k in a)
     assert (copy / "ppm" / "adapter" / "adapter_model.safetensors").exists()
 
-    for f in (copy / "ppm").iterdir():
-        if f.name not in ("adapter", "rstar-train.json"):
-            f.unlink()
+    keep_only(copy / "ppm", "adapter", "rstar-train.json")
     (copy / "ppm" / "adapter" / "adapter_model.safetensors").write_bytes(b"tampered")
     assert main(args) == 0
     ph = manifest(copy)["phases"]
@@ -929,17 +939,13 @@ def test_toy_round_can_fit_its_ppm_as_a_head_and_restore_it_from_the_head(toy_ro
     """--ppm-method head (forced: the round's PPM was made otherwise) re-makes the PPM as a
     linear head on the new policy's frozen features; with only the head record on disk a re-run
     rebuilds the PPM from it in seconds, the same weights."""
-    import shutil
 
     import torch
     from safetensors.torch import load_file
 
-    out, code, argv = toy_round
+    _out, code, _argv = toy_round
     assert code == 0
-    copy = tmp_path / "round1"
-    shutil.copytree(out, copy)
-    args = list(argv)
-    args[args.index("--out") + 1] = str(copy)
+    copy, args = copy_of_round(toy_round, tmp_path)
     args += ["--ppm-method", "head", "--phases", "ppm"]
     assert main([*args, "--force-phase", "ppm"]) == 0  # another PPM: re-made on purpose
     rec = manifest(copy)["phases"]["ppm"]
@@ -948,9 +954,7 @@ def test_toy_round_can_fit_its_ppm_as_a_head_and_restore_it_from_the_head(toy_ro
     assert (copy / "ppm" / "rstar-head.json").exists()
     before = load_file(str(copy / "ppm" / "model.safetensors"))
 
-    for f in (copy / "ppm").iterdir():
-        if f.name != "rstar-head.json":
-            f.unlink() if f.is_file() else shutil.rmtree(f)
+    keep_only(copy / "ppm", "rstar-head.json")
     assert main(args) == 0
     rec = manifest(copy)["phases"]["ppm"]
     assert len(rec["restores"]) == 1 and not rec["rebuilds"]
