@@ -25,9 +25,13 @@ SERVER = [PY, "-m", "server"]
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 120):
+    """Run with the settings given and conftest's model only: a caller's own RSTAR_* variables
+    would add lines to what the tests read."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RSTAR_")}
+    clean["RSTAR_POLICY_MODEL"] = os.environ["RSTAR_POLICY_MODEL"]
     t0 = time.monotonic()
     p = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        cmd, capture_output=True, text=True, timeout=timeout, env={**clean, **(env or {})}
     )
     return p, time.monotonic() - t0
 

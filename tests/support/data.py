@@ -1,6 +1,6 @@
 """The data the project provides beside its checkout, in ../shared/data (GSM8K's train and test
 splits, MATH-500). A test that reads it asks for it here: on a clone without it the test is
-skipped, but where the data is promised (CI, or RSTAR_TEST_REQUIRE_DATA=1) it fails, so a
+skipped, but where the data is promised (CI, or TESTS_REQUIRE_DATA=1) it fails, so a
 missing file can never turn a green run into one that tested less."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-REQUIRE = "RSTAR_TEST_REQUIRE_DATA"
+REQUIRE = "TESTS_REQUIRE_DATA"
 
 
 def data_required() -> bool:
-    """Is the data promised here? RSTAR_TEST_REQUIRE_DATA, else CI (which CI services set)."""
+    """Is the data promised here? TESTS_REQUIRE_DATA, else CI (which CI services set)."""
     value = os.environ.get(REQUIRE, os.environ.get("CI", ""))
     return value.strip().lower() not in ("", "0", "false", "no")
 
