@@ -346,7 +346,7 @@ async def test_a_killed_generation_resumes_without_repeating_a_finished_problem(
             Components(first, sandbox),
             CONFIG,
             Budget(rollouts=2),
-            tmp_path,
+            tmp_path / gen.TREES,
             concurrency=1,
         )
     )
@@ -368,7 +368,12 @@ async def test_a_killed_generation_resumes_without_repeating_a_finished_problem(
 
     again = ScriptedPolicy(default=times_five(7))
     counts = await gen.generate(
-        problems, Components(again, sandbox), CONFIG, Budget(rollouts=2), tmp_path, concurrency=2
+        problems,
+        Components(again, sandbox),
+        CONFIG,
+        Budget(rollouts=2),
+        tmp_path / gen.TREES,
+        concurrency=2,
     )
     assert (counts.resumed, counts.searched, counts.finished, counts.problems) == (1, 2, 3, 3)
     assert not partial.exists()
@@ -396,7 +401,7 @@ async def test_unsolved_problems_get_the_extra_rollouts_and_are_counted(tmp_path
         Components(ScriptedPolicy(default=x_is_7_or_8), sandbox),
         config,
         Budget(rollouts=1),
-        tmp_path,
+        tmp_path / gen.TREES,
     )
     rollouts = {r["id"]: r["usage"]["rollouts"] for r in lines(tmp_path / gen.TREES)}
     assert rollouts == {"p35": 1, "p40": 2, "p99": 2}  # x = 7 first; then x = 8, then nothing
@@ -414,10 +419,10 @@ async def test_failed_searches_are_kept_out_and_retried(tmp_path, sandbox):
 
     comps = Components(Exploding(default=times_five(6)), sandbox)
     with pytest.raises(gen.GenerateError, match=r"1 of 2 searches failed.*re-run"):
-        await gen.generate(problems, comps, CONFIG, Budget(rollouts=1), tmp_path)
+        await gen.generate(problems, comps, CONFIG, Budget(rollouts=1), tmp_path / gen.TREES)
     assert [r["id"] for r in lines(tmp_path / gen.PARTIAL)] == ["ok"]
     counts = await gen.generate(
-        problems, comps, CONFIG, Budget(rollouts=1), tmp_path, max_failure_rate=0.5
+        problems, comps, CONFIG, Budget(rollouts=1), tmp_path / gen.TREES, max_failure_rate=0.5
     )
     assert (counts.resumed, counts.failed, counts.finished) == (1, 1, 1)
     assert (tmp_path / gen.TREES).exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import tomllib
 import types
 import typing
@@ -44,7 +45,7 @@ SETTING_PHASE: dict[str, Phase] = {
     "top_k": "extract", "final_pairs": "extract", "supported_only": "extract",
     "label_q": "extract", "q_margin": "extract", "min_edit_chars": "extract",
     "check_claims": "extract", "sft": "sft", "ppm_train": "ppm", "ppm_method": "ppm",
-    "ppm_dev_trees": "ppm", "eval": "eval",
+    "ppm_dev_trees": "ppm", "eval": "eval", "base_model": "sft",
 }  # fmt: skip
 
 # settings added after recorded rounds (docs/measured/evolution/): name → default
@@ -60,6 +61,8 @@ ADDED_LATER: dict[str, Any] = {
     "search.final_choice": "weighted_vote", "search.vote_top_k": None,
     "search.particle_temperature": 1.0,
 }  # fmt: skip
+# what a Kubernetes Indexed Job sets in each pod: the pod's index, 0 … completions-1
+COMPLETION_INDEX = "JOB_COMPLETION_INDEX"
 # names the identity keeps from the rounds recorded before the search settings were shared
 IDENTITY_NAMES = {"parallel_rollouts": "parallel"}
 
@@ -195,6 +198,51 @@ class RoundConfig(_Section):
     force_phase: list[Phase] = Field(
         [], description="re-run these finished phases (and so every later one)"
     )
+    shard: str | None = Field(
+        None,
+        description="generate only shard I of N ('I/N', from 0; 'auto/N' takes I from "
+        f"${COMPLETION_INDEX}) into generate/shards/, for a --merge-shards N run to join",
+    )
+    merge_shards: int | None = Field(
+        None, ge=1, description="generate by joining N finished shards instead of searching"
+    )
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        index, _, count = v.partition("/")
+        if index == "auto":
+            index = os.environ.get(COMPLETION_INDEX, "")
+            if not index:
+                raise ValueError(f"'auto/N' needs ${COMPLETION_INDEX} (set by an Indexed Job)")
+        if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+            raise ValueError(f"{v!r}: expected I/N with 0 <= I < N, e.g. 0/4, or auto/N")
+        return f"{int(index)}/{int(count)}"
+
+    @model_validator(mode="after")
+    def _sharding(self) -> RoundConfig:
+        if self.shard is None and self.merge_shards is None:
+            return self
+        if self.shard is not None and self.merge_shards is not None:
+            raise ValueError("shard and merge_shards: a run either generates a shard or joins them")
+        if self.bootstrap:
+            raise ValueError("the bootstrap round searches nothing: it takes no shards")
+        if self.shard is not None:
+            if "phases" in self.model_fields_set and self.phases != ["generate"]:
+                raise ValueError("shard: a shard runs the generate phase only (--phases generate)")
+            if self.force_phase:
+                raise ValueError("shard: a shard has no phases to force; delete its files")
+            self.phases = ["generate"]
+        return self
+
+    def shard_spec(self) -> tuple[int, int] | None:
+        """(I, N) of a shard run."""
+        if self.shard is None:
+            return None
+        index, count = self.shard.split("/")
+        return int(index), int(count)
 
     @field_validator("phases", "force_phase", mode="before")
     @classmethod
@@ -219,13 +267,14 @@ class RoundConfig(_Section):
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same round: everything but how and what part of it runs
-        (output dir, phases, engines and their memory, concurrency, the training launcher).
+        (output dir, phases, shards, engines and their memory, concurrency, the training launcher).
         A setting added after rounds were recorded is left out while at its default, so that
         those rounds keep their identity (its default must therefore never change)."""
         ident = self.model_dump(
             mode="json",
             exclude={
                 "out": True, "phases": True, "force_phase": True, "launcher": True,
+                "shard": True, "merge_shards": True,
                 "engine": True, "policy_url": True, "ppm_engine": True, "ppm_url": True,
                 "max_model_len": True, "cpu_kv_cache_gb": True, "gpu_memory_utilization": True,
                 "search": {"concurrency"}, "eval": {"concurrency", "engine"},
@@ -238,7 +287,17 @@ class RoundConfig(_Section):
         return drop_added_later(ident, ADDED_LATER)
 
     def identity_sha256(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+        return _digest(self.identity())
+
+    def generation_sha256(self) -> str:
+        """The part of the identity the generate phase reads: shards of one round must agree
+        on it, not on how their trees will be labelled, trained on or evaluated."""
+        ident = self.identity()
+        return _digest({k: v for k, v in ident.items() if SETTING_PHASE.get(k) is None})
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def first_phase_changed(keys: list[str]) -> Phase:

@@ -32,6 +32,7 @@ log = logging.getLogger("rstar.round")
 
 TREES = Path("generate") / "trees.jsonl"
 PARTIAL = Path("generate") / "trees.partial.jsonl"
+SHARDS = Path("generate") / "shards"  # I-of-N.jsonl (.partial.jsonl while it runs), I-of-N.json
 TRAJECTORIES = Path("generate") / "trajectories.jsonl"  # bootstrap
 REJECTED = Path("generate") / "rejected.jsonl"  # bootstrap
 TREE_FIELDS = ("id", "tree")  # what a line of a trees file must hold to count
@@ -169,18 +170,18 @@ async def generate(
     components: Components,
     config: SearchConfig,
     budget: Budget,
-    round_dir: Path,
+    trees: Path,
     *,
     concurrency: int = 8,
     max_failure_rate: float = 0.0,
     max_first_failures: int = 10,
     progress: GenerateProgress | Callable[[bool], None] | None = None,
 ) -> GenerateCounts:
-    """Search every problem not yet in `round_dir/generate/trees.partial.jsonl`, appending each
-    as it finishes; rename the file to trees.jsonl once all are in. Raises GenerateError when
-    the first `max_first_failures` searches all fail, or (at the end) when more than
+    """Search every problem not yet in the partial file beside `trees` (trees.partial.jsonl),
+    appending each as it finishes; rename it to `trees` once all are in. Raises GenerateError
+    when the first `max_first_failures` searches all fail, or (at the end) when more than
     `max_failure_rate` of the problems failed."""
-    partial = round_dir / PARTIAL
+    partial = partial_of(trees)
     partial.parent.mkdir(parents=True, exist_ok=True)
     done, bad = scan_partial(partial)
     ids = {p.id for p in problems}
@@ -250,8 +251,13 @@ async def generate(
                 "finished problems are kept: re-run to retry the rest"
             )
         log.warning("generate: %d problems failed (allowed by max_failure_rate)", missing)
-    os.replace(partial, round_dir / TREES)
+    os.replace(partial, trees)
     return counts
+
+
+def partial_of(trees: Path) -> Path:
+    """Where a trees file grows until it is complete."""
+    return trees.with_name(trees.name.removesuffix(".jsonl") + ".partial.jsonl")
 
 
 # --- round 0 -------------------------------------------------------------------------------------

@@ -285,7 +285,8 @@ def preflight(cfg: RoundConfig) -> tuple[Inputs, Manifest | None]:
             "engine vllm: vLLM is not installed (pip install -e '.[cpu]' or "
             "'.[gpu]'), or pass --engine transformers"
         )
-    prev, changed = check_round_dir(cfg)
+    # a shard neither reads nor writes the manifest: the merge checks it against the round
+    prev, changed = check_round_dir(cfg) if cfg.shard is None else (None, [])
     check_phases(cfg, prev)
 
     problems, rows, ppath = load_training_problems(cfg)

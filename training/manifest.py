@@ -165,14 +165,14 @@ class RoundBusy(RuntimeError):
 
 
 @contextlib.contextmanager
-def round_lock(out: Path) -> Iterator[None]:
-    """One run per round directory at a time."""
+def round_lock(out: Path, name: str = ".lock", what: str | None = None) -> Iterator[None]:
+    """One run per round directory (or per `what` in it, e.g. a shard) at a time."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as f:
+    with open(out / name, "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RoundBusy(f"another train_round is running on {out}") from None
+            raise RoundBusy(f"another train_round is running on {what or out}") from None
         try:
             yield
         finally:

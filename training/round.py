@@ -74,8 +74,55 @@ class Round:
     # --- the run ---------------------------------------------------------------------------------
 
     def run(self) -> int:
+        if (spec := self.cfg.shard_spec()) is not None:
+            return self._run_shard(*spec)
         with round_lock(self.out):
             return self._run()
+
+    def _run_shard(self, index: int, count: int) -> int:
+        """Generate one shard (training/shards.py): its own lock and record, no manifest."""
+        from training import shards
+        from training.generate import GenerateError
+
+        trees = shards.shard_trees(self.out, index, count)
+        mine = shards.shard_problems(self.inputs.problems, index, count)
+        rec = shards.ShardRecord(
+            index=index,
+            count=count,
+            generation_sha256=self.cfg.generation_sha256(),
+            inputs=self._generation_inputs(),
+            problems=len(mine),
+            started=now(),
+        )
+        with round_lock(trees.parent, f".{trees.stem}.lock", f"shard {index}/{count}"):
+            try:
+                old = shards.read_shard_record(self.out, index, count)
+                shards.check_resumable(old, rec)
+            except (GenerateError, ValueError) as e:
+                log.error("%s", e)
+                return 2
+            if old is not None and old.status == "complete" and trees.exists():
+                log.info("shard %d/%d: already complete (%s)", index, count, trees)
+                return 0
+            shards.write_shard_record(self.out, rec)
+            n = len(self.inputs.problems)
+            log.info("shard %d/%d: %d of the round's %d problems", index, count, len(mine), n)
+            try:
+                counts = asyncio.run(self._generate_async(mine, trees))
+            except KeyboardInterrupt:
+                return 130
+            except GenerateError as e:
+                log.error("shard %d/%d failed: %s", index, count, e)
+                return 1
+            rec.status, rec.finished, rec.counts = "complete", now(), counts.summary()
+            shards.write_shard_record(self.out, rec)
+            log.info("shard %d/%d: complete, %s", index, count, trees)
+            return 0
+
+    def _generation_inputs(self) -> dict[str, str | None]:
+        """The inputs' hashes a shard's trees depend on."""
+        keep = ("problems", "policy", "ppm")
+        return {k: r.sha256 for k, r in self.inputs.records.items() if k in keep}
 
     def _run(self) -> int:
         cfg = self.cfg
@@ -312,12 +359,29 @@ class Round:
             counts = asyncio.run(self._bootstrap())
             self.m.data["bootstrap"] = counts
             return Outcome(outputs=[str(gen.TRAJECTORIES), str(gen.REJECTED)], counts=counts)
-        counts = asyncio.run(self._generate_async()).summary()
+        if self.cfg.merge_shards:
+            counts = self._merge(self.cfg.merge_shards)
+        else:
+            counts = asyncio.run(self._generate_async()).summary()
         self.m.data["generate"] = counts
         reason = None
         if counts["finished"] < counts["problems"]:
             reason = f"{counts['problems'] - counts['finished']} problems failed (allowed)"
         return Outcome(reason=reason, outputs=[str(gen.TREES)], counts=counts)
+
+    def _merge(self, count: int) -> dict[str, Any]:
+        from training.shards import merge_shards
+
+        log.info("generate: joining %d shards", count)
+        counts = merge_shards(
+            self.out,
+            count,
+            self.inputs.problems,
+            self.cfg.generation_sha256(),
+            self._generation_inputs(),
+            self.cfg.search.max_failure_rate,
+        )
+        return {**counts.summary(), "shards": count}
 
     async def _bootstrap(self) -> dict[str, Any]:
         from training.engines import open_sandbox
@@ -329,7 +393,9 @@ class Round:
         async with open_sandbox() as sandbox:
             return await bootstrap_phase(self.inputs.rows, sandbox, self.out, conc)
 
-    async def _generate_async(self) -> Any:
+    async def _generate_async(
+        self, problems: list[Any] | None = None, trees: Path | None = None
+    ) -> Any:
         from search import Budget
         from training.engines import (
             input_models,
@@ -338,13 +404,13 @@ class Round:
             open_sandbox,
             search_config,
         )
-        from training.generate import GenerateProgress, generate
+        from training.generate import TREES, GenerateProgress, generate
 
         cfg, s = self.cfg, self.cfg.search
         settings = model_settings(cfg, input_models(cfg))
         config = search_config(cfg, settings)
         budget = Budget(rollouts=s.rollouts, max_tokens=s.max_tokens, time_limit_s=s.time_limit_s)
-        problems = self.inputs.problems
+        problems = self.inputs.problems if problems is None else problems
         more = f" (up to {s.unsolved_rollouts} while unsolved)" if s.unsolved_rollouts else ""
         log.info(
             "generate: MCTS over %d problems (%s, PPM: %s; %d rollouts%s, %d candidates, "
@@ -367,7 +433,7 @@ class Round:
                     comps,
                     config,
                     budget,
-                    self.out,
+                    trees or self.out / TREES,
                     concurrency=s.concurrency,
                     max_failure_rate=s.max_failure_rate,
                     progress=progress,
