@@ -26,8 +26,7 @@ from training.round import main, parser
 from training.shards import SHARDS, read_shard_record, shard_problems, shard_trees
 
 ROWS = [
-    {"id": f"p{x}", "problem": f"What is {x}*5?", "answer": str(5 * x)}
-    for x in (6, 7, 8, 9, 10)
+    {"id": f"p{x}", "problem": f"What is {x}*5?", "answer": str(5 * x)} for x in (6, 7, 8, 9, 10)
 ]
 
 
@@ -98,7 +97,7 @@ def test_shards_take_every_nth_problem():
     rows = list(range(7))
     parts = [shard_problems(rows, i, 3) for i in range(3)]
     assert parts == [[0, 3, 6], [1, 4], [2, 5]]
-    assert sorted(sum(parts, [])) == rows
+    assert sorted(x for part in parts for x in part) == rows
 
 
 def test_merged_shards_make_the_same_trees_and_data_as_one_whole_run(tmp_path, sandbox):
@@ -111,11 +110,10 @@ def test_merged_shards_make_the_same_trees_and_data_as_one_whole_run(tmp_path, s
         assert main(argv(sharded, probs, "--shard", f"{i}/2"), components=comps(sandbox)) == 0
         rec = read_shard_record(sharded, i, 2)
         assert rec is not None and rec.status == "complete" and rec.problems == (3, 2)[i]
-        assert [r["id"] for r in lines(shard_trees(sharded, i, 2))] == [
-            r["id"] for r in ROWS[i::2]
-        ]
+        assert [r["id"] for r in lines(shard_trees(sharded, i, 2))] == [r["id"] for r in ROWS[i::2]]
     assert not (sharded / "manifest.json").exists()  # shards leave the round's record alone
-    assert main(argv(sharded, probs, *phases, "--merge-shards", "2"), components=comps(sandbox)) == 0
+    merge = argv(sharded, probs, *phases, "--merge-shards", "2")
+    assert main(merge, components=comps(sandbox)) == 0
 
     a, b = lines(whole / gen.TREES), lines(sharded / gen.TREES)
     assert [r["id"] for r in b] == [r["id"] for r in ROWS]  # the problems' order
@@ -126,9 +124,10 @@ def test_merged_shards_make_the_same_trees_and_data_as_one_whole_run(tmp_path, s
     m = json.loads((sharded / "manifest.json").read_text())
     counts = m["data"]["generate"]
     assert counts["shards"] == 2 and counts["finished"] == counts["problems"] == len(ROWS)
-    assert counts["solved"] == json.loads((whole / "manifest.json").read_text())["data"][
-        "generate"
-    ]["solved"]
+    assert (
+        counts["solved"]
+        == json.loads((whole / "manifest.json").read_text())["data"]["generate"]["solved"]
+    )
 
 
 def test_a_finished_shard_is_not_searched_again(tmp_path, sandbox):
@@ -173,7 +172,7 @@ def test_the_merge_refuses_missing_foreign_and_repeated_problems(tmp_path, sandb
     assert not (out / gen.TREES).exists()  # nothing half-merged
 
 
-# --- two processes on the tiny model ---------------------------------------------------------------
+# --- two processes on the tiny model -------------------------------------------------------------
 
 
 @pytest.mark.timeout(900)
