@@ -3,7 +3,7 @@
 Small enough to keep one record per searched problem: the node counts by fate, why steps were
 dropped, how deep the search got and which distinct answers it reached, so an evaluation can
 tell a policy that writes broken steps from a search that finds the right answer and then
-does not pick it.
+does not pick it, and another final choice can be tried without searching again.
 """
 
 from __future__ import annotations
@@ -36,4 +36,13 @@ def tree_stats(tree: Tree, usage: Usage) -> dict[str, Any]:
         "terminals": len(terminals),
         "max_depth": max((n.depth for n in steps), default=0),
         "candidates": dict(answers.most_common()),
+        # each terminal's answer, reward (the reward model's score, at inference) and Q: enough
+        # to re-decide the final choice offline (benchmarks/final_choice.py)
+        "terminal_scores": [
+            [n.answer, _r(n.reward), _r(n.q)] for n in terminals if n.answer is not None
+        ],
     }
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)

@@ -259,9 +259,9 @@ def test_tree_statistics_count_dropped_steps_by_kind_and_the_answers_reached():
 
     tree = Tree("p")
     a = tree.add(tree.root, status="open")
+    tree.add(a, status="terminal", answer="4", reward=0.5, visits=2, value_sum=0.75)
     tree.add(a, status="terminal", answer="4")
-    tree.add(a, status="terminal", answer="4")
-    tree.add(a, status="terminal", answer="5")
+    tree.add(a, status="terminal", answer="5", reward=-0.123456)
     tree.add(tree.root, status="invalid", error="runtime: NameError: x")
     tree.add(a, status="invalid", error="malformed: empty step")
     tree.add(a, status="invalid", error="runtime: ZeroDivisionError")
@@ -274,6 +274,7 @@ def test_tree_statistics_count_dropped_steps_by_kind_and_the_answers_reached():
         "terminals": 3,
         "max_depth": 2,
         "candidates": {"4": 2, "5": 1},
+        "terminal_scores": [["4", 0.5, 0.375], ["4", None, 0.0], ["5", -0.1235, 0.0]],
     }
     recs = [
         {"correct": False, "tree": dict(stats, gold_among=True)},
