@@ -158,6 +158,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "rstar.modelEnv" -}}
 - name: HF_HOME
   value: {{ printf "%s/hf" (include "rstar.cacheRoot" .) | quote }}
+{{- include "rstar.hubEnv" . }}
+{{- end }}
+
+{{/*
+The hub's token and offline mode (HF_HOME is the caller's: it depends on the mount). Like every
+helper here that may render nothing, its output starts with a newline: `trim` it at the start
+of a list.
+*/}}
+{{- define "rstar.hubEnv" -}}
 {{- with include "rstar.hfTokenSecret" . }}
 - name: HF_TOKEN
   valueFrom:
@@ -169,6 +178,66 @@ app.kubernetes.io/component: {{ .component }}
 - name: HF_HUB_OFFLINE
   value: "1"
 {{- end }}
+{{- end }}
+
+{{/* RSTAR_REMOTE_API_KEY for a container calling the vLLM servers; nothing without a key. */}}
+{{- define "rstar.remoteApiKeyEnv" -}}
+{{- with include "rstar.apiKeySecret" . }}
+- name: RSTAR_REMOTE_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.models.remote.apiKey.secretKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+The sandbox's settings, for every container that runs step code (the server, a round's
+generation). Call with (dict "root" $ "workers" N).
+*/}}
+{{- define "rstar.sandboxEnv" -}}
+{{- $s := .root.Values.sandbox -}}
+- name: RSTAR_SANDBOX
+  value: {{ $s.backend | quote }}
+- name: RSTAR_SANDBOX_WORKERS
+  value: {{ .workers | quote }}
+- name: RSTAR_SANDBOX_TIMEOUT_S
+  value: {{ $s.timeoutS | quote }}
+- name: RSTAR_SANDBOX_MEMORY_MB
+  value: {{ $s.memoryMB | quote }}
+- name: RSTAR_SANDBOX_SECCOMP
+  value: {{ $s.seccomp | quote }}
+- name: RSTAR_SANDBOX_CGROUPS
+  value: {{ $s.cgroups | quote }}
+{{- with $s.jailMemoryMB }}
+- name: RSTAR_SANDBOX_JAIL_MEMORY_MB
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The securityContext of a container that runs step code: what nsjail needs to build its jails
+(sandbox.securityContext), or none of it for the unjailed local backend.
+*/}}
+{{- define "rstar.sandboxSecurityContext" -}}
+{{- if eq .Values.sandbox.backend "nsjail" }}
+{{- toYaml .Values.sandbox.securityContext }}
+{{- else -}}
+# RSTAR_SANDBOX=local needs no privileges (and isolates nothing)
+{{ include "rstar.restrictedSecurityContext" . }}
+{{- end }}
+{{- end }}
+
+{{/* A container that needs no privileges: the image's non-root user, nothing added. */}}
+{{- define "rstar.restrictedSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+allowPrivilegeEscalation: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
 {{- end }}
 
 {{/* prometheus.io scrape annotations for a pod serving /metrics on `port`. */}}
