@@ -4,8 +4,9 @@
   default values and every example values file; every manifest validates strictly (unknown
   fields refused) against the Kubernetes schemas of the chart's oldest and newest supported
   versions (kubernetes-validate); the pieces point at each other (Service selectors, ports,
-  URLs, Secrets, claims, env vars the server really reads); `helm lint --strict` passes;
-  broken values are refused;
+  URLs, Secrets, claims, env vars the server really reads); a self-evolution round's Jobs
+  search against the chart's vLLM Services and hand their shards to the training Job on one
+  volume; `helm lint --strict` passes; broken values are refused;
 - the Dockerfile lints clean (hadolint), and the build context holds what it copies;
 - the container entrypoint stops at once, with the fix, where nsjail cannot start;
 - the sandbox runs with exactly the capabilities the chart grants, and not without NET_ADMIN
@@ -53,8 +54,23 @@ CASES: dict[str, dict] = {
         "modelStorage": {"hfToken": {"value": "hf_x"}, "persistence": {"enabled": True}},
         "sandbox": {"backend": "local"},
     },
+    # round 1: terminal-guided (no PPM), the chart's own claim, the unjailed sandbox
+    "round-terminal-guided-local-sandbox": {
+        "models": {"mode": "remote", "policy": {"model": "/models/rounds/0/policy"}},
+        "modelStorage": {"persistence": {"enabled": True, "accessModes": ["ReadWriteMany"]}},
+        "sandbox": {"backend": "local"},
+        "round": {
+            "enabled": True,
+            "problems": "/models/data/train.jsonl",
+            "ttlSecondsAfterFinished": 86400,
+            "baseModel": "org/policy-base",
+            "generate": {"shards": 1},
+            "train": {"gpus": 2},
+        },
+    },
     **{f"example-{p.stem}": yaml.safe_load(p.read_text()) for p in EXAMPLES},
 }
+ROUND_CASES = [name for name, values in CASES.items() if values.get("round", {}).get("enabled")]
 
 
 def chart() -> helm_python.Chart:
@@ -76,7 +92,7 @@ def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
 
 
 def workloads(docs: list[dict]) -> list[dict]:
-    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
 
 
 def matches(selector: dict, labels: dict) -> bool:
@@ -96,8 +112,9 @@ def server_container(docs: list[dict]) -> dict:
 
 def known_env() -> set[str]:
     """Every RSTAR_* variable the code reads: the settings classes' fields, the sandbox's alias,
-    and the model cache directory (read directly by models/default_model.py)."""
-    names = {"RSTAR_SANDBOX", "RSTAR_MODEL_CACHE"}
+    the model cache directory (read directly by models/default_model.py) and the entrypoint's
+    switch for its sandbox check."""
+    names = {"RSTAR_SANDBOX", "RSTAR_MODEL_CACHE", "RSTAR_SANDBOX_CHECK"}
     for cls in (ServerSettings, ModelSettings, SandboxSettings):
         prefix = cls.model_config["env_prefix"]
         names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
@@ -230,6 +247,9 @@ BROKEN_VALUES = {
     "no workers": {"sandbox": {"workers": 0}},
     "GPU fraction above 1": {"models": {"inProcess": {"gpuMemoryUtilization": 1.5}}},
     "not a Redis URL": {"redis": {"external": {"url": "http://redis:6379"}}},
+    "no shards": {"round": {"generate": {"shards": 0}}},
+    "misspelt round key": {"round": {"shards": 4}},
+    "relative problems path": {"round": {"problems": "data/train.jsonl"}},
 }
 
 
@@ -248,9 +268,192 @@ def test_impossible_combinations_fail_with_a_reason():
     with pytest.raises(helm_python.HelmRenderError, match=r"policy\.url is required"):
         render({"models": {**remote, "remote": {"policy": {"deploy": False}}}})
 
+    rwx = {"persistence": {"enabled": True, "accessModes": ["ReadWriteMany"]}}
+    a_round = {"enabled": True, "problems": "/models/train.jsonl"}
+    with pytest.raises(helm_python.HelmRenderError, match=r"set models\.mode=remote"):
+        render({"modelStorage": rwx, "round": a_round})
+    with pytest.raises(helm_python.HelmRenderError, match=r"persistence\.enabled=true"):
+        render({"models": remote, "round": a_round})
+    with pytest.raises(helm_python.HelmRenderError, match="ReadWriteMany"):
+        render(
+            {"models": remote, "modelStorage": {"persistence": {"enabled": True}}, "round": a_round}
+        )
+    with pytest.raises(helm_python.HelmRenderError, match=r"round\.problems is required"):
+        render({"models": remote, "modelStorage": rwx, "round": {"enabled": True}})
+
 
 def test_examples_are_covered():
-    assert {p.stem for p in EXAMPLES} >= {"inprocess-gpu", "remote", "cpu-trial"}
+    assert {p.stem for p in EXAMPLES} >= {"inprocess-gpu", "remote", "cpu-trial", "round"}
+
+
+def train_round_flags(container: dict) -> dict[str, list[str | None]]:
+    """A round container's `python3 -m server.train_round` arguments: flag → its values."""
+    args = container["args"]
+    assert args[:3] == ["python3", "-m", "server.train_round"], args
+    flags: dict[str, list[str | None]] = {}
+    rest = args[3:]
+    while rest:
+        name = rest.pop(0)
+        assert name.startswith("--"), name
+        value = rest.pop(0) if rest and not rest[0].startswith("--") else None
+        flags.setdefault(name, []).append(value)
+    return flags
+
+
+def round_jobs(docs: list[dict]) -> tuple[dict, dict]:
+    """The round's (generation, training) Jobs."""
+    jobs = by_kind(docs, "Job").values()
+    component = "app.kubernetes.io/component"
+    (generate,) = [j for j in jobs if j["metadata"]["labels"][component] == "round-generate"]
+    (train,) = [j for j in jobs if j["metadata"]["labels"][component] == "round-train"]
+    return generate, train
+
+
+def mounted_claims(pod: dict) -> dict[str, str]:
+    """claim name → where its pod's containers mount it."""
+    volumes = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    return {
+        volumes[m["name"]]: m["mountPath"]
+        for c in pod["containers"]
+        for m in c.get("volumeMounts", [])
+        if m["name"] in volumes
+    }
+
+
+def test_a_disabled_round_renders_no_job():
+    for case, values in CASES.items():
+        if case not in ROUND_CASES:
+            assert not by_kind(render(values), "Job"), case
+
+
+@pytest.mark.parametrize("case", ROUND_CASES)
+def test_round_jobs_point_at_each_other(case):
+    values, docs = CASES[case], render(CASES[case])
+    rnd, storage = values["round"], values.get("modelStorage", {})
+    shards = rnd.get("generate", {}).get("shards", 4)
+    mount = storage.get("mountPath", "/models")
+    generate, train = round_jobs(docs)
+    gen_pod, train_pod = generate["spec"]["template"]["spec"], train["spec"]["template"]["spec"]
+    (gen,), (trainer,) = gen_pod["containers"], train_pod["containers"]
+    gen_flags, train_flags = train_round_flags(gen), train_round_flags(trainer)
+    services = by_kind(docs, "Service")
+    deployments = by_kind(docs, "Deployment")
+
+    # N pods, one shard each; the training Job joins the same N
+    assert generate["spec"]["completionMode"] == "Indexed"
+    assert generate["spec"]["completions"] == generate["spec"]["parallelism"] == shards
+    assert gen_flags["--shard"] == [f"auto/{shards}"]
+    assert train_flags["--merge-shards"] == [str(shards)]
+    assert train_flags["--phases"] == ["generate,extract,sft,ppm"]
+    # every setting the round is identified by is passed to both alike
+    own = {"--shard", "--concurrency", "--merge-shards", "--phases", "--launcher", "--base-model"}
+    assert {k: v for k, v in gen_flags.items() if k not in own} == {
+        k: v for k, v in train_flags.items() if k not in own
+    }
+    assert "--phases" not in gen_flags and "--merge-shards" not in gen_flags
+    assert "--base-model" not in gen_flags  # training's alone: a shard would hash its weights
+    assert train_flags.get("--base-model", [None]) == [rnd.get("baseModel") or None]
+    for job in (generate, train):
+        assert job["spec"].get("ttlSecondsAfterFinished") == rnd.get("ttlSecondsAfterFinished")
+
+    # generation searches with the models the chart's vLLM Services serve, as the server does
+    server_env = env_of(server_container(docs))
+    assert gen_flags["--engine"] == ["remote"]
+    assert gen_flags["--policy"] == [server_env["RSTAR_POLICY_MODEL"]["value"]]
+    assert gen_flags["--policy-url"] == [server_env["RSTAR_POLICY_URL"]["value"]]
+    served = [("--policy", "--policy-url")]
+    if "RSTAR_PPM_MODEL" in server_env:
+        assert gen_flags["--ppm"] == [server_env["RSTAR_PPM_MODEL"]["value"]]
+        assert gen_flags["--ppm-url"] == [server_env["RSTAR_PPM_URL"]["value"]]
+        assert gen_flags["--ppm-engine"] == ["remote"]
+        served.append(("--ppm", "--ppm-url"))
+    else:
+        assert "--ppm" not in gen_flags and "--ppm-url" not in gen_flags
+    waited_for = []
+    for model_flag, url_flag in served:
+        (url,) = gen_flags[url_flag]
+        host, port = re.fullmatch(r"http://([^:/]+):(\d+)", url).groups()
+        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}
+        (vllm,) = deployments[host]["spec"]["template"]["spec"]["containers"]
+        assert vllm["args"][0] == gen_flags[model_flag][0]  # the name it serves the model by
+        waited_for.append(url)
+    (wait,) = gen_pod["initContainers"]
+    assert wait["args"] == waited_for
+
+    # both Jobs mount the volume the vLLM servers load from, at the same path; the round's
+    # inputs and outputs are on it
+    claims = {
+        json.dumps(mounted_claims(p["spec"]["template"]["spec"]))
+        for p in deployments.values()
+        if p["metadata"]["name"].endswith(("-policy", "-ppm"))
+    }
+    assert mounted_claims(gen_pod) == mounted_claims(train_pod)
+    assert claims == {json.dumps(mounted_claims(gen_pod))}
+    assert list(mounted_claims(gen_pod).values()) == [mount]
+    (out,) = gen_flags["--out"]
+    assert out.startswith(mount + "/") and gen_flags["--problems"][0].startswith(mount + "/")
+    assert out == f"{mount}/rounds/{rnd.get('number', 1)}" or out == rnd.get("out")
+
+    # the training Job starts once every shard's trees file is there
+    (waiter,) = train_pod["initContainers"]
+    assert waiter["command"][:2] == ["sh", "-c"]
+    assert "$out/generate/shards/$i-of-$n.jsonl" in waiter["command"][2]
+    assert waiter["args"] == [out, str(shards)]
+    assert mounted_claims({**train_pod, "containers": [waiter]}) == mounted_claims(train_pod)
+
+    # training: its GPUs, its nodes, one process per GPU under accelerate
+    train_values = rnd.get("train", {})
+    gpus = train_values.get("gpus", 1)
+    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    processes = train_values.get("processes") or gpus
+    (launcher,) = train_flags["--launcher"]
+    assert launcher.startswith("accelerate launch")
+    assert f"--num_processes {processes}" in launcher
+    assert ("--multi_gpu" in launcher) == (processes > 1)
+    assert train_pod.get("nodeSelector", {}) == train_values.get("nodeSelector", {})
+    assert train_pod.get("tolerations", []) == train_values.get("tolerations", [])
+
+    # the generation pods run step code: the server's sandbox, settings and privileges alike
+    server = server_container(docs)
+    assert gen["securityContext"] == server["securityContext"]
+    sandbox = {k: v for k, v in env_of(server).items() if k.startswith("RSTAR_SANDBOX")}
+    gen_env = env_of(gen)
+    assert sandbox.keys() == {k for k in gen_env if k.startswith("RSTAR_SANDBOX")}
+    for k, v in sandbox.items():
+        assert k == "RSTAR_SANDBOX_WORKERS" or gen_env[k] == v, k
+    for c in (gen, trainer, waiter, wait):
+        assert not {n for n in env_of(c) if n.startswith("RSTAR_")} - known_env(), c["name"]
+    # training runs no step code: none of the sandbox's privileges
+    assert "SYS_ADMIN" not in trainer["securityContext"].get("capabilities", {}).get("add", [])
+    assert env_of(trainer)["RSTAR_SANDBOX_CHECK"]["value"] == "0"
+
+
+def test_the_next_round_is_served_from_where_the_round_wrote_it():
+    values = yaml.safe_load((CHART / "examples" / "round.yaml").read_text())
+    generate, _ = round_jobs(render(values))
+    gen_pod = generate["spec"]["template"]["spec"]
+    (out,) = train_round_flags(gen_pod["containers"][0])["--out"]
+    next_round = {
+        **values,
+        "models": {
+            **values["models"],
+            "policy": {"model": f"{out}/policy"},
+            "ppm": {"model": f"{out}/ppm", "kind": "ppm"},
+        },
+        "round": {**values["round"], "enabled": False},
+    }
+    docs = render(next_round)
+    assert not by_kind(docs, "Job")
+    deployments = by_kind(docs, "Deployment")
+    for role in ("policy", "ppm"):
+        pod = deployments[f"{RELEASE}-rstar-server-{role}"]["spec"]["template"]["spec"]
+        assert pod["containers"][0]["args"][0] == f"{out}/{role}"
+        # the same claim at the same path as the round's Jobs: the path the round wrote is there
+        assert mounted_claims(pod) == mounted_claims(gen_pod)
 
 
 def hadolint() -> str:

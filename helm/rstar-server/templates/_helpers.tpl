@@ -248,3 +248,106 @@ prometheus.io/port: {{ .port | quote }}
 prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
+
+{{/*
+A self-evolution round's Job: <fullname>-round<N>-<part>. The round's number is in the name, so
+that the next round's Jobs are new Jobs (a Job's pod template cannot change) and the finished
+round's stay until deleted. Call with (dict "root" $ "part" "generate"|"train").
+*/}}
+{{- define "rstar.roundJobName" -}}
+{{- $prefix := include "rstar.fullname" .root | trunc 40 | trimSuffix "-" }}
+{{- printf "%s-round%d-%s" $prefix (int .root.Values.round.number) .part }}
+{{- end }}
+
+{{/* The round's directory: round.out, or <modelStorage.mountPath>/rounds/<number>. */}}
+{{- define "rstar.roundOut" -}}
+{{- $default := printf "%s/rounds/%d" (.Values.modelStorage.mountPath | trimSuffix "/") (int .Values.round.number) }}
+{{- default $default .Values.round.out }}
+{{- end }}
+
+{{/* A round Job's image: its own repository and tag, else the chart's. Call with (dict "root" $ "image" VALUES). */}}
+{{- define "rstar.roundImage" -}}
+{{- $repo := default .root.Values.image.repository .image.repository }}
+{{- $tag := default (default .root.Chart.AppVersion .root.Values.image.tag) .image.tag }}
+{{- printf "%s:%s" $repo $tag }}
+{{- end }}
+
+{{/*
+What a round can run on, checked before anything renders: its generation searches against the
+vLLM servers (remote mode), and its Jobs share one volume with them.
+*/}}
+{{- define "rstar.roundChecks" -}}
+{{- if ne .Values.models.mode "remote" }}
+{{- fail "round.enabled: the round searches against this release's vLLM servers; set models.mode=remote (the training Job takes GPUs of its own)" }}
+{{- end }}
+{{- $p := .Values.modelStorage.persistence }}
+{{- if not $p.enabled }}
+{{- fail "round.enabled: the round's Jobs and the vLLM servers share the model volume; set modelStorage.persistence.enabled=true (a ReadWriteMany claim: existingClaim, or accessModes [ReadWriteMany])" }}
+{{- end }}
+{{- if and (not $p.existingClaim) (not (has "ReadWriteMany" $p.accessModes)) }}
+{{- fail "round.enabled: the generation pods, the training pod and the vLLM servers write and read the model volume from several nodes; set modelStorage.persistence.accessModes to [ReadWriteMany] (or existingClaim to such a claim)" }}
+{{- end }}
+{{- $_ := required "round.problems is required: the training problems' JSONL file on the model volume, e.g. /models/data/gsm8k_train.jsonl" .Values.round.problems }}
+{{- end }}
+
+{{/*
+The `train_round` arguments both of a round's Jobs pass alike: the merge checks that the shards
+ran the round's settings, so these are written once. As the container's args, after the image's
+entrypoint.
+*/}}
+{{- define "rstar.roundArgs" -}}
+{{- $r := .Values.round -}}
+- python3
+- -m
+- server.train_round
+- --round
+- {{ $r.number | quote }}
+- --problems
+- {{ $r.problems | quote }}
+- --offset
+- {{ $r.offset | quote }}
+{{- with $r.limit }}
+- --limit
+- {{ . | quote }}
+{{- end }}
+- --out
+- {{ include "rstar.roundOut" . | quote }}
+# the previous round's models: what the vLLM servers load, named as they serve them
+- --policy
+- {{ .Values.models.policy.model | quote }}
+- --engine
+- remote
+- --policy-url
+- {{ include "rstar.policyUrl" . | quote }}
+{{- with .Values.models.ppm.model }}
+- --ppm
+- {{ . | quote }}
+- --ppm-engine
+- remote
+- --ppm-url
+- {{ include "rstar.ppmUrl" $ | quote }}
+{{- end }}
+{{- with .Values.models.policy.promptStyle }}
+- --prompt-style
+- {{ . | quote }}
+{{- end }}
+- --max-model-len
+- {{ .Values.models.maxModelLen | quote }}
+- --rollouts
+- {{ $r.rollouts | quote }}
+{{- range $r.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The model volume as a round's Jobs mount it: read-write, at modelStorage.mountPath. */}}
+{{- define "rstar.roundVolume" -}}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ include "rstar.modelsClaim" . }}
+{{- end }}
+
+{{- define "rstar.roundVolumeMount" -}}
+- name: models
+  mountPath: {{ .Values.modelStorage.mountPath }}
+{{- end }}
