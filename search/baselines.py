@@ -12,6 +12,9 @@ their trees read like MCTS's.
 
 Greedy and best-of-N read only the final step's score, so only terminals are scored (a third of
 the reward model's work on 3-step chains); self-consistency is a vote and never calls it.
+
+With a `stop_when` rule, self-consistency and best-of-N stop once the vote over the finished
+chains is settled (search.settle): every chain not yet finished may still add one vote.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from search.judge import ChoiceMethod
 from search.result import SearchResult, build_result
 from search.tree import Node
 
-# chains in flight at once under a token budget: enough for batched calls, few enough that the
-# budget is not spent on chains cut off half-way
+# chains in flight at once under a token budget or a stop rule: enough for batched calls, few
+# enough that the budget is not spent on chains cut off half-way or started after the answer
+# settled
 TOKEN_BUDGET_WIDTH = 4
 
 
@@ -35,11 +39,14 @@ async def sample_chains(ex: Expander, n: int, temperature: float | None = None) 
 
     With no token budget all `n` start at once. Under one, chains start `TOKEN_BUDGET_WIDTH` at
     a time, and a new one only while the tokens left cover the chains in flight and one more at
-    the mean length of those finished: as many chains as fit, few cut short."""
+    the mean length of those finished: as many chains as fit, few cut short. Under a stop rule
+    they start `TOKEN_BUDGET_WIDTH` at a time too, so that a settled vote ends the search before
+    the rest start (chains that all start together finish together)."""
     tracker, tree = ex.tracker, ex.tree
     n = min(n, tracker.budget.rollouts)
     cap = tracker.budget.max_tokens
-    width = n if cap is None else min(n, TOKEN_BUDGET_WIDTH)
+    adaptive = tracker.budget.stop_when != "budget"
+    width = n if cap is None and not adaptive else min(n, TOKEN_BUDGET_WIDTH)
     finished_tokens: list[int] = []
     tips: list[Node] = []
     try:
@@ -74,6 +81,9 @@ async def sample_chains(ex: Expander, n: int, temperature: float | None = None) 
                 tracker.usage.rollouts += 1
                 finished_tokens.append(sum(x.tokens for x in tree.path(tip)))
             ex.report()
+            left = tips or tracker.started_rollouts < n
+            if left and ex.settled(n - tracker.usage.rollouts):
+                return tracker.settled(sum(finished_tokens) / len(finished_tokens), n)
     except BudgetTimeout:
         return "time_limit_s"
 

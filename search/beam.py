@@ -8,7 +8,8 @@ valid candidates survive. Steps are ranked by the reward model's score of the st
 without one, valid steps keep their sampling order, and the answer is chosen by agreement
 among the finished ones. A finished (terminal) candidate leaves the beam as one rollout; the
 search ends when N trajectories have finished or died, nothing is left to extend, or the budget
-(tokens, time) runs out.
+(tokens, time) runs out. With a `stop_when` rule it also ends once the vote over the finished
+trajectories is settled (search.settle).
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from search.tree import Node
 def rank(candidates: list[Node]) -> list[Node]:
     """Open candidates best first: by PPM score when there is one, else in sampling order."""
     return sorted(candidates, key=lambda n: -(n.prm_score if n.prm_score is not None else 0.0))
+
+
+def terminals_left(rollouts: int, finished: int, width: int, per_beam: int) -> int:
+    """The most terminals the rest of the search could make: waves go on while fewer than
+    `rollouts` trajectories have finished, and the last may finish every candidate of its beams
+    (at most `width` of them, and no more than the trajectories still to finish)."""
+    return rollouts - finished - 1 + min(width, rollouts - finished) * per_beam
 
 
 async def beam_search(
@@ -61,6 +69,10 @@ async def beam_search(
             for dropped in survivors[len(beams) :]:
                 tree.exhaust(dropped)  # pruned: never extended
             ex.report()
+            finished = tracker.usage.rollouts
+            if beams and ex.settled(terminals_left(budget.rollouts, finished, width, per_beam)):
+                stopped = tracker.settled(tracker.usage.tokens / finished, budget.rollouts)
+                break
     except BudgetTimeout:
         stopped = "time_limit_s"
     winner, groups = ex.judge.choose(tree, "best" if components.reward_model else "vote")

@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-StopReason = Literal["rollouts", "max_tokens", "time_limit_s", "exhausted", "finished"]
+from search.settle import StopWhen, tokens_saved
+
+StopReason = Literal["rollouts", "max_tokens", "time_limit_s", "exhausted", "finished", "settled"]
 
 
 class Budget(BaseModel):
@@ -18,6 +20,7 @@ class Budget(BaseModel):
 
     The token and time limits are checked before each batched model call, so a search may
     overshoot the token limit by at most one batch; the time limit also cancels calls in flight.
+    `stop_when` may also stop it once the answer is settled (search.settle), after any wave.
     """
 
     rollouts: int = Field(
@@ -25,6 +28,15 @@ class Budget(BaseModel):
     )
     max_tokens: int | None = Field(None, ge=1, description="generated tokens, all calls together")
     time_limit_s: float | None = Field(None, gt=0, description="wall-clock seconds")
+    stop_when: StopWhen = Field(
+        "budget",
+        description="budget: spend it all; unbeatable: also stop once the leading answer can no "
+        "longer be overtaken by the rollouts left; confident: also stop once a Beta posterior "
+        "puts the leader ahead of the runner-up with probability settle_confidence",
+    )
+    settle_confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="the probability stop_when=confident stops at"
+    )
 
 
 class Usage(BaseModel):
@@ -40,6 +52,12 @@ class Usage(BaseModel):
     duplicates: int = 0
     cache_hits: int = Field(0, description="expansions served from the cache")
     cache_misses: int = Field(0, description="expansions computed (and stored) with a cache on")
+    tokens_saved: int | None = Field(
+        None,
+        description="with a stop_when rule: an estimate of the generated tokens the rest of the "
+        "budget would have cost, at the mean cost of a finished rollout (0 when it ran to the "
+        "end; null with stop_when=budget)",
+    )
     elapsed_s: float = 0.0
 
 
@@ -48,7 +66,7 @@ class Tracker:
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
-        self.usage = Usage()
+        self.usage = Usage(tokens_saved=None if budget.stop_when == "budget" else 0)
         self.started_rollouts = 0
         self.rollout_limit = budget.rollouts  # MCTS may raise it once (extend_unsolved)
         self._t0 = time.monotonic()
@@ -75,6 +93,14 @@ class Tracker:
 
     def start_rollout(self) -> None:
         self.started_rollouts += 1
+
+    def settled(self, per_rollout: float, rollouts: int) -> StopReason:
+        """Stop because the answer is settled, with the estimate of what that saved against a
+        budget of `rollouts` at `per_rollout` tokens each."""
+        self.usage.tokens_saved = tokens_saved(
+            per_rollout, rollouts, self.usage.tokens, self.budget.max_tokens
+        )
+        return "settled"
 
     def finish(self) -> Usage:
         self.usage.elapsed_s = round(self.elapsed(), 4)

@@ -18,6 +18,7 @@ from search.cache import expansion_key, from_record, to_record
 from search.config import Components, SearchConfig, SearchProgress
 from search.judge import Judge
 from search.protocols import ExecLimits, Generation, GenerationRequest, ScoreRequest
+from search.settle import settled
 from search.steps import (
     ANSWER_STOPS,
     STEP_STOPS,
@@ -98,6 +99,15 @@ class Expander:
                 tree_nodes=self._changed_nodes() if self.c.progress_tree else None,
             )
         )
+
+    def settled(self, remaining: int) -> bool:
+        """Whether the budget's `stop_when` rule says the vote over the terminals so far is
+        decided, with at most `remaining` more terminals to come (search.settle)."""
+        b = self.tracker.budget
+        if b.stop_when == "budget":
+            return False
+        votes = [len(c.node_ids) for c in self.judge.clusters]
+        return settled(b.stop_when, votes, remaining, b.settle_confidence)
 
     def _changed_nodes(self) -> list[dict]:
         """The nodes added or changed since the last report, so that a live view of a tree of

@@ -24,6 +24,12 @@ terminal was right less often than a vote.
 Generating training data (a gold answer given), `config.unsolved_rollouts` lets a problem with
 no correct terminal after the budget's rollouts go on to that many: more rollouts where they
 find new SFT data, instead of on every problem.
+
+With a `stop_when` rule the search stops after a wave once the vote over its terminals is
+settled (search.settle). A rollout goes on down the tree until nothing is left below it, adding
+up to `candidates` terminals at every depth it expands, so `unbeatable` (a guarantee) counts
+that many for every rollout in flight or still to start and seldom fires before the budget
+ends; `confident` is the rule that saves compute here.
 """
 
 from __future__ import annotations
@@ -62,6 +68,16 @@ def extend_unsolved(tracker: Tracker, tree: Tree, config: SearchConfig, gold: st
         return False
     tracker.rollout_limit = limit
     return True
+
+
+def terminals_left(tracker: Tracker, config: SearchConfig, in_flight: int, gold: str | None) -> int:
+    """The most terminals the rest of the search could make: every rollout in flight or still
+    allowed (`unsolved_rollouts` included) may expand one node per depth into `candidates`."""
+    limit = tracker.rollout_limit
+    if gold is not None and config.unsolved_rollouts is not None:
+        limit = max(limit, config.unsolved_rollouts)
+    rollouts = in_flight + max(0, limit - tracker.started_rollouts)
+    return rollouts * config.max_depth * config.candidates
 
 
 def settle(tree: Tree, children: list[Node], has_reward_model: bool) -> None:
@@ -138,10 +154,16 @@ async def mcts(
                 children = await ex.expand([(n, config.candidates) for n in to_expand.values()])
             settle(tree, children, components.reward_model is not None)
             ex.report()
+            left = 0 if root.exhausted else terminals_left(tracker, config, len(cursors), gold)
+            if ex.settled(left):
+                stopped = "settled"
+                break
     except BudgetTimeout:
         stopped = "time_limit_s"
     for node in cursors:  # cut off by the budget: counted, as far as they got
         end_rollout(node)
+    if stopped == "settled":  # every rollout started is counted now
+        tracker.settled(tracker.usage.tokens / tracker.usage.rollouts, tracker.rollout_limit)
     ex.report()
 
     winner, groups = ex.judge.choose(tree, config.final_choice, config.vote_top_k)

@@ -8,7 +8,9 @@ again, N_live of them with replacement, with probabilities softmax(score / tempe
 their PPM scores (`config.particle_temperature`); a particle whose step failed gets no
 weight, a finished one leaves as one rollout. Without a reward model every weight is equal
 and the search is N independent chains, answered by agreement. The winner is the finished
-particle with the best score (the vote without a PPM).
+particle with the best score (the vote without a PPM). With a `stop_when` rule the search also
+ends once the vote over the finished particles is settled (search.settle): each live particle
+may still finish once.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from search.budget import Budget, BudgetTimeout, StopReason, deadline
 from search.config import Components, SearchConfig
 from search.expand import Expander
 from search.result import SearchResult, build_result
-from search.tree import Node
+from search.tree import Node, Tree
 
 
 def resample(particles: list[Node], temperature: float, rng: random.Random) -> list[Node]:
@@ -31,6 +33,13 @@ def resample(particles: list[Node], temperature: float, rng: random.Random) -> l
     top = max(scores)
     weights = [math.exp((s - top) / max(temperature, 1e-6)) for s in scores]
     return rng.choices(particles, weights=weights, k=len(particles))
+
+
+def ended_path_tokens(tree: Tree) -> float:
+    """The mean tokens along the path of a particle that ended (finished or died): what one
+    particle costs, where the search's total also holds the live ones' partial paths."""
+    ended = [n for n in tree if n.status in ("terminal", "invalid")]
+    return sum(x.tokens for n in ended for x in tree.path(n)) / len(ended)
 
 
 async def particle_filtering(
@@ -73,6 +82,9 @@ async def particle_filtering(
                     live.append(node)
             particles = resample(live, config.particle_temperature, rng)
             ex.report()
+            if particles and ex.settled(len(particles)):
+                stopped = tracker.settled(ended_path_tokens(tree), n)
+                break
     except BudgetTimeout:
         stopped = "time_limit_s"
     winner, groups = ex.judge.choose(tree, "best" if components.reward_model else "vote")
