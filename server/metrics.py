@@ -49,6 +49,16 @@ class Metrics:
         self.reward_calls = Counter(
             "rstar_reward_calls_total", "Batched reward-model calls", registry=r
         )
+        self.settled = Counter(
+            "rstar_searches_settled_total",
+            "Searches stopped early because the answer settled (budget.stop_when)",
+            registry=r,
+        )
+        self.tokens_saved = Counter(
+            "rstar_tokens_saved_total",
+            "Estimated tokens settled searches did not generate (usage.tokens_saved)",
+            registry=r,
+        )
         self.sandbox_runs = Counter("rstar_sandbox_runs_total", "Step executions", registry=r)
         self.sandbox_failures = Counter(
             "rstar_sandbox_failures_total", "Failed step executions by kind", ["kind"], registry=r
@@ -89,6 +99,9 @@ class Metrics:
         self.tokens.inc(u.tokens)
         self.policy_calls.inc(u.policy_calls)
         self.reward_calls.inc(u.reward_calls)
+        if result.stopped_by == "settled":
+            self.settled.inc()
+        self.tokens_saved.inc(u.tokens_saved or 0)
 
     def observe_exec(self, result: ExecResult) -> None:
         self.sandbox_runs.inc()

@@ -5,7 +5,8 @@ The budget comes from `reasoning_effort` (low/medium/high → RSTAR_EFFORT_*_ROL
 or an explicit `budget` body field; `max_completion_tokens` caps generated tokens. The reply
 is the winning trajectory (reasoning, code, output per step) and the boxed answer; `usage`
 counts the tokens the search really processed. With `stream: true`, progress arrives as
-`reasoning_content` deltas while the search runs, then the answer as `content` deltas.
+`reasoning_content` deltas while the search runs, a last one says why it stopped, then the
+answer arrives as `content` deltas.
 """
 
 from __future__ import annotations
@@ -155,6 +156,15 @@ def extras(res: SolveResponse) -> dict:
     }
 
 
+def stop_line(res: SolveResponse) -> str:
+    """The stream's last reasoning line: why the search stopped, and what a settled answer
+    saved."""
+    line = f"stopped by {res.stopped_by} after {res.usage.rollouts} rollouts"
+    if res.usage.tokens_saved:
+        line += f", about {res.usage.tokens_saved} tokens saved"
+    return line + "\n"
+
+
 def progress_line(p: SearchProgress) -> str:
     best = f"best answer {p.best_answer}" if p.best_answer is not None else "no answer yet"
     if p.best_answer is not None and p.best_score is not None:
@@ -255,6 +265,7 @@ async def _stream(
             yield f"data: {json.dumps(err)}\n\n"
         elif event.kind == "result" and event.result is not None:
             res = event.result
+            yield chunk(DeltaMessage(reasoning_content=stop_line(res)))
             for piece in render_steps(res):
                 yield chunk(DeltaMessage(content=piece))
             yield chunk(DeltaMessage(), finish_reason(res))

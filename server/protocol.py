@@ -8,7 +8,7 @@ from annotated_types import Ge
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from search import Algorithm
-from search.budget import StopReason, Usage
+from search.budget import StopReason, StopWhen, Usage
 from search.judge import RewardSource
 from search.result import AnswerGroup, StepView
 
@@ -32,6 +32,15 @@ class BudgetRequest(BaseModel):
     rollouts: PositiveJsonInt | None = Field(None, description="MCTS rollouts / samples")
     max_tokens: PositiveJsonInt | None = Field(None, description="generated tokens in all")
     time_limit_s: float | None = Field(None, gt=0, description="wall-clock seconds")
+    stop_when: StopWhen | None = Field(
+        None,
+        description="stop early once the answer is settled: budget (never), unbeatable (the "
+        "leading answer can no longer be overtaken), confident (a Beta posterior puts the "
+        "leader ahead with probability settle_confidence)",
+    )
+    settle_confidence: float | None = Field(
+        None, gt=0.5, lt=1, description="the probability stop_when=confident stops at"
+    )
 
 
 class SolveRequest(BaseModel):

@@ -143,6 +143,8 @@ class SolverService:
             rollouts=b.rollouts or s.default_rollouts,
             max_tokens=b.max_tokens or s.max_tokens,
             time_limit_s=b.time_limit_s or s.default_time_limit_s,
+            stop_when=b.stop_when or s.default_stop_when,
+            settle_confidence=b.settle_confidence or s.default_settle_confidence,
         )
 
     def check_admission(self, key: str = ANONYMOUS) -> None:

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from search.config import SearchSettings
+from search.settle import StopWhen
 
 
 class SearchEnv(BaseSettings):
@@ -40,6 +41,10 @@ class ServerSettings(SearchEnv):
     # Defaults for what a request leaves out.
     default_rollouts: int = Field(8, ge=1)
     default_time_limit_s: float = Field(120.0, gt=0)
+    default_stop_when: StopWhen = Field(
+        "budget", description="stop early once the answer is settled: unbeatable, confident"
+    )
+    default_settle_confidence: float = Field(0.95, gt=0.5, lt=1)
 
     # OpenAI `reasoning_effort` → MCTS rollouts (minimal counts as low).
     effort_low_rollouts: int = Field(4, ge=1)
