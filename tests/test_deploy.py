@@ -65,7 +65,7 @@ CASES: dict[str, dict] = {
             "ttlSecondsAfterFinished": 86400,
             "baseModel": "org/policy-base",
             "generate": {"shards": 1},
-            "train": {"gpus": 2},
+            "train": {"gpus": 2, "suspend": True},
         },
     },
     **{f"example-{p.stem}": yaml.safe_load(p.read_text()) for p in EXAMPLES},
@@ -359,6 +359,8 @@ def test_round_jobs_point_at_each_other(case):
     assert train_flags.get("--base-model", [None]) == [rnd.get("baseModel") or None]
     for job in (generate, train):
         assert job["spec"].get("ttlSecondsAfterFinished") == rnd.get("ttlSecondsAfterFinished")
+    assert "suspend" not in generate["spec"]
+    assert train["spec"].get("suspend", False) == rnd.get("train", {}).get("suspend", False)
 
     # generation searches with the models the chart's vLLM Services serve, as the server does
     server_env = env_of(server_container(docs))
