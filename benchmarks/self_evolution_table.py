@@ -52,10 +52,11 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def _results(path: Path, tokens: bool = False) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
     """(algorithm, budget) → problem id → its record, from a results.jsonl, failed searches
-    left out; with `tokens`, the runs under a token budget, by (algorithm, token budget)."""
+    and budgets stopped once settled left out; with `tokens`, the runs under a token budget, by
+    (algorithm, token budget)."""
     out: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
-    for (alg, budget, max_tokens, pid), r in read_results(path).items():
-        if not r.get("error") and bool(max_tokens) == tokens:
+    for (alg, budget, max_tokens, rule, pid), r in read_results(path).items():
+        if not r.get("error") and bool(max_tokens) == tokens and rule == "budget":
             out.setdefault((alg, max_tokens or budget), {})[pid] = r
     return out
 

@@ -6,6 +6,7 @@ rstar solve --url http://127.0.0.1:8000 "What is 12*7?"    against a running ser
 rstar serve [--host H] [--port P]      the HTTP server (same as python -m server)
 rstar eval --data gsm8k_test.jsonl --limit 50 --algorithms greedy,mcts --budgets 4,16
                                        accuracy against tokens (report.json, plot) [--url]
+rstar eval ... --budgets 16,16:confident   the same budget spent in full and stopped once settled
 rstar eval-ppm --ppm DIR --pairs ppm_pairs.jsonl
                                        a PPM's pairwise accuracy on preference pairs
 
@@ -30,6 +31,7 @@ import httpx
 
 from evaluation.progress import SearchBar
 from search import Algorithm, Budget, SearchConfig, SearchSettings
+from search.settle import StopWhen
 from search.steps import PROMPT_STYLES
 from server.preflight import (
     ConfigError,
@@ -76,6 +78,14 @@ def _add_solve(sub: Any) -> None:
     b.add_argument(
         "--time-limit", type=arg_type(Budget, "time_limit_s", float), help="wall-clock seconds"
     )
+    b.add_argument(
+        "--stop-when",
+        choices=list(get_args(StopWhen)),
+        help="stop early once the answer is settled: unbeatable (the leading answer can no "
+        "longer be overtaken) or confident (a Beta posterior puts it ahead with probability "
+        "--settle-confidence); default budget: spend it all (with --url: the server's default)",
+    )
+    _add_settle_confidence(b)
     _add_search_args(p.add_argument_group("search"))
     _add_model_args(p.add_argument_group("models (default: RSTAR_* settings)"))
     o = p.add_argument_group("output")
@@ -87,6 +97,22 @@ def _add_solve(sub: Any) -> None:
         metavar="PATH",
         help="also write the search tree as a self-contained page (open it offline)",
     )
+
+
+def _add_settle_confidence(group: Any) -> None:
+    default = Budget.model_fields["settle_confidence"].default
+    group.add_argument(
+        "--settle-confidence",
+        type=arg_type(Budget, "settle_confidence", float),
+        metavar="P",
+        help=f"the probability the confident rule stops at, > 0.5 and < 1 (default {default})",
+    )
+
+
+def _settle_budget(stop_when: str | None, settle_confidence: float | None) -> dict[str, Any]:
+    """The stop rule's budget fields that were given (the rest take their defaults)."""
+    given = {"stop_when": stop_when, "settle_confidence": settle_confidence}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 # the search settings a flag sets (the rest come from RSTAR_SEARCH_*, else their defaults)
@@ -192,7 +218,8 @@ def _add_eval(sub: Any) -> None:
         default="1,4,8",
         help="rollouts / samples, or generated tokens per search as 650tok (as many rollouts "
         "as fit: algorithms compared at equal tokens), comma-separated (default 1,4,8; greedy "
-        "runs once)",
+        "runs once); a suffix :confident or :unbeatable stops that budget's searches once the "
+        "answer is settled (16,16:confident compares spending it all with stopping early)",
     )
     p.add_argument(
         "--concurrency",
@@ -210,6 +237,7 @@ def _add_eval(sub: Any) -> None:
         type=arg_type(Budget, "time_limit_s", float),
         help="wall-clock seconds per search",
     )
+    _add_settle_confidence(p)
     _add_search_args(p.add_argument_group("search (in-process)"))
     _add_model_args(p.add_argument_group("models, in-process (default: RSTAR_* settings)"))
     o = p.add_argument_group("output")
@@ -404,6 +432,7 @@ def _solve_remote(args: argparse.Namespace) -> int:
         "rollouts": args.rollouts,
         "max_tokens": args.max_tokens,
         "time_limit_s": args.time_limit,
+        **_settle_budget(args.stop_when, args.settle_confidence),
     }
     progress = SearchBar(args.rollouts if args.algorithm != "greedy" else 1)
     result = None
@@ -450,7 +479,10 @@ async def _solve(args: argparse.Namespace) -> int:
     settings = _model_settings(args)
     sandbox_settings = _sandbox_settings()
     budget = Budget(
-        rollouts=args.rollouts, max_tokens=args.max_tokens, time_limit_s=args.time_limit
+        rollouts=args.rollouts,
+        max_tokens=args.max_tokens,
+        time_limit_s=args.time_limit,
+        **_settle_budget(args.stop_when, args.settle_confidence),
     )
     config = _search_config(args, settings)
     progress = SearchBar(args.rollouts if args.algorithm != "greedy" else 1)
@@ -519,6 +551,7 @@ def _eval(args: argparse.Namespace) -> int:
             "concurrency": args.concurrency,
             "max_tokens": args.max_tokens,
             "time_limit_s": args.time_limit,
+            "settle_confidence": args.settle_confidence,
             "url": args.url,
         },
     }
@@ -567,7 +600,10 @@ async def _eval_run(
                     print(f"rstar eval: {args.url} is not ready: {health.checks}", file=sys.stderr)
                     return 2
                 solver = RemoteSolver(
-                    client, max_tokens=args.max_tokens, time_limit_s=args.time_limit
+                    client,
+                    max_tokens=args.max_tokens,
+                    time_limit_s=args.time_limit,
+                    settle_confidence=args.settle_confidence,
                 )
                 with progress:
                     report = await run(solver)
@@ -596,6 +632,7 @@ async def _eval_run(
                     config,
                     max_tokens=args.max_tokens,
                     time_limit_s=args.time_limit,
+                    settle_confidence=args.settle_confidence,
                     models=versions,
                 )
                 progress.status(f"evaluating {len(keys)} runs × {len(problems)} problems")
@@ -652,10 +689,11 @@ def _print_result(problem: str, result: Any, gold: str | None, correct: bool | N
         verdict = {True: "[green]correct[/green]", False: "[red]wrong[/red]", None: "no answer"}
         con.print(f"checked against {gold}: {verdict[correct]}")
     u = result.usage
+    saved = f", about {u.tokens_saved} tokens saved" if u.tokens_saved else ""
     con.print(
         f"[dim]{u.rollouts} rollouts, {u.tokens} tokens, {u.policy_calls} policy calls, "
         f"{u.sandbox_runs} sandbox runs, {u.reward_calls} reward calls, {u.elapsed_s:.1f}s; "
-        f"stopped by {result.stopped_by}[/dim]"
+        f"stopped by {result.stopped_by}{saved}[/dim]"
     )
 
 

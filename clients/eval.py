@@ -26,16 +26,23 @@ class RemoteSolver:
         *,
         max_tokens: int | None = None,
         time_limit_s: float | None = None,
+        settle_confidence: float | None = None,
         max_wait_s: float = 600.0,
     ) -> None:
         self.client = client
         self.max_tokens = max_tokens
         self.time_limit_s = time_limit_s
+        self.settle_confidence = settle_confidence
         self.max_wait_s = max_wait_s
         self.models: dict[str, Any] = {}
 
     async def solve(
-        self, problem: str, algorithm: str, rollouts: int, max_tokens: int | None = None
+        self,
+        problem: str,
+        algorithm: str,
+        rollouts: int,
+        max_tokens: int | None = None,
+        stop_when: str = "budget",
     ) -> Outcome:
         from clients.client import RstarError
 
@@ -43,6 +50,9 @@ class RemoteSolver:
             "rollouts": rollouts,
             "max_tokens": max_tokens or self.max_tokens,
             "time_limit_s": self.time_limit_s,
+            # stated, not left to the server's default: the run's key says which it was
+            "stop_when": stop_when,
+            "settle_confidence": self.settle_confidence,
         }
         t0 = time.monotonic()
         while True:
@@ -62,4 +72,7 @@ class RemoteSolver:
                 raise EvalError(f"cannot reach the server: {e}") from e
         if not self.models:
             self.models = r.models.model_dump()
-        return Outcome(r.answer, r.usage.tokens, r.usage.elapsed_s, r.stopped_by, r.usage.rollouts)
+        u = r.usage
+        return Outcome(
+            r.answer, u.tokens, u.elapsed_s, r.stopped_by, u.rollouts, tokens_saved=u.tokens_saved
+        )

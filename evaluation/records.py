@@ -3,8 +3,9 @@ per problem searched and the figures built from them. Below both the run (run.py
 presents it (report.py, progress.py), so that neither needs the other.
 
 A record (a line of results.jsonl): algorithm, budget, max_tokens (the token budget, or None),
-id, gold, answer, correct, tokens, seconds, rollouts, stopped_by, error, and `tree` (statistics
-of the search's tree) when the solver has one.
+stop_when (the budget's stop rule; records without it spent their budget), id, gold, answer,
+correct, tokens, seconds, rollouts, stopped_by, tokens_saved, error, and `tree` (statistics of
+the search's tree) when the solver has one.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from evaluation.jsonl import read_records
 from evaluation.problems import Problem
+from search.settle import StopWhen
 
 RESULTS, REPORT, PLOT = "results.jsonl", "report.json", "accuracy_vs_tokens.png"
+# a budget's stop rules, in the order runs are planned and drawn: "budget" spends it all
+STOP_RULES: tuple[str, ...] = get_args(StopWhen)
 # the algorithms as tables and plots name them, in the order they are drawn
 LABELS = {
     "greedy": "greedy",
@@ -33,20 +37,28 @@ LABELS = {
 class RunKey:
     """One (algorithm, budget) of the evaluation. The budget is rollouts (samples), or with
     `tokens` generated tokens per search, as many rollouts as fit: the budget at which
-    algorithms that spend tokens differently are compared."""
+    algorithms that spend tokens differently are compared. With a `stop_when` rule its
+    searches stop once the answer is settled: a run of its own beside the same budget spent in
+    full."""
 
     algorithm: str
     budget: int
     tokens: int = 0  # 0: no token budget
+    stop_when: str = "budget"
+
+    @property
+    def budget_label(self) -> str:
+        """The budget as `--budgets` writes it: 8, 650tok, 8:confident."""
+        budget = f"{self.tokens}tok" if self.tokens else str(self.budget)
+        return budget if self.stop_when == "budget" else f"{budget}:{self.stop_when}"
 
     @property
     def label(self) -> str:
-        budget = f"{self.tokens}tok" if self.tokens else str(self.budget)
-        return f"{self.algorithm}@{budget}"
+        return f"{self.algorithm}@{self.budget_label}"
 
     def record_key(self, problem_id: str) -> RecordKey:
         """The key of this run's record of one problem."""
-        return (self.algorithm, self.budget, self.tokens, problem_id)
+        return (self.algorithm, self.budget, self.tokens, self.stop_when, problem_id)
 
 
 @dataclass
@@ -74,20 +86,28 @@ REPORTED_FIELDS = (
     "seconds",
     "rollouts",
     "stopped_by",
+    "tokens_saved",
     "error",
 )
 
 
-RecordKey = tuple[str, int, int, str]  # algorithm, budget, token budget (0: none), problem id
+# algorithm, budget, token budget (0: none), stop rule, problem id
+RecordKey = tuple[str, int, int, str, str]
 
 
 def record_key(rec: dict[str, Any]) -> RecordKey:
-    return (rec["algorithm"], int(rec["budget"]), int(rec.get("max_tokens") or 0), str(rec["id"]))
+    return (
+        rec["algorithm"],
+        int(rec["budget"]),
+        int(rec.get("max_tokens") or 0),
+        rec.get("stop_when") or "budget",
+        str(rec["id"]),
+    )
 
 
 def read_results(path: str | Path) -> dict[RecordKey, dict[str, Any]]:
-    """The records of a results.jsonl by (algorithm, budget, token budget, id), read by the
-    resumable-JSONL rule (evaluation.jsonl); a problem retried later is its last line."""
+    """The records of a results.jsonl by (algorithm, budget, token budget, stop rule, id), read
+    by the resumable-JSONL rule (evaluation.jsonl); a problem retried later is its last line."""
     return {record_key(rec): rec for rec in read_records(path, RECORD_FIELDS)}
 
 
@@ -101,7 +121,12 @@ def build_report(
     runs = []
     for k in keys:
         recs = [r for p in problems if (r := records.get(k.record_key(p.id)))]
-        run = {"algorithm": k.algorithm, "budget": k.budget, "max_tokens": k.tokens or None}
+        run = {
+            "algorithm": k.algorithm,
+            "budget": k.budget,
+            "max_tokens": k.tokens or None,
+            "stop_when": k.stop_when,
+        }
         run |= run_figures(recs) | {"complete": len(recs) == len(problems)}
         if summary := tree_summary(recs):
             run["tree"] = summary

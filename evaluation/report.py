@@ -6,33 +6,48 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evaluation.records import LABELS
+from evaluation.records import LABELS, STOP_RULES
 
 
 def _point(run: dict[str, Any]) -> str:
     return f"{run['max_tokens']}t" if run.get("max_tokens") else str(run["budget"])
 
 
+def _rule(run: dict[str, Any]) -> str:
+    """The run's stop rule; reports written before there were any spent their budgets."""
+    return run.get("stop_when") or "budget"
+
+
 def plot(report: dict[str, Any], path: str | Path) -> Path:
     """Accuracy against mean generated tokens per problem (log x), a line per algorithm with
-    its points labelled by budget."""
+    its points labelled by budget; runs that stop once the answer is settled are a dashed line
+    of their own beside the same algorithm's, in its colour."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display
     from matplotlib.ticker import FuncFormatter, LogLocator, PercentFormatter
 
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.subplots()
     top = 0.0
-    for i, alg in enumerate(LABELS):
+    series = [(alg, rule) for alg in LABELS for rule in STOP_RULES]
+    for alg, rule in series:
         pts = sorted(
             (max(r["mean_tokens"], 1.0), r["accuracy"], _point(r))
             for r in report["runs"]
-            if r["algorithm"] == alg and r["n"]
+            if r["algorithm"] == alg and _rule(r) == rule and r["n"]
         )
         if not pts:
             continue
         xs, ys = [x for x, _, _ in pts], [y for _, y, _ in pts]
         top = max(top, *ys)
-        ax.plot(xs, ys, marker="o", color=f"C{i}", label=LABELS[alg])  # a colour per algorithm
+        spent = rule == "budget"
+        ax.plot(
+            xs,
+            ys,
+            marker="o" if spent else "s",
+            linestyle="-" if spent else "--",
+            color=f"C{list(LABELS).index(alg)}",  # a colour per algorithm
+            label=LABELS[alg] if spent else f"{LABELS[alg]}, stop when {rule}",
+        )
         if alg != "greedy":
             for x, y, b in pts:
                 ax.annotate(b, (x, y), textcoords="offset points", xytext=(4, 5), fontsize=8)
@@ -70,6 +85,8 @@ def table(report: dict[str, Any]) -> Any:
         tok = f"{r['mean_tokens']:.0f}" if r["mean_tokens"] is not None else "-"
         sec = f"{r['mean_seconds']:.1f}" if r["mean_seconds"] is not None else "-"
         budget = f"{r['max_tokens']} tok" if r.get("max_tokens") else str(r["budget"])
+        if _rule(r) != "budget":
+            budget += f" {_rule(r)}"
         t.add_row(
             LABELS[r["algorithm"]],
             budget,

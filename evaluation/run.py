@@ -42,6 +42,7 @@ from evaluation.records import (
     RECORD_FIELDS,
     REPORT,
     RESULTS,
+    STOP_RULES,
     RecordKey,
     RunKey,
     Tally,
@@ -67,28 +68,37 @@ class EvalError(RuntimeError):
 TOKEN_BUDGET_ROLLOUTS = 1000
 
 
-def parse_budget(text: str | int) -> tuple[int, int]:
-    """ "8" → 8 rollouts; "650tok" (or "650t") → a budget of 650 generated tokens per search."""
+def parse_budget(text: str | int) -> tuple[int, int, str]:
+    """ "8" → 8 rollouts; "650tok" (or "650t") → a budget of 650 generated tokens per search;
+    a suffix ":confident" or ":unbeatable" → the same budget, stopped once the answer is
+    settled. Returns (rollouts, token budget or 0, stop rule)."""
     t = str(text).strip().lower()
-    m = re.fullmatch(r"(\d+)\s*(tok|t)?", t)
-    if m is None or int(m.group(1)) < 1:
-        raise ValueError(f"budget {text!r}: a positive rollout count (8) or token count (650tok)")
-    n = int(m.group(1))
-    return (TOKEN_BUDGET_ROLLOUTS, n) if m.group(2) else (n, 0)
+    m = re.fullmatch(r"(\d+)\s*(tok|t)?\s*(?::\s*(\w+))?", t)
+    if m is None or int(m.group(1)) < 1 or (m.group(3) or "budget") not in STOP_RULES:
+        raise ValueError(
+            f"budget {text!r}: a positive rollout count (8) or token count (650tok), "
+            "optionally with :confident or :unbeatable (8:confident)"
+        )
+    n, rule = int(m.group(1)), m.group(3) or "budget"
+    return (TOKEN_BUDGET_ROLLOUTS, n, rule) if m.group(2) else (n, 0, rule)
 
 
 def plan(algorithms: Iterable[str], budgets: Iterable[int | str]) -> list[RunKey]:
-    """Every algorithm at every budget; greedy runs once (one chain, budget 1)."""
-    parsed = sorted({parse_budget(b) for b in budgets}, key=lambda bt: (bt[1] > 0, bt[1], bt[0]))
+    """Every algorithm at every budget; greedy runs once (one chain, budget 1, spent: one
+    chain has nothing to settle)."""
+    parsed = sorted(
+        {parse_budget(b) for b in budgets},
+        key=lambda b: (b[1] > 0, b[1], b[0], STOP_RULES.index(b[2])),
+    )
     if not parsed:
         raise ValueError("no budget: give rollout counts (8) or token counts (650tok)")
     keys: list[RunKey] = []
     for alg in algorithms:
         if alg not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {alg!r}; choose from {', '.join(ALGORITHMS)}")
-        for b, tok in [(1, 0)] if alg == "greedy" else parsed:
-            if RunKey(alg, b, tok) not in keys:
-                keys.append(RunKey(alg, b, tok))
+        for b, tok, rule in [(1, 0, "budget")] if alg == "greedy" else parsed:
+            if RunKey(alg, b, tok, rule) not in keys:
+                keys.append(RunKey(alg, b, tok, rule))
     if not keys:
         raise ValueError("no algorithm to evaluate")
     return keys
@@ -107,13 +117,19 @@ class Outcome:
     stopped_by: str | None = None
     rollouts: int = 0
     tree: dict[str, Any] | None = None  # search.tree_stats of its tree, when the solver has it
+    tokens_saved: int | None = None  # the estimate, with a stop rule
 
 
 class Solver(Protocol):
     models: dict[str, Any]  # {"policy", "policy_engine", "reward_model", "versions"}
 
     async def solve(
-        self, problem: str, algorithm: str, rollouts: int, max_tokens: int | None = None
+        self,
+        problem: str,
+        algorithm: str,
+        rollouts: int,
+        max_tokens: int | None = None,
+        stop_when: str = "budget",
     ) -> Outcome: ...
 
 
@@ -127,6 +143,7 @@ class InProcessSolver:
         *,
         max_tokens: int | None = None,
         time_limit_s: float | None = None,
+        settle_confidence: float | None = None,
         models: dict[str, Any] | None = None,
     ) -> None:
         from search import SearchConfig
@@ -135,18 +152,27 @@ class InProcessSolver:
         self.config = config or SearchConfig()
         self.max_tokens = max_tokens
         self.time_limit_s = time_limit_s
+        self.settle_confidence = settle_confidence
         self.models = models or {}
 
     async def solve(
-        self, problem: str, algorithm: str, rollouts: int, max_tokens: int | None = None
+        self,
+        problem: str,
+        algorithm: str,
+        rollouts: int,
+        max_tokens: int | None = None,
+        stop_when: str = "budget",
     ) -> Outcome:
         from search import Budget, run_search
         from search.tree_stats import tree_stats
 
+        settle = {"settle_confidence": self.settle_confidence} if self.settle_confidence else {}
         budget = Budget(
             rollouts=rollouts,
             max_tokens=max_tokens or self.max_tokens,
             time_limit_s=self.time_limit_s,
+            stop_when=stop_when,  # type: ignore[arg-type]
+            **settle,
         )
         components = self.components
         if algorithm == "greedy" and components.reward_model is not None:
@@ -160,6 +186,7 @@ class InProcessSolver:
             r.stopped_by,
             r.usage.rollouts,
             tree_stats(r.tree, r.usage),
+            r.usage.tokens_saved,
         )
 
 
@@ -210,10 +237,13 @@ async def evaluate(
     results = out_dir / RESULTS
     ids = {p.id for p in problems}
     prepare_append(results, RECORD_FIELDS)
-    records: dict[RecordKey, dict] = {k: r for k, r in read_results(results).items() if k[3] in ids}
+    records: dict[RecordKey, dict] = {
+        k: r for k, r in read_results(results).items() if k[-1] in ids
+    }
     tallies = {k: Tally(len(problems)) for k in keys}
-    for (alg, budget, tokens, _), rec in records.items():
-        if (t := tallies.get(RunKey(alg, budget, tokens))) is not None and not rec.get("error"):
+    for (alg, budget, tokens, rule, _), rec in records.items():
+        t = tallies.get(RunKey(alg, budget, tokens, rule))
+        if t is not None and not rec.get("error"):
             t.done += 1
             t.correct += bool(rec["correct"])
     jobs = [
@@ -246,7 +276,7 @@ async def evaluate(
                 error = None
                 try:
                     out = await solver.solve(
-                        p.problem, key.algorithm, key.budget, key.tokens or None
+                        p.problem, key.algorithm, key.budget, key.tokens or None, key.stop_when
                     )
                 except EvalError:
                     raise
@@ -265,6 +295,7 @@ async def evaluate(
                 "algorithm": key.algorithm,
                 "budget": key.budget,
                 "max_tokens": key.tokens or None,
+                "stop_when": key.stop_when,
                 "id": p.id,
                 "gold": p.answer,
                 "answer": out.answer,
@@ -273,6 +304,7 @@ async def evaluate(
                 "seconds": round(out.seconds, 4),
                 "rollouts": out.rollouts,
                 "stopped_by": out.stopped_by,
+                "tokens_saved": out.tokens_saved,
                 "error": error,
             }
             if tree is not None:
