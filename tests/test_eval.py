@@ -17,6 +17,7 @@ from rich.console import Console
 
 import evaluation as ev
 from clients.cli import main
+from evaluation.records import read_results
 from search import Components, SearchConfig
 from search.grading import answers_equal
 from tests.support.data import shared_data
@@ -51,14 +52,14 @@ class Counting(ev.InProcessSolver):
         super().__init__(*args, **kw)
         self.calls, self.in_flight, self.most, self.fail = [], 0, 0, set(fail)
 
-    async def solve(self, problem, algorithm, rollouts, max_tokens=None):
-        self.calls.append((problem, algorithm, rollouts, max_tokens))
+    async def solve(self, problem, algorithm, rollouts, max_tokens=None, stop_when="budget"):
+        self.calls.append((problem, algorithm, rollouts, max_tokens, stop_when))
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         try:
             if problem in self.fail:
                 raise RuntimeError("engine exploded")
-            return await super().solve(problem, algorithm, rollouts, max_tokens)
+            return await super().solve(problem, algorithm, rollouts, max_tokens, stop_when)
         finally:
             self.in_flight -= 1
 
@@ -177,13 +178,65 @@ async def test_an_eval_at_a_token_budget_passes_it_to_every_search_and_resumes(
     s = solver(sandbox)
     keys = ev.plan(["self_consistency"], [2, "100tok"])
     report = await ev.evaluate(problems, keys, s, tmp_path)
-    assert sorted({c[2:] for c in s.calls}) == [(2, None), (ev.TOKEN_BUDGET_ROLLOUTS, 100)]
+    assert sorted({c[2:4] for c in s.calls}) == [(2, None), (ev.TOKEN_BUDGET_ROLLOUTS, 100)]
     by_budget = {r["max_tokens"]: r for r in report["runs"]}
     assert by_budget[100]["n"] == by_budget[None]["n"] == 3
     assert all(rec["tokens"] <= 100 + 40 for rec in by_budget[100]["records"])
     calls = len(s.calls)
     await ev.evaluate(problems, keys, s, tmp_path, resume=True)  # both budgets kept apart
     assert len(s.calls) == calls
+
+
+def test_a_budget_stopped_once_settled_is_a_run_of_its_own():
+    keys = ev.plan(["greedy", "mcts"], ["8:confident", 8, "650tok:unbeatable", "8:unbeatable"])
+    assert [k.label for k in keys] == [
+        "greedy@1",  # one chain: nothing to settle
+        "mcts@8",
+        "mcts@8:unbeatable",
+        "mcts@8:confident",
+        "mcts@650tok:unbeatable",
+    ]
+    assert keys[3].stop_when == "confident" and keys[3].budget == 8
+    assert keys[1].record_key("p1") != keys[3].record_key("p1")
+    for bad in ("8:sometimes", "8:", ":confident", "8confident"):
+        with pytest.raises(ValueError, match="8:confident"):
+            ev.plan(["mcts"], [bad])
+
+
+async def test_an_eval_compares_a_budget_spent_with_the_same_stopped_once_settled(
+    sandbox, data, tmp_path
+):
+    """Every search answers 30: stopped once settled, self-consistency spends four chains of
+    eight, and says what that saved; resumed, neither run is searched again."""
+    problems = ev.load_problems(data)
+    s = solver(sandbox)
+    keys = ev.plan(["self_consistency"], [8, "8:confident"])
+    report = await ev.evaluate(problems, keys, s, tmp_path)
+    assert sorted({c[2:] for c in s.calls}) == [(8, None, "budget"), (8, None, "confident")]
+    spent, settled = report["runs"]
+    assert (spent["stop_when"], settled["stop_when"]) == ("budget", "confident")
+    assert spent["accuracy"] == settled["accuracy"] == pytest.approx(2 / 3, abs=1e-5)
+    assert all(r["stopped_by"] == "finished" and r["rollouts"] == 8 for r in spent["records"])
+    assert all(r["tokens_saved"] is None for r in spent["records"])
+    assert all(r["stopped_by"] == "settled" and r["rollouts"] == 4 for r in settled["records"])
+    assert all(r["tokens_saved"] > 0 for r in settled["records"])
+    assert settled["mean_tokens"] < spent["mean_tokens"]
+    lines = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted({x["stop_when"] for x in lines}) == ["budget", "confident"]
+    calls = len(s.calls)
+    await ev.evaluate(problems, keys, s, tmp_path, resume=True)
+    assert len(s.calls) == calls
+    table = Console(file=io.StringIO(), width=120)
+    table.print(ev.table(report))
+    assert "8 confident" in table.file.getvalue()
+    assert (tmp_path / "accuracy_vs_tokens.png").read_bytes().startswith(PNG)
+
+
+def test_records_written_before_stop_rules_read_back_as_budgets_spent(tmp_path):
+    rec = {"algorithm": "mcts", "budget": 4, "id": "p1", "answer": "3", "correct": True}
+    write_jsonl(tmp_path / "results.jsonl", [{**rec, "tokens": 9, "seconds": 1.0}])
+    (key,) = read_results(tmp_path / "results.jsonl")
+    assert key == ev.RunKey("mcts", 4).record_key("p1")
 
 
 # --------------------------------------------------------------------------- in-process
@@ -359,6 +412,15 @@ async def test_rstar_eval_against_a_live_server(sandbox, data, tmp_path, capsys)
         ]
         assert all(r["tokens"] > 0 for run in report["runs"] for r in run["records"])
         assert (out / "accuracy_vs_tokens.png").read_bytes().startswith(PNG)
+        # a budget stopped once settled reaches the server as the budget's stop rule
+        rc = await asyncio.to_thread(
+            main,
+            [*args[:6], "self_consistency", "--budgets", "8:confident", "--out", str(out) + "s"],
+        )
+        assert rc == 0, capsys.readouterr().err
+        (run,) = json.loads((tmp_path / "remotes" / "report.json").read_text())["runs"]
+        assert run["stop_when"] == "confident"
+        assert all(r["stopped_by"] == "settled" and r["tokens_saved"] for r in run["records"])
         # a budget above the server's cap stops the run with the server's reason
         rc = await asyncio.to_thread(main, [*args[:-1], str(tmp_path / "big"), "--budgets", "999"])
         assert rc == 2 and "RSTAR_MAX_ROLLOUTS" in capsys.readouterr().err
