@@ -350,12 +350,11 @@ def test_round_jobs_point_at_each_other(case):
     assert train_flags["--merge-shards"] == [str(shards)]
     assert train_flags["--phases"] == ["generate,extract,sft,ppm"]
     # every setting the round is identified by is passed to both alike
-    own = {"--shard", "--concurrency", "--merge-shards", "--phases", "--launcher", "--base-model"}
+    own = {"--shard", "--concurrency", "--merge-shards", "--phases", "--launcher"}
     assert {k: v for k, v in gen_flags.items() if k not in own} == {
         k: v for k, v in train_flags.items() if k not in own
     }
     assert "--phases" not in gen_flags and "--merge-shards" not in gen_flags
-    assert "--base-model" not in gen_flags  # training's alone: a shard would hash its weights
     assert train_flags.get("--base-model", [None]) == [rnd.get("baseModel") or None]
     for job in (generate, train):
         assert job["spec"].get("ttlSecondsAfterFinished") == rnd.get("ttlSecondsAfterFinished")

@@ -333,6 +333,12 @@ entrypoint.
 {{- end }}
 - --max-model-len
 - {{ .Values.models.maxModelLen | quote }}
+{{- with $r.baseModel }}
+# only training reads it, but it is part of the round's identity, which a shard started after
+# the training Job wrote the manifest is checked against
+- --base-model
+- {{ . | quote }}
+{{- end }}
 - --rollouts
 - {{ $r.rollouts | quote }}
 {{- range $r.extraArgs }}
