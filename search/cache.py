@@ -2,9 +2,9 @@
 
 An expansion is identified by everything that determines its children: the model versions
 (the caller's `namespace`), the normalised problem, the path of step texts from the root, how
-many candidates were asked for, and the sampling/execution settings. A node is named by its
-text plus its rank among earlier siblings with the same text (only chains sampled without
-de-duplication have such twins), so replaying a cached tree reaches the same keys.
+many candidates were asked for, the sampling/execution settings and the step format. A node is
+named by its text plus its rank among earlier siblings with the same text (only chains sampled
+without de-duplication have such twins), so replaying a cached tree reaches the same keys.
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ def expansion_key(
     ]
     if score != "steps":
         parts.append(score)
+    if config.step_format != "code":  # another format's steps are other steps (code keys stay)
+        parts.append({"step_format": config.step_format, "delimiter": config.step_delimiter})
     if node.children:  # a node sampled again (chains started in waves) draws new samples
         parts.append(["after", len(node.children)])
     payload = json.dumps(

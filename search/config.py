@@ -8,10 +8,12 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
+from search.formats import StepFormatName, format_prompt_style
 from search.grading import Grader, default_grader
 from search.judge import ChoiceMethod
 from search.protocols import ExpansionCache, Policy, RewardModel, Sandbox
 from search.steps import PromptStyle
+from search.text_steps import DELIMITER
 
 
 class SearchSettings(BaseModel):
@@ -61,17 +63,41 @@ class SearchSettings(BaseModel):
         1.0, gt=0, description="particle filtering: softmax temperature over the PPM scores"
     )
 
-    def config(self, prompt_style: PromptStyle, **update: object) -> SearchConfig:
-        """What a search runs with: these settings (`update` over them) and the prompt style,
-        which belongs to the policy (models.ModelSettings.resolved_prompt_style)."""
+    def config(
+        self,
+        prompt_style: PromptStyle,
+        step_format: StepFormatName = "code",
+        step_delimiter: str = DELIMITER,
+        **update: object,
+    ) -> SearchConfig:
+        """What a search runs with: these settings (`update` over them) and what belongs to the
+        policy (models.ModelSettings): the step format it writes, the text format's delimiter,
+        and the prompt style, as that format reads it (search.formats.format_prompt_style)."""
         values = {name: getattr(self, name) for name in SearchSettings.model_fields}
-        return SearchConfig.model_validate({**values, **update, "prompt_style": prompt_style})
+        return SearchConfig.model_validate(
+            {
+                **values,
+                **update,
+                "prompt_style": format_prompt_style(step_format, prompt_style),
+                "step_format": step_format,
+                "step_delimiter": step_delimiter,
+            }
+        )
 
 
 class SearchConfig(SearchSettings):
-    """The settings a search runs with: `SearchSettings` and the policy's prompt style."""
+    """The settings a search runs with: `SearchSettings`, and the step format, delimiter and
+    prompt style of the policy."""
 
     prompt_style: PromptStyle = "few_shot"
+    step_format: StepFormatName = Field(
+        "code",
+        description="code: rStar-Math's code-augmented steps; text: plain steps split at "
+        "step_delimiter, in the model's chat template",
+    )
+    step_delimiter: str = Field(
+        DELIMITER, min_length=1, description="the text format: where one step ends"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 One call expands a whole wave of nodes with one batched policy call for the steps, concurrent
 sandbox runs, one batched call for the answers of final steps and one batched reward-model call,
-so whatever the algorithm, the engines see batches.
+so whatever the algorithm, the engines see batches. What differs between the step formats
+(prompts, stop strings, parsing, what runs, where the answer is) is asked of the format
+(search.formats).
 """
 
 from __future__ import annotations
@@ -16,27 +18,28 @@ from typing import Literal
 from search.budget import Budget, Tracker
 from search.cache import expansion_key, from_record, to_record
 from search.config import Components, SearchConfig, SearchProgress
+from search.formats import CodeFormat, TextFormat, step_format
 from search.judge import Judge
 from search.protocols import ExecLimits, Generation, GenerationRequest, ScoreRequest
 from search.settle import settled
 from search.steps import (
     ANSWER_STOPS,
-    STEP_STOPS,
+    ParsedStep,
     clip_output,
     extract_boxed,
     last_line,
     normalize_step,
-    parse_step,
-    path_code,
     render_answer,
     render_output,
     render_prompt,
-    render_step,
     syntax_error,
 )
+from search.text_steps import OUTPUT_FENCE, earlier_answer
 from search.tree import Node, Tree, node_dict
 
 log = logging.getLogger(__name__)
+
+_CUT_IN_BLOCK = "malformed: step was cut off inside a code block (no closing fence)"
 
 
 @dataclass
@@ -44,7 +47,9 @@ class _Pending:
     parent: Node
     fields: dict
     final: bool
-    code: str = ""
+    code: str = ""  # the program that verifies the step ("" when nothing runs)
+    step: ParsedStep | None = None
+    raw: str = ""  # the generated text (the text format continues it within a code block)
 
 
 class Expander:
@@ -67,6 +72,12 @@ class Expander:
         self.tracker = Tracker(budget)
         self.judge = Judge(components.grader, gold, components.reward_model is not None)
         self.limits = ExecLimits(timeout_s=config.exec_timeout_s)
+        self.format: CodeFormat | TextFormat = step_format(config)
+        # the prompt before the first step: the code format's is fixed, the text format's is the
+        # policy's chat template, asked for on the first expansion
+        self._opening: str | None = (
+            render_prompt(problem, [], config.prompt_style) if self.format.name == "code" else None
+        )
         self._seed = config.seed
         self._seen: dict[int, set[str]] = {}  # per parent: keys of its children, for de-dup
         self._shown: dict[int, tuple] = {}  # per node: what the last progress report said of it
@@ -76,10 +87,11 @@ class Expander:
         return self.tracker.usage
 
     def prompt(self, node: Node, extra: str = "") -> str:
+        assert self._opening is not None, "the opening is asked for on the first expansion"
         steps = [n.text for n in self.tree.path(node)]
         if extra:
             steps.append(extra)
-        return render_prompt(self.problem, steps, self.config.prompt_style)
+        return self.format.prompt(self._opening, steps)
 
     def report(self) -> None:
         """Tell the progress callback, if any, where the search stands."""
@@ -175,6 +187,8 @@ class Expander:
     ) -> list[Node]:
         """The real expansion: batched generation, sandbox runs, answers, reward scores."""
         cfg = self.config
+        if self._opening is None:
+            self._opening = await self.format.opening(self.problem, self.c.policy)
         requests = [
             GenerationRequest(
                 prompt=self.prompt(node),
@@ -182,7 +196,7 @@ class Expander:
                 max_tokens=cfg.step_max_tokens,
                 temperature=temp,
                 top_p=cfg.top_p if temp > 0 else 1.0,
-                stop=STEP_STOPS,
+                stop=self.format.stops,
                 seed=self._next_seed(),
             )
             for node, n in items
@@ -190,10 +204,15 @@ class Expander:
         outputs = await self.c.policy.generate(requests)
         self.usage.policy_calls += 1
         pending = self._candidates(items, outputs, dedup)
-        await self._execute([p for p in pending if "error" not in p.fields])
+        if isinstance(self.format, TextFormat):
+            await self._continue([p for p in pending if p.step and p.step.needs_more], temp)
+        self._programs(pending)
+        await self._execute([p for p in pending if "error" not in p.fields and p.code])
         finals = [p for p in pending if p.final and "error" not in p.fields]
-        if finals:
+        if finals and self.format.answer_call:
             await self._answer(finals)
+        elif finals:
+            self._stated_answers(finals)
         children = [self._attach(p) for p in pending]
         valid = [n for n in children if n.status != "invalid"]
         if self.score == "terminals":
@@ -247,39 +266,93 @@ class Expander:
         self, items: Sequence[tuple[Node, int]], outputs: list[list[Generation]], dedup: bool
     ) -> list[_Pending]:
         """Parse each generation into a would-be child; mark what fails before execution."""
-        cfg = self.config
         pending: list[_Pending] = []
         for (parent, _), gens in zip(items, outputs, strict=True):
             seen = self._seen.setdefault(parent.id, set())
             self.usage.prompt_tokens += gens[0].prompt_tokens if gens else 0
             for g in gens:
                 self.usage.tokens += g.tokens
-                step = parse_step(g.text, g.stop)
+                step = self.format.parse(g)
                 if dedup:
                     key = f"{g.stop}|{normalize_step(step.body or g.text)}"
                     if key in seen:
                         self.usage.duplicates += 1
                         continue
                     seen.add(key)
-                p = _Pending(parent, {"tokens": g.tokens}, step.final)
+                p = _Pending(parent, {"tokens": g.tokens}, step.final, raw=g.text)
                 pending.append(p)
-                if not step.ok:
-                    p.fields.update(text=g.text, error=step.error)
-                    continue
-                p.fields.update(
-                    text=render_step(step.body, step.final),
-                    reasoning=step.reasoning,
-                    code=step.code,
-                    final=step.final,
-                )
-                if not step.final and parent.depth + 1 >= cfg.max_depth:
-                    p.fields["error"] = f"too deep: no final step within max_depth={cfg.max_depth}"
-                    continue
-                p.code = path_code([n.code for n in self.tree.path(parent)] + [step.code])
-                err = syntax_error(p.code)
-                if err:
-                    p.fields["error"] = f"syntax: {err}"
+                self._take(p, step)
         return pending
+
+    def _take(self, p: _Pending, step: ParsedStep) -> None:
+        """Fill a would-be child from its parsed step (a step still to be continued waits)."""
+        p.step, p.final = step, step.final
+        if step.needs_more:
+            return
+        if not step.ok:
+            p.fields.update(text=p.raw, error=step.error)
+            return
+        p.fields.update(
+            text=self.format.render(step),
+            reasoning=step.reasoning,
+            code=step.code,
+            final=step.final,
+        )
+        max_depth = self.config.max_depth
+        if not step.final and p.parent.depth + 1 >= max_depth:
+            p.fields["error"] = f"too deep: no final step within max_depth={max_depth}"
+
+    async def _continue(self, cut: list[_Pending], temp: float) -> None:
+        """Text steps whose code block a blank line cut: one batched call takes each on to its
+        closing fence, within what is left of the step's token limit."""
+        assert isinstance(self.format, TextFormat)
+        cfg, delimiter = self.config, self.format.delimiter
+        asks, going = [], []
+        for p in cut:
+            left = cfg.step_max_tokens - p.fields["tokens"]
+            if left < 1:
+                self._take(p, ParsedStep(ok=False, body=p.raw.strip(), error=_CUT_IN_BLOCK))
+                continue
+            p.raw += delimiter
+            going.append(p)
+            asks.append(
+                GenerationRequest(
+                    prompt=self.prompt(p.parent, p.raw),
+                    n=1,
+                    max_tokens=left,
+                    temperature=temp,
+                    top_p=cfg.top_p if temp > 0 else 1.0,
+                    stop=self.format.continuation_stop(),
+                    seed=self._next_seed(),
+                )
+            )
+        if not asks:
+            return
+        outputs = await self.c.policy.generate(asks)
+        self.usage.policy_calls += 1
+        for p, gens in zip(going, outputs, strict=True):
+            g = gens[0]
+            self.usage.tokens += g.tokens
+            self.usage.prompt_tokens += g.prompt_tokens
+            p.fields["tokens"] += g.tokens
+            if g.stop is None:  # no closing fence within the step's tokens
+                p.raw += g.text
+                self._take(p, ParsedStep(ok=False, body=p.raw.strip(), error=_CUT_IN_BLOCK))
+                continue
+            p.raw += g.text + g.stop
+            whole = Generation(p.raw, OUTPUT_FENCE, p.fields["tokens"])  # as if it stopped there
+            self._take(p, self.format.parse(whole))
+
+    def _programs(self, pending: list[_Pending]) -> None:
+        """The program that verifies each valid step (the code format: its path's; the text
+        format: its code block, if any), checked for syntax before it costs a sandbox run."""
+        for p in pending:
+            if "error" in p.fields or p.step is None:
+                continue
+            p.code = self.format.program([n.code for n in self.tree.path(p.parent)], p.step)
+            err = syntax_error(p.code) if p.code else None
+            if err:
+                p.fields["error"] = f"syntax: {err}"
 
     async def _execute(self, runnable: list[_Pending]) -> None:
         """Run each candidate's path code concurrently; a failing run invalidates the step."""
@@ -291,12 +364,15 @@ class Expander:
             if not res.ok:
                 kind = "timeout" if res.timed_out else (res.killed or "runtime")
                 p.fields["error"] = f"{kind}: {(res.error or '').strip()[-clip:]}"
+            elif not self.format.answer_call and p.step is not None:  # the output joins the text
+                p.fields["text"] = self.format.render(p.step, p.fields["output"])
 
     async def _score(self, nodes: list[Node]) -> None:
         assert self.c.reward_model is not None
+        name = self.format.name
         scores = await self.c.reward_model.score(
             [
-                ScoreRequest(self.problem, tuple(n.text for n in self.tree.path(node)))
+                ScoreRequest(self.problem, tuple(n.text for n in self.tree.path(node)), name)
                 for node in nodes
             ]
         )
@@ -336,6 +412,20 @@ class Expander:
                 p.fields["error"] = "no answer: no \\boxed{...} and the code printed nothing"
             else:
                 p.fields["answer"] = answer
+
+    def _stated_answers(self, finals: list[_Pending]) -> None:
+        """The text format: a final step's answer is the one it states, else the one an earlier
+        step of its path stated (a solution whose last step only ends it)."""
+        for p in finals:
+            assert p.step is not None
+            answer = p.step.answer
+            if answer is None:
+                answer = earlier_answer([n.text for n in self.tree.path(p.parent)])
+            if answer is None:
+                p.fields["error"] = "no answer: no \\boxed{...} and no 'the answer is'"
+                continue
+            p.fields["answer"] = answer
+            p.fields["answer_text"] = p.step.reasoning or p.step.body or None
 
     def _attach(self, p: _Pending) -> Node:
         if "error" in p.fields:

@@ -7,7 +7,7 @@ prompt of a search wave, so backends can batch and prefix-cache.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -37,6 +37,7 @@ class Generation:
     stop: str | None
     tokens: int
     prompt_tokens: int = 0  # tokens of the request's prompt (the same for its `n` generations)
+    truncated: bool = False  # it ended on the request's max_tokens (not on end-of-sequence)
 
 
 @runtime_checkable
@@ -46,12 +47,26 @@ class Policy(Protocol):
         ...
 
 
+@runtime_checkable
+class ChatTemplate(Protocol):
+    """A policy that knows its model's chat template (the text step format frames the problem
+    with it). A policy without one gets ChatML."""
+
+    async def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str | None:
+        """`messages` in the model's chat template with the assistant's turn opened, as the
+        engine will read it (no BOS that the engine's tokenizer adds itself); None when the
+        model has no chat template."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ScoreRequest:
-    """Score the last of `steps` (rendered step texts, first to last) for `problem`."""
+    """Score the last of `steps` (rendered step texts, first to last) for `problem`; the steps
+    are in `step_format` (search.formats), which tells a reward model how to read them."""
 
     problem: str
     steps: tuple[str, ...]
+    step_format: str = "code"
 
 
 @runtime_checkable

@@ -9,7 +9,7 @@ executor's stdout follows in `<output>...<end_of_output>`; then
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -133,6 +133,13 @@ def _chatml(role: str, content: str) -> str:
     return f"{_IM_START}{role}\n{content}{_IM_END}\n"
 
 
+def chatml_prompt(messages: Sequence[Mapping[str, str]]) -> str:
+    """`messages` in ChatML with the assistant's turn opened: the chat of a model that has no
+    template of its own."""
+    turns = "".join(_chatml(m["role"], m["content"]) for m in messages)
+    return f"{turns}{_IM_START}assistant\n"
+
+
 def _plain_examples(n: int) -> str:
     return "".join(
         f"{USER}:\n{p}\n{ASSISTANT}: {_ASSISTANT_OPENING}\n{sol}\n\n" for p, sol in _EXAMPLES[:n]
@@ -201,6 +208,8 @@ class ParsedStep:
     reasoning: str = ""  # the leading comment, without '#'
     code: str = ""  # the Python below the leading comment
     error: str | None = None
+    answer: str | None = None  # the text format: the answer the step states
+    needs_more: bool = False  # the text format: the step stopped inside its code block
 
 
 def parse_step(text: str, stop: str | None) -> ParsedStep:

@@ -1,5 +1,5 @@
-"""Test doubles for the search's protocols (tests only): a scripted policy and reward model,
-and the scripts the tests give the policy."""
+"""Test doubles for the search's protocols (tests only): scripted policies (the code step
+format's and the text format's) and reward model, and the scripts the tests give the policies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from search.protocols import Generation, GenerationRequest, ScoreRequest
-from search.steps import ANSWER, CODE, CODE_END, OUTPUT, OUTPUT_END, STEP_END
+from search.steps import ANSWER, CODE, CODE_END, OUTPUT, OUTPUT_END, STEP_END, cut_at_stop
 
 _STOPS = ("<end_of_step>", "<end_of_code>", "<end_of_answer>", "<|user|>")
 
@@ -96,9 +96,11 @@ class ScriptedReward:
         self.rules = rules or {}
         self.default = default
         self.calls: list[int] = []
+        self.requests: list[ScoreRequest] = []
 
     async def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         self.calls.append(len(requests))
+        self.requests += requests
         out = []
         for r in requests:
             last = r.steps[-1]
@@ -128,3 +130,83 @@ def thirty(path: tuple[str, ...]) -> list[str]:
     if not path:
         return ["# Step 1: set x\nx = 6\n<end_of_step>"]
     return [f"# Step {len(path) + 1}: multiply\nprint(x * 5)\n<end_of_code>"]
+
+
+# --- the text step format -------------------------------------------------------------------
+
+ASSISTANT_TURN = "<|assistant|>\n"
+EOS, LENGTH = "<eos>", "<length>"  # a scripted generation's end, where no stop string ends it
+
+
+def chat_template(messages: Sequence[dict[str, str]]) -> str:
+    """The scripted model's own chat template (not ChatML), with the assistant's turn opened."""
+    turns = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
+    return turns + ASSISTANT_TURN
+
+
+def text_path_of(prompt: str, delimiter: str = "\n\n") -> tuple[str, ...]:
+    """What the assistant wrote before this request, split at the delimiter (a step's output
+    block stays with its step unless the output holds a blank line)."""
+    tail = prompt.split(ASSISTANT_TURN, 1)[-1] if ASSISTANT_TURN in prompt else ""
+    return tuple(tail.split(delimiter)[:-1])
+
+
+class TextScriptedPolicy:
+    """The text format's double: `script[path] = [raw candidate, ...]`, where the path is what
+    the assistant wrote so far split at the delimiter (text_path_of) and a raw candidate ends
+    where the request's stop strings first occur in it, as an engine's generation does; one with
+    none ends at the end of sequence, or at the token limit when it ends in <length>. Handed
+    out round-robin per path, like ScriptedPolicy; `chat=False`: a policy with no template of
+    its own (the search falls back to ChatML)."""
+
+    def __init__(
+        self,
+        script: dict[tuple[str, ...], list[str]] | None = None,
+        default: Callable[[tuple[str, ...]], list[str]] | None = None,
+        delimiter: str = "\n\n",
+        chat: bool = True,
+    ) -> None:
+        self.script = script or {}
+        self.default = default
+        self.delimiter = delimiter
+        self.calls: list[list[GenerationRequest]] = []
+        self.chats: list[list[dict[str, str]]] = []
+        self._next: dict[tuple[str, ...], int] = {}
+        if chat:
+            self.chat_prompt = self._chat_prompt
+
+    async def _chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        self.chats.append([dict(m) for m in messages])
+        return chat_template(messages)
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        self.calls.append(list(requests))
+        out = []
+        for req in requests:
+            path = text_path_of(req.prompt, self.delimiter)
+            cands = self.script.get(path)
+            if cands is None:
+                cands = self.default(path) if self.default else ["nothing scripted" + LENGTH]
+            gens = []
+            for _ in range(req.n):
+                i = self._next.get(path, 0)
+                self._next[path] = i + 1
+                gens.append(self._one(cands[i % len(cands)], req))
+            out.append(gens)
+        return out
+
+    @staticmethod
+    def _one(raw: str, req: GenerationRequest) -> Generation:
+        text, stop = cut_at_stop(raw, req.stop)
+        truncated = False
+        if stop is None:
+            truncated = text.endswith(LENGTH)
+            text = text.removesuffix(LENGTH).removesuffix(EOS)
+        return Generation(text, stop, max(1, len(text) // 4), truncated=truncated)
+
+
+def text_five(path: tuple[str, ...]) -> list[str]:
+    """Two steps to 2 + 3: the sum, then the boxed answer at the end of sequence."""
+    if not path:
+        return ["We add 2 and 3: 2 + 3 = 5.\n\n"]
+    return ["So the answer is $\\boxed{5}$." + EOS]
