@@ -43,6 +43,15 @@ class BudgetRequest(BaseModel):
     )
 
 
+# what `\s` matches in a JSON Schema pattern (ECMA-262's white space and line terminators): the
+# published schema says a problem matches `\S`, so blank means only these (Python's str.strip
+# would also take the control characters \x1c-\x1f and \x85, which the schema allows)
+JSON_SCHEMA_SPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
 class SolveRequest(BaseModel):
     # strict: the types the schema promises, no coercion ("cache": 0 is not a boolean)
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -62,7 +71,7 @@ class SolveRequest(BaseModel):
     @field_validator("problem")
     @classmethod
     def _not_blank(cls, v: str) -> str:
-        if not v.strip():
+        if not v.strip(JSON_SCHEMA_SPACE):
             raise ValueError("the problem is blank")
         return v
 

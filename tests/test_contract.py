@@ -66,3 +66,18 @@ def test_every_answer_matches_the_openapi_document(api_schema):
             # check runs here too, and every check on every other route.
             checks = [c for c in every_check if c.__name__ != "positive_data_acceptance"]
         fuzz(operation, checks)
+
+
+def test_a_blank_problem_is_what_the_schemas_pattern_calls_blank():
+    """The document says a problem matches `\\S` (ECMA-262's `\\s`): the server must refuse
+    exactly what that refuses, not Python's wider notion of white space."""
+
+    from pydantic import ValidationError
+
+    from server.protocol import JSON_SCHEMA_SPACE, SolveRequest
+
+    for blank in (" ", "\t\n", "\u3000\u00a0", "\ufeff", JSON_SCHEMA_SPACE):
+        with pytest.raises(ValidationError, match="the problem is blank"):
+            SolveRequest(problem=blank)
+    for odd in ("\x1c", "\x1f\x85", " x "):  # white space to Python, not to the schema
+        assert SolveRequest(problem=odd).problem == odd
