@@ -69,6 +69,7 @@ def load_reward_model(settings: ModelSettings) -> Any | None:
             settings.prm_step_tag,
             settings.remote_timeout_s,
             _secret(settings),
+            settings.prm_aggregation,
         )
     model = resolve_model(settings.ppm_model)
     if engine == "vllm" or settings.ppm_kind == "step_tag_prm":

@@ -6,10 +6,11 @@ Concurrent `generate` calls (from many searches) are gathered by a `Batcher` int
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from models.batcher import Batcher
+from models.chat_template import chat_prompt
 from models.hf_loading import load_model, load_tokenizer
 from search.protocols import Generation, GenerationRequest
 from search.steps import cut_at_stop
@@ -37,6 +38,9 @@ class TransformersPolicy:
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         return await self._batcher.run(list(requests))
+
+    async def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str | None:
+        return chat_prompt(self.tokenizer, messages)
 
     def _generate_batch(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         groups: dict[tuple, list[int]] = {}
@@ -77,14 +81,16 @@ class TransformersPolicy:
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         gens = []
         for row, prompt_len in zip(new.tolist(), prompt_lens, strict=True):
-            n = len(row)
+            n, ended = len(row), False
             for j, t in enumerate(row):
                 if t == tok.pad_token_id or t == tok.eos_token_id:
                     n = j + 1 if t == tok.eos_token_id else j
+                    ended = True
                     break
             text = tok.decode(row[:n], skip_special_tokens=True)
             text, stop = cut_at_stop(text, params.stop)
-            gens.append(Generation(text, stop, n, int(prompt_len)))
+            truncated = stop is None and not ended and n >= params.max_tokens
+            gens.append(Generation(text, stop, n, int(prompt_len), truncated))
             self.generated_tokens += n
         return gens
 

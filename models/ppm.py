@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from search.protocols import ScoreRequest
-from search.steps import render_prompt
+from search.steps import ASSISTANT, USER, render_prompt
 
 
 def ppm_text(req: ScoreRequest) -> str:
-    """What the PPM reads: the problem and the steps so far, in the bare step format."""
+    """What the PPM reads: the problem and the steps so far, in the bare step format (text
+    steps after the same problem turn, as written)."""
+    if req.step_format == "text":
+        return f"{USER}:\n{req.problem.strip()}\n{ASSISTANT}: " + "".join(req.steps)
     return render_prompt(req.problem, req.steps, style="bare")
 
 

@@ -8,14 +8,14 @@ token when configured. A server error stops the search with a message naming the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from models.ppm import logit_to_score, ppm_text
 from models.settings import RewardKind
-from models.step_tag_prm import last_step_score, prm_messages
+from models.step_tag_prm import Aggregation, aggregate, prm_messages
 from search.protocols import Generation, GenerationRequest, ScoreRequest
 from search.steps import cut_at_stop
 
@@ -73,6 +73,37 @@ class RemotePolicy:
         self.path = base_url
         self._model = model if model not in (None, "", "default") else None
         self._client = _client(base_url, timeout_s, api_key)
+        self._bos: int | None = None  # the token the server puts before every prompt itself
+        self._bos_known = False
+
+    async def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str | None:
+        """The served model's chat template, applied by the server: its `/tokenize` of the chat,
+        read back as text with `/detokenize`, less a BOS the server adds to prompts itself.
+        None when the server has no template for it."""
+        if self._model is None:
+            self._model = await _served_model(self._client)
+        body = {"model": self._model, "messages": list(messages), "add_generation_prompt": True}
+        try:
+            tokens = (await _post(self._client, "/tokenize", body)).get("tokens") or []
+        except RemoteError as e:
+            if "chat template" in str(e).lower():
+                return None
+            raise
+        bos = await self._server_bos()
+        if tokens and bos is not None and tokens[0] == bos:
+            tokens = tokens[1:]
+        data = await _post(self._client, "/detokenize", {"model": self._model, "tokens": tokens})
+        return data.get("prompt")
+
+    async def _server_bos(self) -> int | None:
+        if not self._bos_known:
+            body = {"model": self._model, "prompt": "x", "add_special_tokens": True}
+            plain = await _post(self._client, "/tokenize", {**body, "add_special_tokens": False})
+            full = await _post(self._client, "/tokenize", body)
+            extra = len(full.get("tokens") or []) - len(plain.get("tokens") or [])
+            self._bos = full["tokens"][0] if extra > 0 else None
+            self._bos_known = True
+        return self._bos
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         if self._model is None:
@@ -110,7 +141,8 @@ class RemotePolicy:
                 text, late = cut_at_stop(text, r.stop[MAX_STOPS:])
                 stop = late or stop
             tokens = round(total * length / sum(lengths)) if total else 0
-            gens.append(Generation(text, stop, tokens, prompt_tokens))
+            truncated = stop is None and c.get("finish_reason") == "length"
+            gens.append(Generation(text, stop, tokens, prompt_tokens, truncated))
         return gens
 
     async def aclose(self) -> None:
@@ -119,7 +151,7 @@ class RemotePolicy:
 
 class RemoteReward:
     """vLLM's `/pooling`: `classify` (raw logit, tanh) for our PPM; `token_classify` on the
-    PRM's chat for a step-tag PRM."""
+    PRM's chat for a step-tag PRM, its steps' P(good) aggregated by `aggregation`."""
 
     engine = "remote"
 
@@ -131,10 +163,12 @@ class RemoteReward:
         step_tag: str = "<extra_0>",
         timeout_s: float = 300.0,
         api_key: str | None = None,
+        aggregation: Aggregation = "last",
     ) -> None:
         self.path = base_url
         self.kind = kind
         self.step_tag = step_tag
+        self.aggregation = aggregation
         self._model = model if model not in (None, "", "default") else None
         self._client = _client(base_url, timeout_s, api_key)
 
@@ -171,7 +205,7 @@ class RemoteReward:
             # The server returns every token's scores unless it was started with
             # --pooler-config '{"step_tag_id": ...}': find the tags through its tokenizer.
             rows = await self._rows_at_tags(messages, rows)
-        return last_step_score(rows)
+        return aggregate(rows, self.aggregation)
 
     async def _rows_at_tags(self, messages: list[dict[str, str]], rows: list) -> list:
         body = {"model": self._model, "messages": messages, "add_generation_prompt": False}

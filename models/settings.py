@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.default_model import embedded
+from models.step_tag_prm import Aggregation
+from search.formats import StepFormatName
 from search.steps import PromptStyle
+from search.text_steps import DELIMITER
 
 PolicyEngine = Literal["vllm", "transformers", "remote"]
 RewardEngine = Literal["transformers", "vllm", "remote"]
@@ -31,7 +34,17 @@ class ModelSettings(BaseSettings):
     prompt_style: PromptStyle | None = Field(
         None,
         description="few_shot | chat | system | bare (default: few_shot for an embedded model, "
-        "else bare)",
+        "else bare; the text format reads system or bare only)",
+    )
+    step_format: StepFormatName = Field(
+        "code",
+        description="the steps the policy writes: code (rStar-Math's code-augmented steps) or "
+        "text (plain steps split at step_delimiter, in the model's chat template)",
+    )
+    step_delimiter: str = Field(
+        DELIMITER,
+        min_length=1,
+        description="the text format's step end (\\n and \\t escapes are read as newline and tab)",
     )
 
     ppm_model: str | None = Field(None, description="reward model path/id; unset = no PPM")
@@ -41,6 +54,11 @@ class ModelSettings(BaseSettings):
         "ppm", description="ppm: our one-label head; step_tag_prm: Qwen2.5-Math-PRM style"
     )
     prm_step_tag: str = Field("<extra_0>", description="step separator token of a step-tag PRM")
+    prm_aggregation: Aggregation = Field(
+        "last",
+        description="a step-tag PRM's score of a path from its steps' P(good): last (the last "
+        "step's), min (the worst step's) or prod (their product)",
+    )
 
     device: str = Field("auto", description="transformers device: auto | cpu | cuda")
     dtype: str = Field("auto", description="auto | bfloat16 | float16 | float32")
@@ -65,6 +83,14 @@ class ModelSettings(BaseSettings):
     )
     remote_timeout_s: float = Field(300.0, gt=0)
     remote_api_key: SecretStr | None = Field(None, description="bearer token for remote servers")
+
+    @field_validator("step_delimiter", mode="before")
+    @classmethod
+    def _escapes(cls, v: object) -> object:
+        """A newline is awkward to put in an environment variable: `\\n` stands for one."""
+        if isinstance(v, str) and "\\" in v:
+            return v.replace("\\n", "\n").replace("\\t", "\t")
+        return v
 
     def resolved_prompt_style(self) -> PromptStyle:
         if self.prompt_style is not None:

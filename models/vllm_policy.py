@@ -8,10 +8,12 @@ engine belongs to the event loop that first uses it (vLLM's output handler runs 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from models.chat_template import chat_prompt
 from models.settings import ModelSettings
 from models.vllm_engine import make_engine
 from search.protocols import Generation, GenerationRequest
@@ -53,6 +55,12 @@ class VLLMPolicy:
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
+    async def chat_prompt(self, messages: Sequence[Mapping[str, str]]) -> str | None:
+        tok = self.llm.get_tokenizer()
+        if inspect.isawaitable(tok):  # async in some vLLM versions
+            tok = await tok
+        return chat_prompt(tok, messages)
+
     async def _one(self, r: GenerationRequest) -> list[Generation]:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
@@ -84,7 +92,8 @@ class VLLMPolicy:
         gens = []
         for c in sorted(final.outputs, key=lambda c: c.index):
             stop = c.stop_reason if isinstance(c.stop_reason, str) else None
-            gens.append(Generation(c.text, stop, len(c.token_ids), prompt_tokens))
+            truncated = c.finish_reason == "length"
+            gens.append(Generation(c.text, stop, len(c.token_ids), prompt_tokens, truncated))
             s.generated_tokens += len(c.token_ids)
         return gens
 

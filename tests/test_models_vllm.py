@@ -13,7 +13,7 @@ from search.protocols import GenerationRequest
 from search.steps import STEP_STOPS
 
 SETTINGS = ModelSettings(cpu_kv_cache_gb=1, max_model_len=2048)
-from tests.support.model_fixtures import PROMPT  # noqa: E402
+from tests.support.model_fixtures import PROMPT, TEXT_SCORE_REQUEST  # noqa: E402
 from tests.support.model_fixtures import SCORE_REQUESTS as REQS  # noqa: E402
 
 
@@ -91,3 +91,24 @@ async def test_step_tag_prm_scores_the_last_step(tiny_prm_path):
         prm.close()
     assert len(scores) == 2 and all(-1 <= s <= 1 for s in scores)
     assert scores[0] != scores[1]
+
+
+async def test_step_tag_prm_aggregates_text_steps_on_the_pooling_runner(tiny_prm_path):
+    """P(good) at each text step's tag, read from the real pooling runner, and the score the
+    aggregation makes of them: last, min and prod (one engine, the setting switched)."""
+    from models.step_tag_prm import aggregate
+    from models.vllm_reward import VLLMReward
+
+    prm = VLLMReward(tiny_prm_path, SETTINGS, "step_tag_prm")
+    scores = {}
+    try:
+        rows = await prm.step_probabilities(TEXT_SCORE_REQUEST)
+        for how in ("last", "min", "prod"):
+            prm.aggregation = how
+            (scores[how],) = await prm.score([TEXT_SCORE_REQUEST])
+    finally:
+        prm.close()
+    assert len(rows) == 3 and all(0 <= p <= 1 for row in rows for p in row)
+    for how, score in scores.items():
+        assert score == pytest.approx(aggregate(rows, how), abs=1e-4)
+    assert scores["prod"] <= scores["min"] + 1e-6 and scores["min"] <= scores["last"] + 1e-6

@@ -30,12 +30,13 @@ def shared(settings: SearchSettings) -> dict:
 
 def test_server_cli_and_rounds_start_from_the_same_defaults():
     defaults = SearchSettings().model_dump()
-    assert SearchConfig().model_dump(exclude={"prompt_style"}) == defaults
+    policy = {"prompt_style", "step_format", "step_delimiter"}  # the policy's, not the search's
+    assert SearchConfig().model_dump(exclude=policy) == defaults
     assert ServerSettings().search.model_dump() == defaults
     assert shared(RoundConfig(out="r").search) == defaults
     args = build_parser().parse_args(["solve", "x"])
     cli = _search_config(args, ModelSettings(policy_model="tiny"))
-    assert cli.model_dump(exclude={"prompt_style"}) == defaults
+    assert cli.model_dump(exclude=policy) == defaults
 
 
 def test_the_variables_keep_their_names_and_flags_win_over_them(monkeypatch):

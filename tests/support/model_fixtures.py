@@ -16,6 +16,16 @@ SCORE_REQUESTS = [
     ScoreRequest("What is 2+3?", (_STEP1,)),
     ScoreRequest("What is 2+3?", (_STEP1, "print(x)\n<end_of_code>\n")),
 ]
+# three plain steps, the second with a code block and its output
+TEXT_SCORE_REQUEST = ScoreRequest(
+    "What is 2+3?",
+    (
+        "We add 2 and 3.\n\n",
+        "```python\nprint(2 + 3)\n```\n```output\n5\n```\n\n",
+        "So the answer is $\\boxed{5}$.\n\n",
+    ),
+    "text",
+)
 
 
 def build_tiny_step_tag_prm(out: Path, tokenizer_from: str, seed: int = 0) -> Path:
