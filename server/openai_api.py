@@ -104,6 +104,7 @@ def to_solve_request(body: ChatCompletionRequest, svc: SolverService) -> SolveRe
         algorithm=algorithm,
         budget=budget,  # type: ignore[arg-type]
         cache=body.cache,
+        step_format=body.step_format,
     )
 
 
@@ -117,11 +118,14 @@ def without_step_label(reasoning: str) -> str:
 
 
 def render_steps(res: SolveResponse) -> list[str]:
-    """Markdown pieces, one per step, then the answer: the assistant's message."""
+    """Markdown pieces, one per step, then the answer: the assistant's message. A text step
+    shows a code block only when it has one."""
     parts = []
     for i, step in enumerate(res.steps, 1):
         reasoning = without_step_label(step.reasoning)
-        text = f"**Step {i}.** {reasoning}\n\n```python\n{step.code.rstrip()}\n```\n"
+        text = f"**Step {i}.** {reasoning}\n"
+        if res.step_format == "code" or step.code.strip():
+            text += f"\n```python\n{step.code.rstrip()}\n```\n"
         if step.output and step.output.strip():
             text += f"Output: `{step.output.strip()}`\n"
         parts.append(text + "\n")
@@ -150,6 +154,7 @@ def extras(res: SolveResponse) -> dict:
         "answer": res.answer,
         "score": res.score,
         "algorithm": res.algorithm,
+        "step_format": res.step_format,
         "stopped_by": res.stopped_by,
         "usage": res.usage.model_dump(),
         "alternatives": [a.model_dump() for a in res.alternatives],

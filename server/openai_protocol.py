@@ -3,7 +3,8 @@
 
 Fields of the OpenAI request that do not apply to a search (temperature, top_p, seed, stop, …)
 are accepted and ignored, as other OpenAI-compatible servers do; fields nobody defines are
-refused. rStar's own knobs travel as extra body fields: `algorithm`, `budget`, `cache`.
+refused. rStar's own knobs travel as extra body fields: `algorithm`, `budget`, `cache`,
+`step_format`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from search.formats import StepFormatName
 from server.protocol import Algorithm, BudgetRequest, JsonInt, PositiveJsonInt, integral
 
 MODEL_PREFIX = "rstar-"
@@ -73,6 +75,9 @@ class ChatCompletionRequest(BaseModel):
     algorithm: Algorithm | None = Field(None, description="overrides the model's algorithm")
     budget: BudgetRequest | None = Field(None, description="overrides reasoning_effort")
     cache: bool = True
+    step_format: StepFormatName | None = Field(
+        None, description="code or text steps; unset: the server's (RSTAR_STEP_FORMAT)"
+    )
 
 
 class ChatCompletionMessage(BaseModel):

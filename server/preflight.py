@@ -427,6 +427,29 @@ def _tokenizer_has(path: Path, token: str) -> bool:
     )
 
 
+def check_step_format(settings: Any, names: Mapping[str, str] | None = None) -> None:
+    """A prompt style the step format can read: the text format frames the problem in the
+    model's chat template with the system prompt (`system`) or without (`bare`); the worked
+    examples of `few_shot` and `chat` are code steps, which would teach a plain-step model the
+    other format. (A request's own step_format reads those styles as `system`.)"""
+    from models.settings import ModelSettings
+    from search.formats import TEXT_PROMPT_STYLES
+
+    s = settings
+
+    def n(field: str) -> str:
+        return (names or {}).get(field) or env_name(ModelSettings, field)
+
+    if s.step_format == "text" and s.prompt_style not in (None, *TEXT_PROMPT_STYLES):
+        raise ConfigError(
+            n("prompt_style"),
+            s.prompt_style,
+            f"its worked examples are code steps, meaningless with "
+            f"{assign(n('step_format'), 'text')}; use system (the chat template with the system "
+            "prompt) or bare (without it), or unset it",
+        )
+
+
 def check_models(settings: Any, names: Mapping[str, str] | None = None) -> None:
     """Engines installed, remote URLs given, model paths loadable, the PPM kind fitting the PPM.
     Cheap checks first: the model checks read configs (and may prepare an embedded model)."""
@@ -437,6 +460,8 @@ def check_models(settings: Any, names: Mapping[str, str] | None = None) -> None:
 
     def n(field: str) -> str:
         return (names or {}).get(field) or env_name(ModelSettings, field)
+
+    check_step_format(s, names)
 
     has_ppm = bool(s.ppm_model) or s.ppm_engine == "remote"
     vllm = importlib.util.find_spec("vllm") is not None

@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from search import Algorithm
 from search.budget import StopReason, StopWhen, Usage
+from search.formats import StepFormatName
 from search.judge import RewardSource
 from search.result import AnswerGroup, StepView
 
@@ -67,6 +68,11 @@ class SolveRequest(BaseModel):
     cache: bool = Field(
         True, description="reuse and store expansions (false: sample everything afresh)"
     )
+    step_format: StepFormatName | None = Field(
+        None,
+        description="the steps the policy writes: code (rStar-Math's code-augmented steps) or "
+        "text (plain steps split at a blank line); unset: the server's (RSTAR_STEP_FORMAT)",
+    )
 
     @field_validator("problem")
     @classmethod
@@ -92,6 +98,7 @@ class SolveResponse(BaseModel):
     correct: bool | None = Field(None, description="against the request's `answer`, if given")
     reward_source: RewardSource
     algorithm: Algorithm
+    step_format: StepFormatName = Field("code", description="the format of the steps")
     steps: list[StepView]
     alternatives: list[AnswerGroup]
     usage: Usage

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from models import LoadedModels, ModelSettings, load_models, model_versions
 from sandbox import SandboxSettings, create_sandbox
-from search import Budget, Components, SearchProgress, run_search
+from search import Budget, Components, SearchConfig, SearchProgress, run_search
 from search.grading import default_grader
 from search.protocols import ExpansionCache, Sandbox
 from server.admission import FairSlots, KeyLimits
@@ -118,7 +118,19 @@ class SolverService:
     @property
     def cache_namespace(self) -> str:
         ms = self.model_settings
-        return json.dumps([self.versions, ms.ppm_kind, ms.resolved_prompt_style()])
+        names: list[object] = [self.versions, ms.ppm_kind, ms.resolved_prompt_style()]
+        if ms.ppm_kind == "step_tag_prm" and ms.prm_aggregation != "last":
+            names.append(ms.prm_aggregation)  # the steps' cached scores depend on it
+        return json.dumps(names)
+
+    def search_config(self, req: SolveRequest) -> SearchConfig:
+        """The server's search settings in the request's step format (else the model's)."""
+        ms = self.model_settings
+        return self.settings.search.config(
+            ms.resolved_prompt_style(),
+            step_format=req.step_format or ms.step_format,
+            step_delimiter=ms.step_delimiter,
+        )
 
     def budget(self, req: SolveRequest) -> Budget:
         s, b = self.settings, req.budget
@@ -248,7 +260,7 @@ class SolverService:
             cache=self.cache if req.cache else None,
             cache_namespace=self.cache_namespace,
         )
-        config = self.settings.search.config(ms.resolved_prompt_style())
+        config = self.search_config(req)
         result = await run_search(req.algorithm, req.problem, components, budget, config)
         self.metrics.observe_search(result)
         correct = None
@@ -261,6 +273,7 @@ class SolverService:
             correct=correct,
             reward_source=result.reward_source,
             algorithm=req.algorithm,
+            step_format=config.step_format,
             steps=result.steps,
             alternatives=result.alternatives,
             usage=result.usage,

@@ -95,3 +95,16 @@ def test_every_variable_read_is_known():
         "RSTAR_API_KEYS",
     } <= known
     assert {f"RSTAR_{f}".upper() for f in AllocatorSettings.model_fields} <= known
+
+
+def test_the_text_format_refuses_the_code_formats_worked_examples():
+    from server.preflight import check_step_format
+
+    for style in (None, "system", "bare"):
+        check_step_format(ModelSettings(step_format="text", prompt_style=style))
+    check_step_format(ModelSettings(step_format="code", prompt_style="few_shot"))
+    with pytest.raises(ConfigError, match=r"^RSTAR_PROMPT_STYLE=few_shot: .*STEP_FORMAT=text"):
+        check_step_format(ModelSettings(step_format="text", prompt_style="few_shot"))
+    flags = {"prompt_style": "--prompt-style", "step_format": "--step-format"}
+    with pytest.raises(ConfigError, match=r"^--prompt-style chat: .*--step-format text; use sys"):
+        check_step_format(ModelSettings(step_format="text", prompt_style="chat"), flags)

@@ -17,12 +17,19 @@ from server.settings import ServerSettings
 from tests.support.vllm_server import free_port
 
 
-def scripted_service(sandbox, policy, cache=None, **settings) -> SolverService:
-    """A solver service on the scripted policy and the given sandbox (and cache, if any)."""
+def scripted_service(
+    sandbox, policy, cache=None, *, reward=None, model_settings=None, **settings
+) -> SolverService:
+    """A solver service on the scripted policy (and reward model) and the given sandbox (and
+    cache, if any); `model_settings` for the model's own settings (its step format, say)."""
     svc = SolverService(
-        ServerSettings(**settings), models=LoadedModels(policy, None), sandbox=sandbox, cache=cache
+        ServerSettings(**settings),
+        model_settings,
+        models=LoadedModels(policy, reward),
+        sandbox=sandbox,
+        cache=cache,
     )
-    svc.versions = {"policy": "scripted", "reward_model": None}
+    svc.versions = {"policy": "scripted", "reward_model": "scripted" if reward else None}
     return svc
 
 
