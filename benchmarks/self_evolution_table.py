@@ -51,12 +51,13 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _results(path: Path, tokens: bool = False) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
-    """(algorithm, budget) → problem id → its record, from a results.jsonl, failed searches
-    and budgets stopped once settled left out; with `tokens`, the runs under a token budget, by
-    (algorithm, token budget)."""
+    """(algorithm, budget) → problem id → its record, from a results.jsonl, failed searches,
+    budgets stopped once settled and text-step runs left out; with `tokens`, the runs under a
+    token budget, by (algorithm, token budget)."""
     out: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
-    for (alg, budget, max_tokens, rule, pid), r in read_results(path).items():
-        if not r.get("error") and bool(max_tokens) == tokens and rule == "budget":
+    for (alg, budget, max_tokens, rule, fmt, pid), r in read_results(path).items():
+        kept = rule == "budget" and fmt == "code"
+        if not r.get("error") and bool(max_tokens) == tokens and kept:
             out.setdefault((alg, max_tokens or budget), {})[pid] = r
     return out
 

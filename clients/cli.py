@@ -30,7 +30,10 @@ from typing import Any, get_args
 import httpx
 
 from evaluation.progress import SearchBar
+from models.settings import RewardKind
+from models.step_tag_prm import Aggregation
 from search import Algorithm, Budget, SearchConfig, SearchSettings
+from search.formats import STEP_FORMATS
 from search.settle import StopWhen
 from search.steps import PROMPT_STYLES
 from server.preflight import (
@@ -87,7 +90,14 @@ def _add_solve(sub: Any) -> None:
     )
     _add_settle_confidence(b)
     _add_search_args(p.add_argument_group("search"))
-    _add_model_args(p.add_argument_group("models (default: RSTAR_* settings)"))
+    m = p.add_argument_group("models (default: RSTAR_* settings)")
+    _add_model_args(m)
+    m.add_argument(
+        "--step-format",
+        choices=STEP_FORMATS,
+        help="the steps the policy writes: code (rStar-Math's) or text (plain steps split at a "
+        "blank line, in the model's chat template); default RSTAR_STEP_FORMAT, else code",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--answer", help="gold answer to check the result against (not used to search)")
     o.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -153,7 +163,23 @@ def _add_model_args(m: Any) -> None:
     m.add_argument("--policy-url", help="OpenAI-compatible server for --engine remote")
     m.add_argument("--ppm", help="reward model path or hub id (default: none → agreement)")
     m.add_argument("--ppm-engine", choices=["transformers", "vllm", "remote"])
+    m.add_argument(
+        "--ppm-kind",
+        choices=get_args(RewardKind),
+        help="ppm: our one-label PPM; step_tag_prm: a Qwen2.5-Math-PRM-style PRM",
+    )
+    m.add_argument(
+        "--prm-aggregation",
+        choices=get_args(Aggregation),
+        help="a step-tag PRM's score of a path: its last step's, its worst step's or their "
+        "product (default RSTAR_PRM_AGGREGATION, else last)",
+    )
     m.add_argument("--prompt-style", choices=PROMPT_STYLES)
+    m.add_argument(
+        "--step-delimiter",
+        help="the text format's step end, \\n for a newline (default RSTAR_STEP_DELIMITER, "
+        "else a blank line)",
+    )
 
 
 def _at_least(low: int) -> Any:
@@ -226,6 +252,13 @@ def _add_eval(sub: Any) -> None:
         type=_at_least(1),
         default=4,
         help="problems searched at once on the one engine (default 4)",
+    )
+    p.add_argument(
+        "--step-format",
+        dest="step_formats",
+        type=_csv(str),
+        help="the steps the policy writes, code, text or code,text (runs of their own); default "
+        "RSTAR_STEP_FORMAT, else code",
     )
     p.add_argument("--url", help="evaluate a running rstar server (its search settings apply)")
     p.add_argument("--api-key", help="the server's API key (default: RSTAR_API_KEY)")
@@ -366,12 +399,19 @@ def _add_serve(sub: Any) -> None:
     )
 
 
-def _search_config(args: argparse.Namespace, settings: Any) -> SearchConfig:
-    """The search settings (flags over RSTAR_SEARCH_* variables) in the policy's prompt style."""
+def _search_config(
+    args: argparse.Namespace, settings: Any, step_format: str | None = None
+) -> SearchConfig:
+    """The search settings (flags over RSTAR_SEARCH_* variables) in the policy's step format
+    (or `step_format`), delimiter and prompt style."""
     given = {f: v for f in SEARCH_FLAGS if (v := getattr(args, f)) is not None}
     names = {f"search.{f}": _search_flag(f) for f in given}
     search = load_settings(SearchEnv, names, search=given).search
-    return search.config(settings.resolved_prompt_style())
+    return search.config(
+        settings.resolved_prompt_style(),
+        step_format=step_format or settings.step_format,
+        step_delimiter=settings.step_delimiter,
+    )
 
 
 # ModelSettings fields → the flags that set them (an error names the flag when it was given)
@@ -381,26 +421,42 @@ _MODEL_FLAGS = {
     "policy_url": "policy_url",
     "ppm_model": "ppm",
     "ppm_engine": "ppm_engine",
+    "ppm_kind": "ppm_kind",
+    "prm_aggregation": "prm_aggregation",
     "prompt_style": "prompt_style",
+    "step_format": "step_format",  # rstar solve's; rstar eval takes several (step_formats)
+    "step_delimiter": "step_delimiter",
 }
 
 
 def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    pairs = {field: getattr(args, dest) for field, dest in _MODEL_FLAGS.items()}
+    pairs = {field: getattr(args, dest, None) for field, dest in _MODEL_FLAGS.items()}
     return {k: v for k, v in pairs.items() if v is not None}
 
 
-def _model_settings(args: argparse.Namespace) -> Any:
+def _model_settings(args: argparse.Namespace, step_formats: list[str] | None = None) -> Any:
     """The model settings (flags over RSTAR_* variables), checked before any engine starts:
-    a ConfigError names the flag or variable that cannot work."""
+    a ConfigError names the flag or variable that cannot work (for each of `step_formats`, the
+    formats rstar eval runs, when given)."""
     from models import ModelSettings
-    from server.preflight import check_models
+    from server.preflight import check_models, check_step_format
 
     overrides = _settings_overrides(args)
     names = {f: "--" + _MODEL_FLAGS[f].replace("_", "-") for f in overrides}
     settings = load_settings(ModelSettings, names, **overrides)
     check_models(settings, names)
+    if getattr(args, "step_formats", None):
+        names["step_format"] = "--step-format"
+    for fmt in step_formats or ():
+        check_step_format(settings.model_copy(update={"step_format": fmt}), names)
     return settings
+
+
+def _default_step_format() -> str:
+    """RSTAR_STEP_FORMAT, checked (else code)."""
+    from models import ModelSettings
+
+    return load_settings(ModelSettings).step_format
 
 
 def _sandbox_settings() -> Any:
@@ -444,6 +500,7 @@ def _solve_remote(args: argparse.Namespace) -> int:
                 budget=budget,
                 answer=args.answer,
                 return_tree=args.tree or bool(args.html),
+                step_format=args.step_format,
             ):
                 if isinstance(event, SolveResponse):
                     result = event
@@ -506,12 +563,13 @@ async def _solve(args: argparse.Namespace) -> int:
         correct = default_grader().equal(args.answer, result.answer)
     if args.json:
         data = result.model_dump(mode="json", exclude=None if args.tree else {"tree"})
+        data["step_format"] = config.step_format
         data["checked_against"] = args.answer
         data["checked_correct"] = correct
         data["sandbox_runs_total"] = sandbox.stats.runs
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        _print_result(problem, result, args.answer, correct)
+        _print_result(problem, result, args.answer, correct, config.step_format)
     if args.html:
         _write_html(args.html, result.model_dump(mode="json") | {"correct": correct})
     return 0
@@ -531,7 +589,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     try:
         problems = ev.load_problems(args.data, offset=args.offset, limit=args.limit)
-        keys = ev.plan(args.algorithms, args.budgets)
+        # stated in every run's key (and sent to a server), not left to a default
+        formats = args.step_formats or [_default_step_format()]
+        keys = ev.plan(args.algorithms, args.budgets, formats)
     except (ev.DataError, ValueError) as e:
         print(f"rstar eval: {e}", file=sys.stderr)
         return 2
@@ -552,14 +612,18 @@ def _eval(args: argparse.Namespace) -> int:
             "max_tokens": args.max_tokens,
             "time_limit_s": args.time_limit,
             "settle_confidence": args.settle_confidence,
+            "step_formats": formats,
             "url": args.url,
         },
     }
     try:
         ev.check_out_dir(out, info, args.resume)
         if not args.url:
-            args.model_settings = _model_settings(args)
-            args.search_config = _search_config(args, args.model_settings)
+            args.model_settings = _model_settings(args, formats)
+            args.search_configs = {
+                fmt: _search_config(args, args.model_settings, fmt) for fmt in formats
+            }
+            args.search_config = args.search_configs[formats[0]]
             args.sandbox_settings = _sandbox_settings()
     except (ev.EvalError, ConfigError) as e:
         print(f"rstar eval: {e}", file=sys.stderr)
@@ -634,6 +698,7 @@ async def _eval_run(
                     time_limit_s=args.time_limit,
                     settle_confidence=args.settle_confidence,
                     models=versions,
+                    configs=args.search_configs,
                 )
                 progress.status(f"evaluating {len(keys)} runs × {len(problems)} problems")
                 with progress:
@@ -652,8 +717,12 @@ async def _eval_run(
     return 0
 
 
-def _print_result(problem: str, result: Any, gold: str | None, correct: bool | None) -> None:
-    """A SearchResult (in-process) or a SolveResponse (from a server), for people."""
+def _print_result(
+    problem: str, result: Any, gold: str | None, correct: bool | None, step_format: str = "code"
+) -> None:
+    """A SearchResult (in-process) or a SolveResponse (from a server, which says its format),
+    for people."""
+    step_format = getattr(result, "step_format", step_format)
     from rich.console import Console
     from rich.panel import Panel
     from rich.syntax import Syntax
@@ -673,7 +742,9 @@ def _print_result(problem: str, result: Any, gold: str | None, correct: bool | N
             con.print(f"  {reasoning}")
         if step.code:
             con.print(Syntax(step.code, "python", theme="ansi_dark", padding=(0, 2)))
-        if step.output is not None and i == len(result.steps):
+        # a code step's output is its whole program's, shown once; a text step's, its block's
+        shown = step_format == "text" or i == len(result.steps)
+        if step.output is not None and shown:
             con.print(f"  [dim]output:[/dim] {step.output}")
     if result.answer is not None:
         line = f"[bold green]answer: {result.answer}[/bold green]  (score {result.score:+.2f}"

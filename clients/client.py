@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse, connect_sse
 
+from search.formats import StepFormatName
 from server.protocol import (
     Algorithm,
     BudgetRequest,
@@ -57,6 +58,7 @@ def _request(
     answer: str | None,
     return_tree: bool,
     cache: bool,
+    step_format: StepFormatName | None = None,
 ) -> dict:
     req = SolveRequest(
         problem=problem,
@@ -65,6 +67,7 @@ def _request(
         answer=answer,
         return_tree=return_tree,
         cache=cache,
+        step_format=step_format,
     )
     return req.model_dump(mode="json", exclude_none=True)
 
@@ -129,8 +132,9 @@ class RstarClient:
         answer: str | None = None,
         return_tree: bool = False,
         cache: bool = True,
+        step_format: StepFormatName | None = None,
     ) -> SolveResponse:
-        body = _request(problem, algorithm, budget, answer, return_tree, cache)
+        body = _request(problem, algorithm, budget, answer, return_tree, cache, step_format)
         r = self.http.post("/solve", json=body)
         _raise_for(r)
         return SolveResponse.model_validate_json(r.content)
@@ -144,10 +148,11 @@ class RstarClient:
         answer: str | None = None,
         return_tree: bool = False,
         cache: bool = True,
+        step_format: StepFormatName | None = None,
     ) -> Iterator[ProgressEvent | SolveResponse]:
         """Progress events while the search runs, then the result. Leaving the loop early
         closes the connection, which cancels the search on the server."""
-        body = _request(problem, algorithm, budget, answer, return_tree, cache)
+        body = _request(problem, algorithm, budget, answer, return_tree, cache, step_format)
         with connect_sse(self.http, "POST", "/solve", json=body) as source:
             if source.response.status_code >= 400:
                 source.response.read()
@@ -193,8 +198,9 @@ class AsyncRstarClient:
         answer: str | None = None,
         return_tree: bool = False,
         cache: bool = True,
+        step_format: StepFormatName | None = None,
     ) -> SolveResponse:
-        body = _request(problem, algorithm, budget, answer, return_tree, cache)
+        body = _request(problem, algorithm, budget, answer, return_tree, cache, step_format)
         r = await self.http.post("/solve", json=body)
         _raise_for(r)
         return SolveResponse.model_validate_json(r.content)
@@ -208,8 +214,9 @@ class AsyncRstarClient:
         answer: str | None = None,
         return_tree: bool = False,
         cache: bool = True,
+        step_format: StepFormatName | None = None,
     ) -> AsyncIterator[ProgressEvent | SolveResponse]:
-        body = _request(problem, algorithm, budget, answer, return_tree, cache)
+        body = _request(problem, algorithm, budget, answer, return_tree, cache, step_format)
         async with aconnect_sse(self.http, "POST", "/solve", json=body) as source:
             if source.response.status_code >= 400:
                 await source.response.aread()

@@ -43,6 +43,7 @@ class RemoteSolver:
         rollouts: int,
         max_tokens: int | None = None,
         stop_when: str = "budget",
+        step_format: str = "code",
     ) -> Outcome:
         from clients.client import RstarError
 
@@ -58,7 +59,11 @@ class RemoteSolver:
         while True:
             try:
                 r = await self.client.solve(
-                    problem, algorithm=algorithm, budget=budget, cache=False
+                    problem,
+                    algorithm=algorithm,
+                    budget=budget,
+                    cache=False,
+                    step_format=step_format,  # type: ignore[arg-type]
                 )
                 break
             except RstarError as e:

@@ -3,7 +3,8 @@ per problem searched and the figures built from them. Below both the run (run.py
 presents it (report.py, progress.py), so that neither needs the other.
 
 A record (a line of results.jsonl): algorithm, budget, max_tokens (the token budget, or None),
-stop_when (the budget's stop rule; records without it spent their budget), id, gold, answer,
+stop_when (the budget's stop rule; records without it spent their budget), step_format (the
+policy's steps; records without it are code), id, gold, answer,
 correct, tokens, seconds, rollouts, stopped_by, tokens_saved, error, and `tree` (statistics of
 the search's tree) when the solver has one.
 """
@@ -39,12 +40,14 @@ class RunKey:
     `tokens` generated tokens per search, as many rollouts as fit: the budget at which
     algorithms that spend tokens differently are compared. With a `stop_when` rule its
     searches stop once the answer is settled: a run of its own beside the same budget spent in
-    full."""
+    full. Its `step_format` is the steps the policy writes (search.formats): code and text runs
+    of the same algorithm and budget are runs of their own."""
 
     algorithm: str
     budget: int
     tokens: int = 0  # 0: no token budget
     stop_when: str = "budget"
+    step_format: str = "code"
 
     @property
     def budget_label(self) -> str:
@@ -54,11 +57,19 @@ class RunKey:
 
     @property
     def label(self) -> str:
-        return f"{self.algorithm}@{self.budget_label}"
+        text = "" if self.step_format == "code" else f"/{self.step_format}"
+        return f"{self.algorithm}{text}@{self.budget_label}"
 
     def record_key(self, problem_id: str) -> RecordKey:
         """The key of this run's record of one problem."""
-        return (self.algorithm, self.budget, self.tokens, self.stop_when, problem_id)
+        return (
+            self.algorithm,
+            self.budget,
+            self.tokens,
+            self.stop_when,
+            self.step_format,
+            problem_id,
+        )
 
 
 @dataclass
@@ -91,8 +102,8 @@ REPORTED_FIELDS = (
 )
 
 
-# algorithm, budget, token budget (0: none), stop rule, problem id
-RecordKey = tuple[str, int, int, str, str]
+# algorithm, budget, token budget (0: none), stop rule, step format, problem id
+RecordKey = tuple[str, int, int, str, str, str]
 
 
 def record_key(rec: dict[str, Any]) -> RecordKey:
@@ -101,13 +112,15 @@ def record_key(rec: dict[str, Any]) -> RecordKey:
         int(rec["budget"]),
         int(rec.get("max_tokens") or 0),
         rec.get("stop_when") or "budget",
+        rec.get("step_format") or "code",
         str(rec["id"]),
     )
 
 
 def read_results(path: str | Path) -> dict[RecordKey, dict[str, Any]]:
-    """The records of a results.jsonl by (algorithm, budget, token budget, stop rule, id), read
-    by the resumable-JSONL rule (evaluation.jsonl); a problem retried later is its last line."""
+    """The records of a results.jsonl by (algorithm, budget, token budget, stop rule, step
+    format, id), read by the resumable-JSONL rule (evaluation.jsonl); a problem retried later is
+    its last line."""
     return {record_key(rec): rec for rec in read_records(path, RECORD_FIELDS)}
 
 
@@ -126,6 +139,7 @@ def build_report(
             "budget": k.budget,
             "max_tokens": k.tokens or None,
             "stop_when": k.stop_when,
+            "step_format": k.step_format,
         }
         run |= run_figures(recs) | {"complete": len(recs) == len(problems)}
         if summary := tree_summary(recs):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.records import LABELS, STOP_RULES
+from search.formats import STEP_FORMATS
 
 
 def _point(run: dict[str, Any]) -> str:
@@ -18,35 +19,49 @@ def _rule(run: dict[str, Any]) -> str:
     return run.get("stop_when") or "budget"
 
 
+def _format(run: dict[str, Any]) -> str:
+    """The run's step format; reports written before there was a choice are code."""
+    return run.get("step_format") or "code"
+
+
+def _name(run_or_alg: dict[str, Any] | str, step_format: str = "code") -> str:
+    """An algorithm's label, with its step format when that is not rStar-Math's code."""
+    if isinstance(run_or_alg, dict):
+        run_or_alg, step_format = run_or_alg["algorithm"], _format(run_or_alg)
+    return LABELS[run_or_alg] + ("" if step_format == "code" else f" ({step_format} steps)")
+
+
 def plot(report: dict[str, Any], path: str | Path) -> Path:
     """Accuracy against mean generated tokens per problem (log x), a line per algorithm with
     its points labelled by budget; runs that stop once the answer is settled are a dashed line
-    of their own beside the same algorithm's, in its colour."""
+    of their own beside the same algorithm's, in its colour, and so are runs on text steps
+    (triangles)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display
     from matplotlib.ticker import FuncFormatter, LogLocator, PercentFormatter
 
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.subplots()
     top = 0.0
-    series = [(alg, rule) for alg in LABELS for rule in STOP_RULES]
-    for alg, rule in series:
+    series = [(alg, rule, fmt) for alg in LABELS for rule in STOP_RULES for fmt in STEP_FORMATS]
+    for alg, rule, fmt in series:
         pts = sorted(
             (max(r["mean_tokens"], 1.0), r["accuracy"], _point(r))
             for r in report["runs"]
-            if r["algorithm"] == alg and _rule(r) == rule and r["n"]
+            if r["algorithm"] == alg and _rule(r) == rule and _format(r) == fmt and r["n"]
         )
         if not pts:
             continue
         xs, ys = [x for x, _, _ in pts], [y for _, y, _ in pts]
         top = max(top, *ys)
         spent = rule == "budget"
+        marker = {"code": "os", "text": "^v"}[fmt][0 if spent else 1]
         ax.plot(
             xs,
             ys,
-            marker="o" if spent else "s",
+            marker=marker,
             linestyle="-" if spent else "--",
             color=f"C{list(LABELS).index(alg)}",  # a colour per algorithm
-            label=LABELS[alg] if spent else f"{LABELS[alg]}, stop when {rule}",
+            label=_name(alg, fmt) if spent else f"{_name(alg, fmt)}, stop when {rule}",
         )
         if alg != "greedy":
             for x, y, b in pts:
@@ -88,7 +103,7 @@ def table(report: dict[str, Any]) -> Any:
         if _rule(r) != "budget":
             budget += f" {_rule(r)}"
         t.add_row(
-            LABELS[r["algorithm"]],
+            _name(r),
             budget,
             str(r["n"]),
             str(r["correct"]),

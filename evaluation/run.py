@@ -51,6 +51,7 @@ from evaluation.records import (
 )
 from evaluation.report import plot
 from search import ALGORITHMS
+from search.formats import STEP_FORMATS
 from search.grading import Grader, default_grader
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,19 @@ def parse_budget(text: str | int) -> tuple[int, int, str]:
     return (TOKEN_BUDGET_ROLLOUTS, n, rule) if m.group(2) else (n, 0, rule)
 
 
-def plan(algorithms: Iterable[str], budgets: Iterable[int | str]) -> list[RunKey]:
-    """Every algorithm at every budget; greedy runs once (one chain, budget 1, spent: one
-    chain has nothing to settle)."""
+def plan(
+    algorithms: Iterable[str],
+    budgets: Iterable[int | str],
+    step_formats: Iterable[str] = ("code",),
+) -> list[RunKey]:
+    """Every algorithm at every budget in every step format; greedy runs once per format (one
+    chain, budget 1, spent: one chain has nothing to settle)."""
+    formats = list(dict.fromkeys(step_formats))
+    for fmt in formats:
+        if fmt not in STEP_FORMATS:
+            raise ValueError(f"unknown step format {fmt!r}; choose from {', '.join(STEP_FORMATS)}")
+    if not formats:
+        raise ValueError("no step format: give code, text or both")
     parsed = sorted(
         {parse_budget(b) for b in budgets},
         key=lambda b: (b[1] > 0, b[1], b[0], STOP_RULES.index(b[2])),
@@ -97,8 +108,9 @@ def plan(algorithms: Iterable[str], budgets: Iterable[int | str]) -> list[RunKey
         if alg not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {alg!r}; choose from {', '.join(ALGORITHMS)}")
         for b, tok, rule in [(1, 0, "budget")] if alg == "greedy" else parsed:
-            if RunKey(alg, b, tok, rule) not in keys:
-                keys.append(RunKey(alg, b, tok, rule))
+            for fmt in formats:
+                if RunKey(alg, b, tok, rule, fmt) not in keys:
+                    keys.append(RunKey(alg, b, tok, rule, fmt))
     if not keys:
         raise ValueError("no algorithm to evaluate")
     return keys
@@ -130,11 +142,14 @@ class Solver(Protocol):
         rollouts: int,
         max_tokens: int | None = None,
         stop_when: str = "budget",
+        step_format: str = "code",
     ) -> Outcome: ...
 
 
 class InProcessSolver:
-    """Searches on injected components (one shared engine, sandbox and reward model)."""
+    """Searches on injected components (one shared engine, sandbox and reward model). A run in
+    another step format than `config`'s searches with its config in `configs`, else with
+    `config` in that format."""
 
     def __init__(
         self,
@@ -145,11 +160,13 @@ class InProcessSolver:
         time_limit_s: float | None = None,
         settle_confidence: float | None = None,
         models: dict[str, Any] | None = None,
+        configs: dict[str, Any] | None = None,
     ) -> None:
         from search import SearchConfig
 
         self.components = components
         self.config = config or SearchConfig()
+        self.configs = configs or {}
         self.max_tokens = max_tokens
         self.time_limit_s = time_limit_s
         self.settle_confidence = settle_confidence
@@ -162,8 +179,10 @@ class InProcessSolver:
         rollouts: int,
         max_tokens: int | None = None,
         stop_when: str = "budget",
+        step_format: str = "code",
     ) -> Outcome:
         from search import Budget, run_search
+        from search.formats import format_prompt_style
         from search.tree_stats import tree_stats
 
         settle = {"settle_confidence": self.settle_confidence} if self.settle_confidence else {}
@@ -178,7 +197,15 @@ class InProcessSolver:
         if algorithm == "greedy" and components.reward_model is not None:
             # one chain: its scores choose nothing, and on a CPU they cost as much as the chain
             components = dataclasses.replace(components, reward_model=None)
-        r = await run_search(algorithm, problem, components, budget, self.config)  # type: ignore[arg-type]
+        config = self.config
+        if step_format != config.step_format:
+            config = self.configs.get(step_format) or config.model_copy(
+                update={
+                    "step_format": step_format,
+                    "prompt_style": format_prompt_style(step_format, config.prompt_style),
+                }
+            )
+        r = await run_search(algorithm, problem, components, budget, config)  # type: ignore[arg-type]
         return Outcome(
             r.answer,
             r.usage.tokens,
@@ -241,8 +268,8 @@ async def evaluate(
         k: r for k, r in read_results(results).items() if k[-1] in ids
     }
     tallies = {k: Tally(len(problems)) for k in keys}
-    for (alg, budget, tokens, rule, _), rec in records.items():
-        t = tallies.get(RunKey(alg, budget, tokens, rule))
+    for (alg, budget, tokens, rule, fmt, _), rec in records.items():
+        t = tallies.get(RunKey(alg, budget, tokens, rule, fmt))
         if t is not None and not rec.get("error"):
             t.done += 1
             t.correct += bool(rec["correct"])
@@ -276,7 +303,12 @@ async def evaluate(
                 error = None
                 try:
                     out = await solver.solve(
-                        p.problem, key.algorithm, key.budget, key.tokens or None, key.stop_when
+                        p.problem,
+                        key.algorithm,
+                        key.budget,
+                        key.tokens or None,
+                        key.stop_when,
+                        step_format=key.step_format,
                     )
                 except EvalError:
                     raise
@@ -296,6 +328,7 @@ async def evaluate(
                 "budget": key.budget,
                 "max_tokens": key.tokens or None,
                 "stop_when": key.stop_when,
+                "step_format": key.step_format,
                 "id": p.id,
                 "gold": p.answer,
                 "answer": out.answer,

@@ -52,14 +52,18 @@ class Counting(ev.InProcessSolver):
         super().__init__(*args, **kw)
         self.calls, self.in_flight, self.most, self.fail = [], 0, 0, set(fail)
 
-    async def solve(self, problem, algorithm, rollouts, max_tokens=None, stop_when="budget"):
+    async def solve(
+        self, problem, algorithm, rollouts, max_tokens=None, stop_when="budget", step_format="code"
+    ):
         self.calls.append((problem, algorithm, rollouts, max_tokens, stop_when))
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         try:
             if problem in self.fail:
                 raise RuntimeError("engine exploded")
-            return await super().solve(problem, algorithm, rollouts, max_tokens, stop_when)
+            return await super().solve(
+                problem, algorithm, rollouts, max_tokens, stop_when, step_format
+            )
         finally:
             self.in_flight -= 1
 
