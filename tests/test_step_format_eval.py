@@ -13,28 +13,13 @@ import evaluation as ev
 from clients.cli import main
 from evaluation.records import read_results
 from search import Components, SearchConfig
-from tests.support.scripted import ScriptedPolicy, TextScriptedPolicy, text_five, thirty
+from tests.support.scripted import EitherFormat
 from tests.support.service import scripted_service, serving
 
 ROWS = [
     {"id": "p1", "problem": "What is 2+3?", "answer": "5"},
     {"id": "p2", "problem": "What is 6*5?", "answer": "30"},
 ]
-
-
-class EitherFormat:
-    """Code steps to a code prompt (they answer 30), text steps to a text one (they answer 5)."""
-
-    def __init__(self) -> None:
-        self.code = ScriptedPolicy(default=thirty)
-        self.text = TextScriptedPolicy(default=text_five)
-        self.chat_prompt = self.text.chat_prompt
-        self.formats: list[str] = []
-
-    async def generate(self, requests):
-        is_text = "\n\n" in requests[0].stop
-        self.formats.append("text" if is_text else "code")
-        return await (self.text if is_text else self.code).generate(requests)
 
 
 @pytest.fixture

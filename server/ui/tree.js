@@ -192,6 +192,7 @@ function showNode(id, scroll = true) {
   box.append(h, dl);
   if (n.parent === null || n.parent === undefined) block(box, "Problem", state.problem || "");
   block(box, "Reasoning", n.reasoning);
+  if (!n.reasoning && !n.code) block(box, "Text", n.text);  // a step that did not parse
   block(box, "Code", n.code);
   if (n.code) block(box, "Output", n.output || (n.error ? "" : "(the code printed nothing)"));
   block(box, "Error", n.error);

@@ -210,3 +210,21 @@ def text_five(path: tuple[str, ...]) -> list[str]:
     if not path:
         return ["We add 2 and 3: 2 + 3 = 5.\n\n"]
     return ["So the answer is $\\boxed{5}$." + EOS]
+
+
+class EitherFormat:
+    """Code steps to a code prompt (`thirty`: they answer 30) and text steps to a text one
+    (`text_five`: they answer 5), told apart by the requests' stop strings, so that one server
+    or solver takes both formats; `formats` lists which each call was."""
+
+    def __init__(self) -> None:
+        self.code = ScriptedPolicy(default=thirty)
+        self.text = TextScriptedPolicy(default=text_five)
+        self.chat_prompt = self.text.chat_prompt
+        self.formats: list[str] = []
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        stop = requests[0].stop
+        is_text = "\n\n" in stop or stop == ("```",)
+        self.formats.append("text" if is_text else "code")
+        return await (self.text if is_text else self.code).generate(requests)
