@@ -58,16 +58,21 @@ def parse_text_step(
     text: str, stop: str | None, truncated: bool = False, delimiter: str = DELIMITER
 ) -> ParsedStep:
     """Parse one generated text step. `stop`: the stop string that ended it (None: end of
-    sequence or, with `truncated`, the token limit). Never raises for malformed output."""
+    sequence or, with `truncated`, the token limit). Never raises for malformed output.
+
+    A step with a code block ends at its closing fence: what the model wrote after it, before
+    seeing the output, is dropped (it goes on after the output), unless it boxes the answer,
+    which ends the solution there."""
     if stop is not None and stop not in (delimiter, OUTPUT_FENCE):
         return ParsedStep(ok=False, error=f"malformed: step ended with {stop!r}")
-    reasoning_part, code, body = text, "", text
+    before, code, body, tail = text, "", text, ""
     opened = _OPEN.search(text)
     if opened:
-        reasoning_part = text[: opened.start()]
+        before = text[: opened.start()]
         closed = _CLOSE.search(text, opened.end())
         if closed:
             code, body = text[opened.end() : closed.start()], text[: closed.end()]
+            tail = text[closed.end() :]
         elif stop == OUTPUT_FENCE:  # "```output" right after the code: its ``` closed the block
             code, body = text[opened.end() :], text.rstrip() + "\n" + FENCE
         elif stop == delimiter:  # a blank line inside the block: the model goes on to its end
@@ -80,11 +85,16 @@ def parse_text_step(
         code = code.strip("\n")
         if not code.strip():
             return ParsedStep(ok=False, body=body.strip(), error="malformed: empty code block")
+        if extract_boxed(tail) is not None:
+            body = text
+        else:
+            tail = ""
     elif stop == OUTPUT_FENCE:
         return ParsedStep(
             ok=False, body=text.strip(), error="malformed: an output block with no code before it"
         )
-    body, reasoning = body.strip(), reasoning_part.strip()
+    body = body.strip()
+    reasoning = "\n".join(part for part in (before.strip(), tail.strip()) if part)
     if not body:
         if stop is None and not truncated:  # the model ended its solution after the last step
             return ParsedStep(ok=True, final=True)
@@ -94,6 +104,8 @@ def parse_text_step(
         return ParsedStep(
             ok=True, final=True, body=body, reasoning=reasoning, code=code, answer=boxed
         )
+    if code:  # the model reads the block's output next, however its generation ended
+        return ParsedStep(ok=True, body=body, reasoning=reasoning, code=code)
     if truncated:
         return ParsedStep(
             ok=False,

@@ -101,6 +101,20 @@ def test_a_python_block_is_the_steps_code_and_the_step_ends_at_its_fence():
     assert s.ok and s.code == "print(5)" and s.body == "```python\nprint(5)\n```"
 
 
+def test_what_follows_a_block_before_its_output_is_dropped_unless_it_boxes_the_answer():
+    # written without the output: dropped, whatever ended the generation; the model goes on
+    for stop, truncated in (("\n\n", False), (None, False), (None, True)):
+        s = parse_text_step("Compute:\n```python\nprint(5)\n```\nIt prints 5, so", stop, truncated)
+        assert s.ok and not s.final and s.body == "Compute:\n```python\nprint(5)\n```"
+        assert s.reasoning == "Compute:" and s.code == "print(5)"
+    s = parse_text_step("```python\nprint(5)\n```", None)
+    assert s.ok and not s.final  # a block then the end: the model reads the output first
+    # a boxed answer after the block ends the solution there; the block still runs
+    s = parse_text_step("```python\nprint(5)\n```\nSo it is $\\boxed{5}$.", None)
+    assert s.ok and s.final and s.answer == "5" and s.code == "print(5)"
+    assert s.reasoning == "So it is $\\boxed{5}$." and s.body.endswith("$\\boxed{5}$.")
+
+
 def test_a_blank_line_inside_a_block_asks_for_more():
     s = parse_text_step("```python\ndef f():\n    return 5", "\n\n")
     assert s.ok and s.needs_more and not s.final
