@@ -328,13 +328,7 @@ class Expander:
             )
         if not asks:
             return
-        outputs = await self.c.policy.generate(asks)
-        self.usage.policy_calls += 1
-        for p, gens in zip(going, outputs, strict=True):
-            g = gens[0]
-            self.usage.tokens += g.tokens
-            self.usage.prompt_tokens += g.prompt_tokens
-            p.fields["tokens"] += g.tokens
+        for p, g in zip(going, await self._one_each(going, asks), strict=True):
             if g.stop is None:  # no closing fence within the step's tokens
                 p.raw += g.text
                 self._take(p, ParsedStep(ok=False, body=p.raw.strip(), error=_CUT_IN_BLOCK))
@@ -342,6 +336,19 @@ class Expander:
             p.raw += g.text + g.stop
             whole = Generation(p.raw, OUTPUT_FENCE, p.fields["tokens"])  # as if it stopped there
             self._take(p, self.format.parse(whole))
+
+    async def _one_each(
+        self, pending: list[_Pending], requests: list[GenerationRequest]
+    ) -> list[Generation]:
+        """One generation for each pending step (one batched call), counted against the
+        budget and the step."""
+        outputs = await self.c.policy.generate(requests)
+        self.usage.policy_calls += 1
+        for p, gens in zip(pending, outputs, strict=True):
+            self.usage.tokens += gens[0].tokens
+            self.usage.prompt_tokens += gens[0].prompt_tokens
+            p.fields["tokens"] += gens[0].tokens
+        return [gens[0] for gens in outputs]
 
     def _programs(self, pending: list[_Pending]) -> None:
         """The program that verifies each valid step (the code format: its path's; the text
@@ -396,13 +403,7 @@ class Expander:
                     seed=self._next_seed(),
                 )
             )
-        outputs = await self.c.policy.generate(requests)
-        self.usage.policy_calls += 1
-        for p, gens in zip(finals, outputs, strict=True):
-            g = gens[0]
-            self.usage.tokens += g.tokens
-            self.usage.prompt_tokens += g.prompt_tokens
-            p.fields["tokens"] += g.tokens
+        for p, g in zip(finals, await self._one_each(finals, requests), strict=True):
             p.fields["answer_text"] = g.text.strip()
             p.fields["text"] += render_answer(g.text)
             # The boxed answer, else what the final code printed (the format's last step prints
