@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The embedded default, untrained, on its two step formats and with adaptive budgets:
+#
+#   train    the settle rule's threshold, chosen on GSM8K train rows no round searches (7000+):
+#            self-consistency @ 16 spent in full against stopped once `confident` at each
+#            threshold in THRESHOLDS (accuracy lost against tokens saved)
+#   formats  greedy and self-consistency @ 8 in the code format (comment + Python, run in the
+#            sandbox) against the text format (the model's chat template, plain chain of
+#            thought) on the first N_TEST GSM8K test problems: does executing code help it?
+#   settle   self-consistency and MCTS at 8 and 16, spent in full against stopped once
+#            settled at the threshold chosen on train (THRESHOLD), on the same test problems
+#
+#   STAGES="train" scripts/formats_and_settling.sh      # then set THRESHOLD and run the rest
+#
+# Every stage resumes (`rstar eval --resume`); results go to $OUT/<stage>/, compared with
+# `rstar eval`'s own report (sign tests between runs on the same problems).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-../shared/data}
+OUT=${OUT:-docs/measured/formats}
+STAGES=${STAGES:-train formats settle}
+N_TRAIN=${N_TRAIN:-200}
+N_TEST=${N_TEST:-200}
+THRESHOLDS=${THRESHOLDS:-0.9 0.95 0.99}
+THRESHOLD=${THRESHOLD:-0.95}
+CONC=${CONC:-8}
+
+evaluate() {  # evaluate OUT_DIR DATA_FILE FLAGS...
+  local out=$1 data=$2
+  shift 2
+  echo "=== $(date -u +%H:%M:%S) $out"
+  $PY -m clients.cli eval --data "$data" --resume --model default --concurrency "$CONC" \
+    --out "$out" "$@"
+}
+
+for s in $STAGES; do
+  case $s in
+    train)
+      train=(--offset 7000 --limit "$N_TRAIN" --algorithms self_consistency)
+      evaluate "$OUT/train-spent" "$DATA/gsm8k_train.jsonl" "${train[@]}" --budgets 16
+      for t in $THRESHOLDS; do
+        evaluate "$OUT/train-settled-$t" "$DATA/gsm8k_train.jsonl" "${train[@]}" \
+          --budgets 16:confident --settle-confidence "$t"
+      done ;;
+    formats)
+      evaluate "$OUT/formats" "$DATA/gsm8k_test.jsonl" --limit "$N_TEST" \
+        --algorithms greedy,self_consistency --budgets 8 --step-format code,text ;;
+    settle)
+      evaluate "$OUT/settle" "$DATA/gsm8k_test.jsonl" --limit "$N_TEST" \
+        --algorithms self_consistency,mcts --budgets 8,8:confident,16,16:confident \
+        --settle-confidence "$THRESHOLD" ;;
+    *) echo "unknown stage $s (train formats settle)" >&2
+      exit 2 ;;
+  esac
+done
+echo "=== $(date -u +%H:%M:%S) done"
