@@ -107,3 +107,30 @@ async def test_the_head_trains_on_trees_and_its_checkpoint_scores_as_it_does(
     assert score == pytest.approx(expected, abs=2e-2)
     saved, saved_report = load_head(out)
     assert saved == head and saved_report == report
+
+
+def test_a_variant_is_reported_from_stored_features_and_never_embeds(tmp_path):
+    """dev_report fits and reports from what the store holds; a text it lacks is an error, not
+    an engine start."""
+    from search.extract import PreferencePair
+    from training.ppm_head import _sides, dev_report
+
+    x, index = synthetic(n=60)
+    store = FeatureStore("no-such-policy", tmp_path)
+    store.dir.mkdir(parents=True)
+
+    def pair(a: int, b: int, problem: str, kind: str) -> PreferencePair:
+        return PreferencePair(
+            problem=problem, prefix=[], chosen=f"step {a}", rejected=f"step {b}", chosen_q=1.0,
+            rejected_q=-1.0, kind=kind, problem_id=problem,
+        )  # fmt: skip
+
+    train = [pair(a, b, f"p{k % 10}", "step") for k, (a, b) in enumerate(index[:40])]
+    dev = [pair(a, b, f"d{k % 5}", "terminal") for k, (a, b) in enumerate(index[40:])]
+    for p, (a, b) in zip([*train, *dev], index, strict=True):
+        for text, row in zip(_sides(p), (a, b), strict=True):
+            np.save(store._path(text), x[row].astype(np.float32))
+    report = dev_report(store, train, dev, 1e-3)
+    assert report.by_kind["terminal"].pairs == 20 and report.by_kind["terminal"].accuracy > 0.8
+    with pytest.raises(ValueError, match="1 texts have no stored features"):
+        dev_report(store, [*train, pair(0, 999, "p0", "step")], dev, 1e-3)

@@ -275,6 +275,24 @@ def train_head(
     return head, report
 
 
+def dev_report(
+    store: FeatureStore,
+    pairs: Sequence[PreferencePair],
+    dev: Sequence[PreferencePair],
+    decay: float,
+) -> PairReport:
+    """A head fitted on `pairs` at `decay`, reported on `dev`: a label or decay variant in
+    seconds once the features are stored (benchmarks/ppm_head_variants.py)."""
+    texts = sorted({t for p in (*pairs, *dev) for t in _sides(p)})
+    if missing := store.missing(texts):
+        raise ValueError(f"{len(missing)} texts have no stored features: fit a head on them first")
+    feats = store.load(texts)
+    head = Head(
+        weight=centre(fit_head(feats, _index(texts, pairs), decay), feats), decay=decay, scale=1.0
+    )
+    return pair_report(dev, _scores(head, feats, _index(texts, dev)))
+
+
 HEAD_RECORD = "rstar-head.json"
 
 
