@@ -60,6 +60,16 @@ class RunKey:
         text = "" if self.step_format == "code" else f"/{self.step_format}"
         return f"{self.algorithm}{text}@{self.budget_label}"
 
+    def fields(self) -> dict[str, Any]:
+        """The run as a record and the report name it (a token budget as max_tokens)."""
+        return {
+            "algorithm": self.algorithm,
+            "budget": self.budget,
+            "max_tokens": self.tokens or None,
+            "stop_when": self.stop_when,
+            "step_format": self.step_format,
+        }
+
     def record_key(self, problem_id: str) -> RecordKey:
         """The key of this run's record of one problem."""
         return (
@@ -134,14 +144,7 @@ def build_report(
     runs = []
     for k in keys:
         recs = [r for p in problems if (r := records.get(k.record_key(p.id)))]
-        run = {
-            "algorithm": k.algorithm,
-            "budget": k.budget,
-            "max_tokens": k.tokens or None,
-            "stop_when": k.stop_when,
-            "step_format": k.step_format,
-        }
-        run |= run_figures(recs) | {"complete": len(recs) == len(problems)}
+        run = k.fields() | run_figures(recs) | {"complete": len(recs) == len(problems)}
         if summary := tree_summary(recs):
             run["tree"] = summary
         run["records"] = [{f: r.get(f) for f in REPORTED_FIELDS} for r in recs]

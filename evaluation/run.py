@@ -324,11 +324,7 @@ async def evaluate(
                             tree["gold_among"] = True
                             break
             rec = {
-                "algorithm": key.algorithm,
-                "budget": key.budget,
-                "max_tokens": key.tokens or None,
-                "stop_when": key.stop_when,
-                "step_format": key.step_format,
+                **key.fields(),
                 "id": p.id,
                 "gold": p.answer,
                 "answer": out.answer,
