@@ -17,7 +17,6 @@ merged trees, and what extraction makes of them, are those of one whole run.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,8 +25,12 @@ from pydantic import BaseModel, Field
 
 from evaluation.jsonl import read_records
 from training.generate import SHARDS, TREE_FIELDS, TREES, GenerateCounts, GenerateError
+from training.manifest import atomic_write_text
 
 T = TypeVar("T")
+# a shard's counts that add up to the round's
+SUMMED = ("searched", "failed", "dropped_lines", "correct", "solved", "tokens", "extended",
+          "extended_solved")  # fmt: skip
 
 
 class ShardRecord(BaseModel):
@@ -65,10 +68,9 @@ def read_shard_record(out: Path, index: int, count: int) -> ShardRecord | None:
 
 
 def write_shard_record(out: Path, rec: ShardRecord) -> None:
-    path = shard_record_path(out, rec.index, rec.count)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(rec.model_dump_json(indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(
+        shard_record_path(out, rec.index, rec.count), rec.model_dump_json(indent=1) + "\n"
+    )
 
 
 def check_resumable(old: ShardRecord | None, new: ShardRecord) -> None:
@@ -121,10 +123,9 @@ def merge_shards(
                 f"shard {rec.index}/{count} searched with other settings than this run's "
                 "(the settings generation reads differ: compare --print-config)"
             )
-        if _changed(rec.inputs, inputs):
+        if changed := _changed(rec.inputs, inputs):
             raise GenerateError(
-                f"shard {rec.index}/{count} read other inputs: "
-                + ", ".join(_changed(rec.inputs, inputs))
+                f"shard {rec.index}/{count} read other inputs: {', '.join(changed)}"
             )
 
     order = {str(p.id): k for k, p in enumerate(problems)}
@@ -140,10 +141,8 @@ def merge_shards(
             if pid in lines:
                 raise GenerateError(f"shard {rec.index}/{count} holds {pid!r} twice")
             lines[pid] = json.dumps(tree, ensure_ascii=False)  # as generate wrote it
-        for key in ("searched", "failed", "dropped_lines", "correct", "solved", "tokens"):
+        for key in SUMMED:
             setattr(counts, key, getattr(counts, key) + int(rec.counts.get(key) or 0))
-        counts.extended += int(rec.counts.get("extended") or 0)
-        counts.extended_solved += int(rec.counts.get("extended_solved") or 0)
     counts.finished = len(lines)
     missing = len(problems) - len(lines)
     if missing and missing / max(1, len(problems)) > max_failure_rate:
@@ -152,12 +151,5 @@ def merge_shards(
             f"{missing} of {len(problems)} problems are in no shard (first: "
             f"{', '.join(absent[:5])}); run their shards again"
         )
-    trees = out / TREES
-    tmp = trees.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for pid in sorted(lines, key=order.__getitem__):
-            f.write(lines[pid] + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, trees)
+    atomic_write_text(out / TREES, "".join(lines[p] + "\n" for p in sorted(lines, key=order.get)))
     return counts
