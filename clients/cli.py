@@ -128,6 +128,7 @@ def _settle_budget(stop_when: str | None, settle_confidence: float | None) -> di
 # the search settings a flag sets (the rest come from RSTAR_SEARCH_*, else their defaults)
 SEARCH_FLAGS = (
     "candidates",
+    "max_expansions",
     "max_depth",
     "parallel_rollouts",
     "c_uct",

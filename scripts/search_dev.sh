@@ -6,13 +6,15 @@
 #     python -m benchmarks.final_choice $OUT/dev/search/*/results.jsonl
 # compares the final-choice rules on the same searches (no new search).
 #
-#   VARIANTS="baselines c4 c2 c2-uct1 p1" scripts/search_dev.sh
+#   VARIANTS="baselines c4 c2 c2-uct1 p1 c2-w4" scripts/search_dev.sh
 #
 #   baselines  self-consistency and best-of-N (the PPM's choice)
 #   c4, c2     MCTS with 4 / 2 candidates an expansion (a rollout expands one node a depth,
 #              so its tokens grow with the candidates: at 650 tokens, 4 leave about one rollout)
 #   c2-uct1    2 candidates, c = 1 (the PPM's scores count more against exploration)
 #   p1         2 candidates, one rollout at a time (each learns from every one before it)
+#   c2-w4      2 candidates, progressive widening: a node whose children are all outcomes or
+#              explored out is sampled again, up to 4 times, instead of closing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +42,8 @@ for v in $VARIANTS; do
     c2) dev mcts-c2 --algorithms mcts --candidates 2 ;;
     c2-uct1) dev mcts-c2-uct1 --algorithms mcts --candidates 2 --c-uct 1 ;;
     p1) dev mcts-c2-p1 --algorithms mcts --candidates 2 --parallel 1 ;;
-    *) echo "unknown variant $v (baselines c4 c2 c2-uct1 p1)" >&2
+    c2-w4) dev mcts-c2-w4 --algorithms mcts --candidates 2 --max-expansions 4 ;;
+    *) echo "unknown variant $v (baselines c4 c2 c2-uct1 p1 c2-w4)" >&2
       exit 2 ;;
   esac
 done

@@ -26,6 +26,14 @@ class SearchSettings(BaseModel):
 
     candidates: int = Field(4, ge=1, le=64, description="children per expansion")
     c_uct: float = Field(2.0, ge=0, description="exploration constant c of UCT")
+    max_expansions: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="MCTS: times a node may be sampled for children. A node whose children "
+        "are all terminal, invalid or explored out gets `candidates` new ones (progressive "
+        "widening) instead of closing, until it has been sampled this many times",
+    )
     max_depth: int = Field(12, ge=1, le=64, description="most steps in a trajectory")
     parallel_rollouts: int = Field(
         2,

@@ -164,14 +164,17 @@ class Expander:
         children = [c for parent, _ in items for c in new.get(parent.id, [])]
 
         for parent, _ in items:
+            parent.expansions += 1
             if parent.status == "open":
                 parent.status = "expanded"
         terminals = [n for n in children if n.status == "terminal"]
         if terminals:
             await self.judge.add_terminals(terminals)
         for parent, _ in items:
+            if parent.expansions < self.config.max_expansions:
+                continue  # may be sampled again (MCTS's progressive widening)
             if parent.children and all(self.tree.nodes[i].exhausted for i in parent.children):
-                self.tree.exhaust(parent)
+                self.tree.exhaust(parent, self.config.max_expansions)
         if keys:
             await self._cache_put(
                 [

@@ -4,6 +4,10 @@ A rollout descends from the root by UCT through non-terminal steps, expanding ea
 node it meets into `candidates` children (duplicates dropped, failing code dropped), until it
 reaches a node with nothing left to explore below.
 
+With `max_expansions` > 1 a node whose children are all outcomes or explored out is sampled
+again for `candidates` more (progressive widening) instead of closing: with few candidates a
+small tree otherwise runs out of places to go long before the budget does.
+
 Outcomes are never selected: a terminal step gets its reward when it is created (the gold
 check, the reward model's score, or agreement) and that reward is backed up from it to the
 root at once, so every answer found informs Q, whether or not a rollout would have walked to
@@ -72,21 +76,24 @@ def extend_unsolved(tracker: Tracker, tree: Tree, config: SearchConfig, gold: st
 
 def terminals_left(tracker: Tracker, config: SearchConfig, in_flight: int, gold: str | None) -> int:
     """The most terminals the rest of the search could make: every rollout in flight or still
-    allowed (`unsolved_rollouts` included) may expand one node per depth into `candidates`."""
+    allowed (`unsolved_rollouts` included) may expand one node per depth into `candidates`,
+    each up to `max_expansions` times."""
     limit = tracker.rollout_limit
     if gold is not None and config.unsolved_rollouts is not None:
         limit = max(limit, config.unsolved_rollouts)
     rollouts = in_flight + max(0, limit - tracker.started_rollouts)
-    return rollouts * config.max_depth * config.candidates
+    return rollouts * config.max_depth * config.candidates * config.max_expansions
 
 
-def settle(tree: Tree, children: list[Node], has_reward_model: bool) -> None:
+def settle(
+    tree: Tree, children: list[Node], has_reward_model: bool, max_expansions: int = 1
+) -> None:
     """Give a wave's new children their first statistics: a terminal's reward backed up to the
     root (and the terminal closed), a non-terminal step's PRM score as its first visit."""
     for child in children:
         if child.status == "terminal":
             tree.backup(child, child.reward if child.reward is not None else -1.0, release=False)
-            tree.exhaust(child)
+            tree.exhaust(child, max_expansions)
         elif child.status == "open" and has_reward_model and child.prm_score is not None:
             child.visits, child.value_sum = 1, child.prm_score
 
@@ -103,7 +110,8 @@ async def mcts(
     ex = Expander(problem, components, budget, config, gold)
     tree, tracker = ex.tree, ex.tracker
     root = tree.root
-    cursors: list[Node] = []  # the deepest node of each rollout in flight
+    # the deepest node of each rollout in flight, and whether that rollout just expanded it
+    cursors: list[tuple[Node, bool]] = []
     stopped: StopReason | None = None
 
     def end_rollout(node: Node) -> None:
@@ -120,7 +128,7 @@ async def mcts(
                     break
                 tracker.start_rollout()
                 root.virtual += 1
-                cursors.append(root)
+                cursors.append((root, False))
             if not cursors:
                 if not root.exhausted and extend_unsolved(tracker, tree, config, gold):
                     continue
@@ -129,21 +137,27 @@ async def mcts(
 
             # Descend each rollout to a node that needs expanding; a rollout with nothing left
             # to explore below it ends. Two rollouts reaching the same node share its expansion.
+            # A node with no child left to follow is widened by the next rollout to reach it
+            # (while it may be), not by the one whose expansion just closed it.
             to_expand: dict[int, Node] = {}
-            still: list[Node] = []
-            for node in cursors:
+            still: list[tuple[Node, bool]] = []
+            for node, made in cursors:
+                widen = False
                 while node.status == "expanded":
                     child = select_child(
                         node, tree.children(node), config.c_uct, config.virtual_loss
                     )
                     if child is None:  # every child is terminal, invalid or exhausted
-                        tree.exhaust(node)
+                        if node.expansions >= config.max_expansions:
+                            tree.exhaust(node, config.max_expansions)
+                        else:
+                            widen = not made
                         break
                     child.virtual += 1
-                    node = child
-                if node.status == "open" and not node.exhausted:
+                    node, made = child, False
+                if not node.exhausted and (node.status == "open" or widen):
                     to_expand[node.id] = node
-                    still.append(node)
+                    still.append((node, True))
                 else:
                     end_rollout(node)
             cursors = still
@@ -152,7 +166,7 @@ async def mcts(
 
             async with deadline(tracker):
                 children = await ex.expand([(n, config.candidates) for n in to_expand.values()])
-            settle(tree, children, components.reward_model is not None)
+            settle(tree, children, components.reward_model is not None, config.max_expansions)
             ex.report()
             left = 0 if root.exhausted else terminals_left(tracker, config, len(cursors), gold)
             if ex.settled(left):
@@ -160,7 +174,7 @@ async def mcts(
                 break
     except BudgetTimeout:
         stopped = "time_limit_s"
-    for node in cursors:  # cut off by the budget: counted, as far as they got
+    for node, _ in cursors:  # cut off by the budget: counted, as far as they got
         end_rollout(node)
     if stopped == "settled":  # every rollout started is counted now
         tracker.settled(tracker.usage.tokens / tracker.usage.rollouts, tracker.rollout_limit)

@@ -41,6 +41,7 @@ class Node:
     value_sum: float = 0.0
     virtual: int = 0  # rollouts in flight through this node (0 once a search ends)
     exhausted: bool = False  # nothing left to explore below
+    expansions: int = 0  # times the policy was sampled for this node's children
     children: list[int] = field(default_factory=list)
 
     @property
@@ -107,13 +108,18 @@ class Tree:
             node.virtual = max(0, node.virtual - 1)
             node = self.nodes[node.parent] if node.parent is not None else None
 
-    def exhaust(self, node: Node) -> None:
+    def exhaust(self, node: Node, max_expansions: int = 1) -> None:
         """Mark `node` as fully explored and propagate upwards: a parent is exhausted once all
-        its children are (invalid children are exhausted from birth)."""
+        its children are (invalid children are exhausted from birth) and it has been expanded
+        `max_expansions` times (before that it may be sampled for more children)."""
         node.exhausted = True
         while node.parent is not None:
             parent = self.nodes[node.parent]
-            if parent.exhausted or not all(self.nodes[c].exhausted for c in parent.children):
+            if (
+                parent.exhausted
+                or (max_expansions > 1 and parent.expansions < max_expansions)
+                or not all(self.nodes[c].exhausted for c in parent.children)
+            ):
                 return
             parent.exhausted = True
             node = parent

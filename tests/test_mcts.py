@@ -377,6 +377,44 @@ async def test_duplicate_candidates_are_removed(comps):
     assert r.usage.duplicates >= 2
 
 
+def one_step_answers(*values):
+    """Root: one-step solutions printing each value (every child is a terminal)."""
+    return {(): [f"# Step 1: answer\nprint({v})\n<end_of_code>" for v in values]}
+
+
+async def test_a_node_with_only_outcomes_below_closes_without_widening(comps):
+    policy = ScriptedPolicy(one_step_answers(1, 2, 3, 4, 5, 6))
+    config = SearchConfig(candidates=2, parallel_rollouts=1)
+    r = await mcts("p", comps(policy), Budget(rollouts=8), config)
+    assert len(r.tree.children(r.tree.root)) == 2 and r.tree.root.expansions == 1
+    assert r.stopped_by == "exhausted" and r.usage.rollouts == 1
+
+
+async def test_progressive_widening_samples_a_closed_node_again(comps):
+    policy = ScriptedPolicy(one_step_answers(1, 2, 3, 4, 5, 6))
+    config = SearchConfig(candidates=2, max_expansions=3, parallel_rollouts=1)
+    r = await mcts("p", comps(policy), Budget(rollouts=8), config)
+    root = r.tree.root
+    assert root.expansions == 3 and root.exhausted
+    assert r.usage.rollouts == 3  # each later rollout widens the root once
+    assert sorted(n.answer for n in r.tree.children(root)) == ["1", "2", "3", "4", "5", "6"]
+    assert root.visits == 6  # every new outcome backed up as it was made
+    assert r.stopped_by == "exhausted"
+
+
+async def test_widening_stops_at_the_budget_and_lower_nodes_widen_too(comps):
+    script = {
+        (): [S1A + "\n<end_of_step>"],
+        (S1A,): [f"# Step 2: answer\nprint(a - {k})\n<end_of_code>" for k in range(8)],
+    }
+    config = SearchConfig(candidates=2, max_expansions=4, parallel_rollouts=1)
+    r = await mcts("p", comps(ScriptedPolicy(script)), Budget(rollouts=3), config)
+    t = r.tree
+    (step1,) = t.children(t.root)
+    assert step1.expansions == 3 and len(t.children(step1)) == 6 and not step1.exhausted
+    assert r.usage.rollouts == 3 and r.stopped_by == "rollouts"
+
+
 async def test_parallel_rollouts_reach_the_policy_as_batches(comps):
     policy = ScriptedPolicy(default=endless)
     await mcts(
