@@ -7,8 +7,10 @@
 #   formats  greedy and self-consistency @ 8 in the code format (comment + Python, run in the
 #            sandbox) against the text format (the model's chat template, plain chain of
 #            thought) on the first N_TEST GSM8K test problems: does executing code help it?
-#   settle   self-consistency and MCTS at 8 and 16, spent in full against stopped once
-#            settled at the threshold chosen on train (THRESHOLD), on the same test problems
+#   settle   self-consistency at 8 and 16, spent in full against stopped once settled at the
+#            threshold chosen on train (THRESHOLD), on the same test problems (MCTS stops on the
+#            same rule; at 8 rollouts it is several times self-consistency's cost here, so it is
+#            left to a machine with the time)
 #
 #   STAGES="train" scripts/formats_and_settling.sh      # then set THRESHOLD and run the rest
 #
@@ -48,8 +50,18 @@ for s in $STAGES; do
       evaluate "$OUT/formats" "$DATA/gsm8k_test.jsonl" --limit "$N_TEST" \
         --algorithms greedy,self_consistency --budgets 8 --step-format code,text ;;
     settle)
+      # self-consistency @ 8 in the code format is the formats stage's run: its records are
+      # taken over (same key, same settings) rather than sampled again
+      mkdir -p "$OUT/settle"
+      [ -s "$OUT/settle/results.jsonl" ] || [ ! -s "$OUT/formats/results.jsonl" ] ||
+        $PY -c 'import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if (r["algorithm"], r["budget"], r["step_format"], r["stop_when"]) == (
+        "self_consistency", 8, "code", "budget") and not r.get("error"):
+        print(line, end="")' "$OUT/formats/results.jsonl" >"$OUT/settle/results.jsonl"
       evaluate "$OUT/settle" "$DATA/gsm8k_test.jsonl" --limit "$N_TEST" \
-        --algorithms self_consistency,mcts --budgets 8,8:confident,16,16:confident \
+        --algorithms self_consistency --budgets 8,8:confident,16,16:confident \
         --settle-confidence "$THRESHOLD" ;;
     *) echo "unknown stage $s (train formats settle)" >&2
       exit 2 ;;
