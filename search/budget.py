@@ -88,6 +88,14 @@ class Tracker:
             return "time_limit_s"
         return None
 
+    def affordable(self, calls: int, tokens_each: float | None) -> int:
+        """How many of `calls` more calls of about `tokens_each` generated tokens the token
+        budget still covers: all of them without a token budget or an estimate."""
+        cap = self.budget.max_tokens
+        if cap is None or not tokens_each:
+            return calls
+        return max(0, min(calls, int((cap - self.usage.tokens) // tokens_each)))
+
     def can_start_rollout(self) -> bool:
         return self.started_rollouts < self.rollout_limit and self.stop_reason() is None
 

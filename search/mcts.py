@@ -113,6 +113,7 @@ async def mcts(
     # the deepest node of each rollout in flight, and whether that rollout just expanded it
     cursors: list[tuple[Node, bool]] = []
     stopped: StopReason | None = None
+    expansions = 0  # nodes sampled so far: their mean cost sizes the next wave
 
     def end_rollout(node: Node) -> None:
         tree.release(node)
@@ -163,9 +164,17 @@ async def mcts(
             cursors = still
             if not to_expand:
                 continue
+            # under a token budget, only the expansions it still covers at their mean cost so
+            # far: a search stays within its budget, as the chain algorithms' do
+            fit = tracker.affordable(len(to_expand), expansions and ex.usage.tokens / expansions)
+            if not fit:
+                stopped = "max_tokens"
+                break
+            wave = list(to_expand.values())[:fit]
+            expansions += len(wave)
 
             async with deadline(tracker):
-                children = await ex.expand([(n, config.candidates) for n in to_expand.values()])
+                children = await ex.expand([(n, config.candidates) for n in wave])
             settle(tree, children, components.reward_model is not None, config.max_expansions)
             ex.report()
             left = 0 if root.exhausted else terminals_left(tracker, config, len(cursors), gold)

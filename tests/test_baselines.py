@@ -84,7 +84,9 @@ async def test_every_algorithm_honours_the_same_token_budget(algorithm, sandbox)
         SearchConfig(max_depth=50),
     )
     assert r.stopped_by == "max_tokens"
-    assert 40 <= r.usage.tokens < 40 + max(policy.call_tokens)  # at most one call past it
+    # within one call of it: past it by the last call, or (MCTS) short of it by the wave that
+    # would not have fit
+    assert abs(r.usage.tokens - 40) < max(policy.call_tokens)
     assert r.usage.policy_calls == len(policy.calls)
 
 

@@ -319,7 +319,9 @@ async def test_token_budget(comps):
         SearchConfig(candidates=3, parallel_rollouts=2, max_depth=12),
     )
     assert r.stopped_by == "max_tokens"
-    assert 60 <= r.usage.tokens < 60 + max(policy.call_tokens)  # at most one batch past it
+    # the steps all cost the same: a wave takes only the expansions the budget still covers
+    per_expansion = max(policy.call_tokens) / 2
+    assert 60 - per_expansion < r.usage.tokens <= 60
     assert r.usage.tokens == sum(n.tokens for n in r.tree)
 
 
