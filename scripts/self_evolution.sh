@@ -19,7 +19,7 @@
 #              after the dev set's, reference labels, SFT (LoRA) and a head PPM; eval: greedy
 #   r3         round 3: the same from round 2's models
 #   rN-tok     round N's models (N = 0..3): self-consistency, best-of-N and MCTS at TOKENS
-#              generated tokens a problem on the first N_SEARCH test problems (the PPM where the
+#              generated tokens a problem on the first N_TOK test problems (the PPM where the
 #              round has one)
 #   r0-search, r1-search   the searches at BUDGET rollouts as first measured (r1-search needs
 #              round 1's LoRA PPM: it retrains it, 2.2 h)
@@ -61,6 +61,10 @@ RN_UNSOLVED=${RN_UNSOLVED:-8}
 PPM_ENGINE=${PPM_ENGINE:-vllm}
 GEN_CONC=${GEN_CONC:-8}
 EVAL_CONC=${EVAL_CONC:-8}
+# MCTS's shape in the equal-token comparisons (rN-tok), chosen on the dev set at 650 tokens
+# (scripts/search_dev.sh, docs/results.md): 2 candidates an expansion (at 4, a rollout's
+# expansions alone take most of 650 tokens)
+read -ra MCTS_FLAGS <<<"${MCTS_FLAGS:---candidates 2}"
 # LoRA (2.5× full fine-tuning's tokens/s here: docs/measured/training/throughput.txt); a tenth
 # of the problems held out for the SFT loss and the PPM's pairwise accuracy
 # (micro-batches of 4: at 8, round 0's SFT peaked near this machine's 24 GiB, the fp32 logits
@@ -134,7 +138,7 @@ for s in $STAGES; do
       r=${s%-tok}
       stage "round ${r#r}'s models: the searches at $TOKENS on $N_TOK test problems"
       # shellcheck disable=SC2046
-      searches "$OUT/$r/policy" "$OUT/$r-tok" "$TOKENS" "$N_TOK" $(ppm_of "$r") ;;
+      searches "$OUT/$r/policy" "$OUT/$r-tok" "$TOKENS" "$N_TOK" $(ppm_of "$r") "${MCTS_FLAGS[@]}" ;;
     r0-search|r1-search)
       r=${s%-search}
       stage "round ${r#r}'s models: the searches at $BUDGET on $N_SEARCH test problems"
