@@ -626,6 +626,8 @@ def _eval(args: argparse.Namespace) -> int:
             }
             args.search_config = args.search_configs[formats[0]]
             args.sandbox_settings = _sandbox_settings()
+            info["config"]["search"] = args.search_config.model_dump(mode="json")
+            ev.check_out_dir(out, info, args.resume)  # now with the search settings
     except (ev.EvalError, ConfigError) as e:
         print(f"rstar eval: {e}", file=sys.stderr)
         return 2
@@ -678,7 +680,6 @@ async def _eval_run(
             from search import Components
 
             settings, config = args.model_settings, args.search_config
-            info["config"]["search"] = config.model_dump(mode="json")
             versions = {
                 "policy": settings.policy_model,
                 "policy_engine": settings.policy_engine,

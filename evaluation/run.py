@@ -24,7 +24,6 @@ training signal); it is only used to grade the returned answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -224,18 +223,36 @@ ProgressFn = Callable[[RunKey, dict[RunKey, Tally]], None]
 
 
 def check_out_dir(out_dir: str | Path, info: dict[str, Any], resume: bool) -> None:
-    """An output folder with results needs `resume`, and then the same data file."""
+    """An output folder with results needs `resume`, and then the same data file and the same
+    search settings: records of two settings under one key would be one run's in the report."""
     out_dir = Path(out_dir)
     has_results = (out_dir / RESULTS).exists() and (out_dir / RESULTS).stat().st_size > 0
     if has_results and not resume:
         raise EvalError(f"{out_dir} already holds results: pass --resume, or another --out")
     prev = out_dir / REPORT
-    if resume and prev.exists():
-        with contextlib.suppress(ValueError):
-            old = json.loads(prev.read_text()).get("data", {}).get("sha256")
-            new = info.get("data", {}).get("sha256")
-            if old and new and old != new:
-                raise EvalError(f"{out_dir} holds results of another data file (sha256 {old})")
+    if not (resume and has_results and prev.exists()):
+        return
+    try:
+        old_info = json.loads(prev.read_text())
+    except ValueError:
+        return
+    old = old_info.get("data", {}).get("sha256")
+    new = info.get("data", {}).get("sha256")
+    if old and new and old != new:
+        raise EvalError(f"{out_dir} holds results of another data file (sha256 {old})")
+    old_search = old_info.get("config", {}).get("search")
+    new_search = info.get("config", {}).get("search")
+    if isinstance(old_search, dict) and isinstance(new_search, dict):
+        changed = [
+            f"{k} {old_search[k]!r} → {new_search[k]!r}"
+            for k in sorted(old_search.keys() & new_search.keys())
+            if old_search[k] != new_search[k]
+        ]
+        if changed:
+            raise EvalError(
+                f"{out_dir} holds results searched with other settings ({', '.join(changed)}): "
+                "resume with those, or write to another --out"
+            )
 
 
 async def evaluate(

@@ -522,3 +522,18 @@ def test_no_import_runs_up_the_layers(folder, forbidden):
         if (bad := imported_packages(f) & forbidden)
     }
     assert not wrong, f"imports running up the layers: {wrong}"
+
+
+def test_a_resumed_run_keeps_its_search_settings(tmp_path):
+    info = {"data": {"sha256": "abc"}, "config": {"search": {"candidates": 2, "c_uct": 2.0}}}
+    (tmp_path / "results.jsonl").write_text('{"algorithm": "mcts"}\n')
+    (tmp_path / "report.json").write_text(json.dumps(info))
+    ev.check_out_dir(tmp_path, info, resume=True)  # the same settings go on
+    newer = {"data": info["data"], "config": {"search": {"candidates": 2, "max_expansions": 1}}}
+    ev.check_out_dir(tmp_path, newer, resume=True)  # a setting the old run had not: its default
+    changed = {"data": info["data"], "config": {"search": {"candidates": 4, "c_uct": 2.0}}}
+    with pytest.raises(ev.EvalError, match="other settings \\(candidates 2 → 4\\)"):
+        ev.check_out_dir(tmp_path, changed, resume=True)
+    other = {"data": {"sha256": "def"}, "config": info["config"]}
+    with pytest.raises(ev.EvalError, match="another data file"):
+        ev.check_out_dir(tmp_path, other, resume=True)
