@@ -213,50 +213,70 @@ def plot(rows: list[dict[str, Any]], path: Path, budget: int) -> Path:
     return path
 
 
-def _pct(recs: dict[str, Any]) -> str:
+def _cell(recs: dict[str, Any] | None) -> str:
+    if not recs:
+        return "–"
     n = len(recs)
     c = sum(bool(r["correct"]) for r in recs.values())
     tokens = sum(r["tokens"] for r in recs.values()) / n
-    return f"{100 * c / n:.1f} % ({c}/{n}, {tokens:.0f} tok)"
+    return f"{100 * c / n:.1f} % ({c}/{n}) · {tokens:.0f} tok"
+
+
+def _versus(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> str:
+    if not ours or not theirs:
+        return "–"
+    w, lo, p = sign_test(
+        {i: bool(r["correct"]) for i, r in ours.items()},
+        {i: bool(r["correct"]) for i, r in theirs.items()},
+    )
+    return f"{w} / {lo}, p = {p:.2f}"
+
+
+def _dev_report(evolution: Path, stage: str) -> dict[str, Any] | None:
+    """A round's PPM on the dev set: its own report, or the one its head record carries."""
+    dev = _read(evolution / f"{stage}-ppm-dev.json")
+    if dev is None and stage in PPM_DIRS:
+        head = _read(evolution / PPM_DIRS[stage] / "rstar-head.json") or {}
+        dev = (head.get("report") or {}).get("dev")
+    return dev or None
+
+
+def _pairs(row: dict[str, Any] | None) -> str:
+    if not row:
+        return "–"
+    low, high = row["ci95_by_problem"]
+    return f"{row['accuracy']:.3f} [{low:.3f}, {high:.3f}] ({row['pairs']})"
 
 
 def equal_token_table(evolution: Path) -> str:
-    """By round: greedy, then each search at each token budget (accuracy, correct / n and mean
-    generated tokens), MCTS against self-consistency and best-of-N on the same problems (won /
-    lost, sign-test p), and the round's PPM on the dev set (pairwise accuracy, 95 % bootstrap
-    interval over problems, terminal and step pairs apart)."""
-    lines = []
+    """Markdown, by round and token budget: greedy and each search (accuracy, correct / n, mean
+    generated tokens), MCTS against self-consistency and best-of-N on the problems both ran
+    (won / lost, exact sign test); then each round's PPM on the dev set (pairwise accuracy, 95 %
+    bootstrap interval over problems, pairs), terminal and step pairs apart."""
+    lines = [
+        "| round | budget | greedy | self-consistency | best-of-N | MCTS | MCTS vs "
+        "self-consistency (won / lost) | MCTS vs best-of-N (won / lost) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    ppm = ["| round | terminal pairs | step pairs | all pairs |", "|---|---:|---:|---:|"]
     for stage in ROUNDS:
         runs = _results(evolution / f"{stage}-tok" / "results.jsonl", tokens=True)
         greedy = _results(evolution / stage / "eval" / "new" / "results.jsonl").get(("greedy", 1))
-        if not runs and not greedy:
-            continue
-        lines.append(f"{SHORT_NAMES[stage]}:")
-        if greedy:
-            lines.append(f"  greedy: {_pct(greedy)}")
-        for tokens in sorted({t for _, t in runs}):
-            cells = [f"{LABELS[a]} {_pct(runs[(a, tokens)])}" for a in SHOWN if (a, tokens) in runs]
-            lines.append(f"  @ {tokens} tokens: " + "; ".join(cells))
-            mcts = runs.get(("mcts", tokens))
-            for other in ("self_consistency", "best_of_n"):
-                if mcts and (theirs := runs.get((other, tokens))):
-                    ours = {i: bool(r["correct"]) for i, r in mcts.items()}
-                    w, lo, p = sign_test(ours, {i: bool(r["correct"]) for i, r in theirs.items()})
-                    lines.append(f"    MCTS vs {LABELS[other]}: won {w} / lost {lo}, p = {p:.3f}")
-        dev = _read(evolution / f"{stage}-ppm-dev.json")
-        if dev is None and stage in PPM_DIRS:
-            head = _read(evolution / PPM_DIRS[stage] / "rstar-head.json")
-            dev = (head or {}).get("report", {}) or {}
-            dev = dev.get("dev")
-        if dev:
-            kinds = [("all", dev["overall"]), *dev.get("by_kind", {}).items()]
-            cells = [
-                f"{k} {r['accuracy']:.3f} [{r['ci95_by_problem'][0]:.3f}, "
-                f"{r['ci95_by_problem'][1]:.3f}] ({r['pairs']} pairs)"
-                for k, r in kinds
-            ]
-            lines.append("  PPM on the dev set: " + "; ".join(cells))
-    return "\n".join(lines)
+        for i, tokens in enumerate(sorted({t for _, t in runs}) or ([0] if greedy else [])):
+            sc, bon, mcts = (runs.get((a, tokens)) for a in SHOWN[1:])
+            budget = f"{tokens} tokens" if tokens else "–"
+            lines.append(
+                f"| {SHORT_NAMES[stage]} | {budget} | {_cell(greedy) if i == 0 else ''} | "
+                f"{_cell(sc)} | {_cell(bon)} | {_cell(mcts)} | {_versus(mcts, sc)} | "
+                f"{_versus(mcts, bon)} |"
+            )
+        if dev := _dev_report(evolution, stage):
+            kinds = dev.get("by_kind", {})
+            ppm.append(
+                f"| {SHORT_NAMES[stage]} | {_pairs(kinds.get('terminal'))} | "
+                f"{_pairs(kinds.get('step'))} | {_pairs(dev.get('overall'))} |"
+            )
+    return "\n".join([*lines, "", *ppm])
 
 
 def main() -> None:

@@ -60,3 +60,36 @@ def test_rows_per_round_compared_with_the_round_before(tmp_path):
         for line in md
     )
     assert table.plot(rows, tmp_path / "p.png", 4).read_bytes().startswith(b"\x89PNG")
+
+
+def test_equal_token_table_sets_mcts_beside_the_voting_searches(tmp_path):
+    evo = tmp_path / "evolution"
+    ids = [f"q{i}" for i in range(10)]
+    results(evo / "r1/eval/new/results.jsonl", "greedy", 1, {"q0"}, ids)
+    tok = evo / "r1-tok/results.jsonl"
+    for algorithm, right in [
+        ("self_consistency", {"q0", "q1"}),
+        ("best_of_n", {"q0", "q1", "q2"}),
+        ("mcts", {"q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7"}),
+    ]:
+        results(tok, algorithm, 1000, right, ids)
+    lines = tok.read_text().splitlines()
+    tok.write_text("".join(json.dumps({**json.loads(x), "max_tokens": 650}) + "\n" for x in lines))
+    head = {
+        "report": {
+            "dev": {
+                "overall": {"accuracy": 0.6, "ci95_by_problem": [0.5, 0.7], "pairs": 30},
+                "by_kind": {
+                    "terminal": {"accuracy": 0.7, "ci95_by_problem": [0.6, 0.8], "pairs": 20}
+                },
+            }
+        }
+    }
+    (evo / "r1-head/ppm").mkdir(parents=True)
+    (evo / "r1-head/ppm/rstar-head.json").write_text(json.dumps(head))
+    md = table.equal_token_table(evo).splitlines()
+    assert (
+        "| round 1 | 650 tokens | 10.0 % (1/10) · 101 tok | 20.0 % (2/10) · 102 tok | "
+        "30.0 % (3/10) · 103 tok | 80.0 % (8/10) · 108 tok | 6 / 0, p = 0.03 | 5 / 0, p = 0.06 |"
+    ) in md
+    assert "| round 1 | 0.700 [0.600, 0.800] (20) | – | 0.600 [0.500, 0.700] (30) |" in md
