@@ -240,19 +240,30 @@ def check_out_dir(out_dir: str | Path, info: dict[str, Any], resume: bool) -> No
     new = info.get("data", {}).get("sha256")
     if old and new and old != new:
         raise EvalError(f"{out_dir} holds results of another data file (sha256 {old})")
-    old_search = old_info.get("config", {}).get("search")
-    new_search = info.get("config", {}).get("search")
+    old_config, new_config = old_info.get("config", {}), info.get("config", {})
+    changed = _changed(old_config, new_config, RUN_WIDE)
+    old_search, new_search = old_config.get("search"), new_config.get("search")
     if isinstance(old_search, dict) and isinstance(new_search, dict):
-        changed = [
-            f"{k} {old_search[k]!r} → {new_search[k]!r}"
-            for k in sorted(old_search.keys() & new_search.keys())
-            if old_search[k] != new_search[k]
-        ]
-        if changed:
-            raise EvalError(
-                f"{out_dir} holds results searched with other settings ({', '.join(changed)}): "
-                "resume with those, or write to another --out"
-            )
+        changed += _changed(old_search, new_search, old_search.keys())
+    if changed:
+        raise EvalError(
+            f"{out_dir} holds results searched with other settings ({', '.join(changed)}): "
+            "resume with those, or write to another --out"
+        )
+
+
+# what every record of a run was searched under, beside the search settings (a budget and a
+# stop rule are in the run key)
+RUN_WIDE = ("max_tokens", "time_limit_s", "settle_confidence")
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any], keys: Any) -> list[str]:
+    """`key old → new` for each of `keys` both hold with different values."""
+    return [
+        f"{k} {old[k]!r} → {new[k]!r}"
+        for k in sorted(set(keys) & old.keys() & new.keys())
+        if old[k] != new[k]
+    ]
 
 
 async def evaluate(

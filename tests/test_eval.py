@@ -534,6 +534,12 @@ def test_a_resumed_run_keeps_its_search_settings(tmp_path):
     changed = {"data": info["data"], "config": {"search": {"candidates": 4, "c_uct": 2.0}}}
     with pytest.raises(ev.EvalError, match="other settings \\(candidates 2 → 4\\)"):
         ev.check_out_dir(tmp_path, changed, resume=True)
+    rule = {"data": info["data"], "config": {**info["config"], "settle_confidence": 0.9}}
+    ev.check_out_dir(tmp_path, rule, resume=True)  # the old run did not record one
+    (tmp_path / "report.json").write_text(json.dumps(rule))
+    stricter = {"data": info["data"], "config": {**info["config"], "settle_confidence": 0.99}}
+    with pytest.raises(ev.EvalError, match=r"settle_confidence 0\.9 → 0\.99"):
+        ev.check_out_dir(tmp_path, stricter, resume=True)
     other = {"data": {"sha256": "def"}, "config": info["config"]}
     with pytest.raises(ev.EvalError, match="another data file"):
         ev.check_out_dir(tmp_path, other, resume=True)
