@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -796,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = debug_wanted(args.debug)
     prog = f"rstar {args.command}"
+    old_sigterm = None
     if args.command != "serve":  # the server warns in its own logs
         for line in unknown_variables():
             print(f"{prog}: warning: {line}", file=sys.stderr)
@@ -804,6 +807,10 @@ def main(argv: list[str] | None = None) -> int:
             from server.__main__ import serve
 
             return serve(args.host, args.port, debug, prog=prog)
+        # a kill (SIGTERM) ends a run as ^C does: the finished problems kept, the report
+        # written and the engines' processes shut down rather than left behind
+        with contextlib.suppress(ValueError):  # only the main thread sets handlers
+            old_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
         if args.command == "eval":
             return _eval(args)
         if args.command == "eval-ppm":
@@ -821,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from search import Components, SearchConfig
 from search.grading import answers_equal
 from tests.support.data import shared_data
 from tests.support.scripted import ScriptedPolicy, ScriptedReward, thirty
-from tests.support.service import scripted_service, serving
+from tests.support.service import eventually, scripted_service, serving
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CONFIG = SearchConfig(candidates=2, max_depth=4, parallel_rollouts=2)
@@ -379,6 +379,29 @@ async def test_a_run_whose_searches_all_fail_stops_and_keeps_its_report(sandbox,
 
 
 # --------------------------------------------------------------------------- against a server
+
+
+async def test_a_killed_eval_keeps_what_it_finished_and_says_so(sandbox, data, tmp_path):
+    """SIGTERM (a `kill`, a stopped job) ends `rstar eval` as ^C does: exit 130, the report
+    written as interrupted with the problems finished, no traceback."""
+    svc = scripted_service(sandbox, ScriptedPolicy(default=thirty, delay_s=0.5))
+    out = tmp_path / "killed"
+    results = out / "results.jsonl"
+    async with serving(svc) as url:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "clients.cli", "eval", "--url", url, "--data", str(data),
+            "--algorithms", "greedy", "--concurrency", "1", "--out", str(out),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        await eventually(lambda: results.exists() and results.read_text().count("\n"), 60)
+        proc.terminate()
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "interrupted"
+    (run,) = report["runs"]
+    assert 1 <= len(run["records"]) < 3 and not run["complete"]
 
 
 async def test_rstar_eval_against_a_live_server(sandbox, data, tmp_path, capsys):
