@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 import httpx
 
@@ -47,6 +47,8 @@ from server.preflight import (
     unknown_variables,
 )
 from server.settings import SearchEnv
+
+T = TypeVar("T")
 
 # Quiet engines unless asked (the CLI shows its own progress), and keep their logs off stdout,
 # which belongs to the answer (and to --json).
@@ -360,7 +362,7 @@ def _eval_ppm(args: argparse.Namespace) -> int:
     start = time.monotonic()
     try:
         with CountProgress("scoring pairs", len(pairs)) as progress:
-            scores = asyncio.run(score_pairs(model, pairs, args.batch_size, progress))
+            scores = run_until_killed(score_pairs(model, pairs, args.batch_size, progress))
     finally:
         getattr(model, "close", lambda: None)()
     report = pair_report(pairs, scores)
@@ -633,7 +635,7 @@ def _eval(args: argparse.Namespace) -> int:
     except (ev.EvalError, ConfigError) as e:
         print(f"rstar eval: {e}", file=sys.stderr)
         return 2
-    return asyncio.run(_eval_run(args, problems, keys, info, out))
+    return run_until_killed(_eval_run(args, problems, keys, info, out))
 
 
 async def _eval_run(
@@ -721,6 +723,35 @@ async def _eval_run(
     return 0
 
 
+def run_until_killed(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, with a kill (SIGTERM) taken as asyncio takes ^C: the run's task is
+    cancelled, so its cleanup runs (the finished problems kept, the report written, the
+    engines' processes shut down rather than left behind), then KeyboardInterrupt."""
+
+    async def run() -> T:
+        task, loop, killed = asyncio.current_task(), asyncio.get_running_loop(), []
+        assert task is not None
+
+        def kill() -> None:
+            killed.append(True)
+            task.cancel()
+
+        try:  # only the main thread takes signals
+            loop.add_signal_handler(signal.SIGTERM, kill)
+        except (RuntimeError, ValueError, NotImplementedError):
+            return await coro
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if killed:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    return asyncio.run(run())
+
+
 def _print_result(
     problem: str, result: Any, gold: str | None, correct: bool | None, step_format: str = "code"
 ) -> None:
@@ -798,7 +829,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = debug_wanted(args.debug)
     prog = f"rstar {args.command}"
-    old_sigterm = None
     if args.command != "serve":  # the server warns in its own logs
         for line in unknown_variables():
             print(f"{prog}: warning: {line}", file=sys.stderr)
@@ -807,17 +837,13 @@ def main(argv: list[str] | None = None) -> int:
             from server.__main__ import serve
 
             return serve(args.host, args.port, debug, prog=prog)
-        # a kill (SIGTERM) ends a run as ^C does: the finished problems kept, the report
-        # written and the engines' processes shut down rather than left behind
-        with contextlib.suppress(ValueError):  # only the main thread sets handlers
-            old_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
         if args.command == "eval":
             return _eval(args)
         if args.command == "eval-ppm":
             return _eval_ppm(args)
         if args.url:
             return _solve_remote(args)
-        return asyncio.run(_solve(args))
+        return run_until_killed(_solve(args))
     except (ConfigError, ModelUnavailable, SandboxUnavailable) as e:
         report(prog, e, json_logs=False, debug=debug)
         return 2
@@ -828,9 +854,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    finally:
-        if old_sigterm is not None:
-            signal.signal(signal.SIGTERM, old_sigterm)
 
 
 if __name__ == "__main__":
