@@ -96,7 +96,7 @@ searches() {  # searches MODEL_DIR OUT BUDGETS N [--ppm PPM]
   local model=$1 out=$2 budgets=$3 n=$4
   shift 4
   $PY -m clients.cli eval --data "$DATA/gsm8k_test.jsonl" --limit "$n" --resume \
-    --algorithms self_consistency,best_of_n,mcts --budgets "$budgets" --model "$model" \
+    --algorithms self_consistency,mcts,best_of_n --budgets "$budgets" --model "$model" \
     --concurrency "$EVAL_CONC" --ppm-engine "$PPM_ENGINE" --out "$out" "$@"
 }
 ppm_of() {  # the PPM a round's searches read: its own, round 1's head, or none
