@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -736,10 +737,10 @@ def run_until_killed(coro: Coroutine[Any, Any, T]) -> T:
             killed.append(True)
             task.cancel()
 
-        try:  # only the main thread takes signals
+        # only the main thread receives signals (the tests call main() from others)
+        handles = threading.current_thread() is threading.main_thread()
+        if handles:
             loop.add_signal_handler(signal.SIGTERM, kill)
-        except (RuntimeError, ValueError, NotImplementedError):
-            return await coro
         try:
             return await coro
         except asyncio.CancelledError:
@@ -747,7 +748,8 @@ def run_until_killed(coro: Coroutine[Any, Any, T]) -> T:
                 raise KeyboardInterrupt from None
             raise
         finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+            if handles:
+                loop.remove_signal_handler(signal.SIGTERM)
 
     return asyncio.run(run())
 
