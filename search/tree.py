@@ -117,7 +117,7 @@ class Tree:
             parent = self.nodes[node.parent]
             if (
                 parent.exhausted
-                or (max_expansions > 1 and parent.expansions < max_expansions)
+                or parent.expansions < max_expansions
                 or not all(self.nodes[c].exhausted for c in parent.children)
             ):
                 return
