@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from evaluation.records import RESULTS, read_results
+from evaluation.records import RESULTS, RunKey, read_results
 from evaluation.stats import sign_test, wilson_interval
 
 
@@ -26,15 +26,10 @@ def load(paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
         path = Path(raw)
         results = path / RESULTS if path.is_dir() else path
         folder = results.parent.name
-        for rec in read_results(results).values():
-            if rec.get("error"):
-                continue
-            budget = f"{rec['max_tokens']}tok" if rec.get("max_tokens") else str(rec["budget"])
-            if rec.get("stop_when", "budget") != "budget":
-                budget += f":{rec['stop_when']}"
-            if rec.get("step_format", "code") != "code":
-                budget += f"/{rec['step_format']}"
-            runs.setdefault(f"{folder}:{rec['algorithm']}@{budget}", {})[rec["id"]] = rec
+        for (alg, budget, tokens, rule, fmt, pid), rec in read_results(results).items():
+            if not rec.get("error"):
+                run = RunKey(alg, budget, tokens or 0, rule, fmt)
+                runs.setdefault(f"{folder}:{run.label}", {})[pid] = rec
     return runs
 
 
