@@ -59,7 +59,7 @@ ADDED_LATER: dict[str, Any] = {
     "search.virtual_loss": 1.0, "search.top_p": 1.0, "search.answer_max_tokens": 64,
     "search.exec_timeout_s": 10.0, "search.output_clip_chars": 1024,
     "search.final_choice": "weighted_vote", "search.vote_top_k": None,
-    "search.particle_temperature": 1.0,
+    "search.particle_temperature": 1.0, "search.max_expansions": 1,
 }  # fmt: skip
 # what a Kubernetes Indexed Job sets in each pod: the pod's index, 0 … completions-1
 COMPLETION_INDEX = "JOB_COMPLETION_INDEX"
