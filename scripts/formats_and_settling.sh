@@ -2,8 +2,10 @@
 # The embedded default, untrained, on its two step formats and with adaptive budgets:
 #
 #   train    the settle rule's threshold, chosen on GSM8K train rows no round searches (7000+):
-#            self-consistency @ 16 spent in full against stopped once `confident` at each
-#            threshold in THRESHOLDS (accuracy lost against tokens saved)
+#            self-consistency @ 16 spent in full, then each rule in RULES replayed on its chains
+#            (benchmarks/settle_replay.py: the chains are independent samples, so one run holds
+#            what every threshold would have drawn): accuracy lost against tokens saved, in
+#            $OUT/train-replay.txt
 #   formats  greedy and self-consistency @ 8 in the code format (comment + Python, run in the
 #            sandbox) against the text format (the model's chat template, plain chain of
 #            thought) on the first N_TEST GSM8K test problems: does executing code help it?
@@ -25,7 +27,7 @@ OUT=${OUT:-docs/measured/formats}
 STAGES=${STAGES:-train formats settle}
 N_TRAIN=${N_TRAIN:-200}
 N_TEST=${N_TEST:-200}
-THRESHOLDS=${THRESHOLDS:-0.9 0.95 0.99}
+RULES=${RULES:-unbeatable,confident:0.8,confident:0.9,confident:0.95,confident:0.99}
 THRESHOLD=${THRESHOLD:-0.95}
 CONC=${CONC:-8}
 
@@ -42,10 +44,8 @@ for s in $STAGES; do
     train)
       train=(--offset 7000 --limit "$N_TRAIN" --algorithms self_consistency)
       evaluate "$OUT/train-spent" "$DATA/gsm8k_train.jsonl" "${train[@]}" --budgets 16
-      for t in $THRESHOLDS; do
-        evaluate "$OUT/train-settled-$t" "$DATA/gsm8k_train.jsonl" "${train[@]}" \
-          --budgets 16:confident --settle-confidence "$t"
-      done ;;
+      $PY -m benchmarks.settle_replay "$OUT/train-spent/results.jsonl" --rules "$RULES" |
+        tee "$OUT/train-replay.txt" ;;
     formats)
       evaluate "$OUT/formats" "$DATA/gsm8k_test.jsonl" --limit "$N_TEST" \
         --algorithms greedy,self_consistency --budgets 8 --step-format code,text ;;

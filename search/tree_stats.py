@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from search.budget import Usage
-from search.tree import Tree
+from search.tree import Node, Tree
 
 
 def invalid_kind(error: str | None) -> str:
@@ -41,7 +41,19 @@ def tree_stats(tree: Tree, usage: Usage) -> dict[str, Any]:
         "terminal_scores": [
             [n.answer, _r(n.reward), _r(n.q)] for n in terminals if n.answer is not None
         ],
+        # every step that ended a path, in the order made: its answer (None for a dropped
+        # step), depth and the tokens of its path. For chain searches, one entry a chain: enough
+        # to replay a stop rule on a run spent in full (benchmarks/settle_replay.py)
+        "ends": [
+            [n.answer if n.status == "terminal" else None, n.depth, _path_tokens(tree, n)]
+            for n in steps
+            if n.status in ("terminal", "invalid")
+        ],
     }
+
+
+def _path_tokens(tree: Tree, node: Node) -> int:
+    return sum(x.tokens for x in tree.path(node))
 
 
 def _r(x: float | None) -> float | None:

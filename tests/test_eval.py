@@ -315,8 +315,8 @@ def test_tree_statistics_count_dropped_steps_by_kind_and_the_answers_reached():
     from search.tree_stats import tree_stats
 
     tree = Tree("p")
-    a = tree.add(tree.root, status="open")
-    tree.add(a, status="terminal", answer="4", reward=0.5, visits=2, value_sum=0.75)
+    a = tree.add(tree.root, status="open", tokens=10)
+    tree.add(a, status="terminal", answer="4", reward=0.5, visits=2, value_sum=0.75, tokens=5)
     tree.add(a, status="terminal", answer="4")
     tree.add(a, status="terminal", answer="5", reward=-0.123456)
     tree.add(tree.root, status="invalid", error="runtime: NameError: x")
@@ -332,6 +332,14 @@ def test_tree_statistics_count_dropped_steps_by_kind_and_the_answers_reached():
         "max_depth": 2,
         "candidates": {"4": 2, "5": 1},
         "terminal_scores": [["4", 0.5, 0.375], ["4", None, 0.0], ["5", -0.1235, 0.0]],
+        "ends": [
+            ["4", 2, 15],
+            ["4", 2, 10],
+            ["5", 2, 10],
+            [None, 1, 0],
+            [None, 2, 10],
+            [None, 2, 10],
+        ],
     }
     recs = [
         {"correct": False, "tree": dict(stats, gold_among=True)},

@@ -1,0 +1,187 @@
+"""A stop rule replayed on chains sampled in full: the settle threshold chosen from one run.
+
+    python -m benchmarks.settle_replay RESULTS.jsonl [--rules unbeatable,confident:0.95,...]
+
+Self-consistency's chains are independent samples, so a run that spent its whole budget
+(`stop_when` budget, no token cap) holds what a run under a stop rule would have drawn.
+Replaying a problem's chains in the order they were made, scheduled as
+`search.baselines.sample_chains` schedules them under a rule (`TOKEN_BUDGET_WIDTH` in flight, one
+step a wave, the rule read after each wave), gives the answer, chains and tokens the rule would
+have spent: every threshold from one run, where running each would cost a run apiece. Per rule:
+accuracy, mean chains and tokens, the share of tokens saved, and wins / losses against the full
+budget replayed the same way, with the exact sign test. A chain cut short when the rule fires
+counts its tokens pro rata by steps (a record keeps a chain's tokens, not each step's).
+
+The records need `tree.ends` (evaluations made since it was kept). Replayed votes break ties by
+the earliest answer, where the search breaks them by score: the full budget's replayed accuracy
+is printed beside the run's own to show what that changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evaluation.records import read_results
+from evaluation.stats import sign_test
+from search.baselines import TOKEN_BUDGET_WIDTH
+from search.grading import answers_equal
+from search.settle import StopWhen, settled
+
+Chain = tuple[str | None, int, int]  # answer (None: a dropped step ended it), steps, tokens
+DEFAULT_RULES = "unbeatable,confident:0.8,confident:0.9,confident:0.95,confident:0.99"
+
+
+@dataclass
+class Replayed:
+    answer: str | None
+    chains: int  # chains started
+    tokens: float
+
+
+def _vote(answers: Sequence[str]) -> tuple[list[int], str | None]:
+    """Votes per cluster of equivalent answers, and the leader (the earliest on a tie)."""
+    clusters: list[list[str]] = []
+    for a in answers:
+        for c in clusters:
+            if answers_equal(c[0], a):
+                c.append(a)
+                break
+        else:
+            clusters.append([a])
+    votes = [len(c) for c in clusters]
+    leader = max(range(len(clusters)), key=lambda i: (votes[i], -i), default=None)
+    return votes, None if leader is None else clusters[leader][0]
+
+
+def replay(
+    chains: Sequence[Chain], rule: StopWhen, confidence: float = 0.95,
+    width: int = TOKEN_BUDGET_WIDTH,
+) -> Replayed:  # fmt: skip
+    """What `rule` would have spent and answered had these chains been drawn under it."""
+    n = len(chains)
+    width = n if rule == "budget" else min(n, width)
+    started = finished = 0
+    in_flight: list[list[int]] = []  # [chain index, steps made]
+    answers: list[str] = []
+    spent = 0.0
+    while True:
+        while started < n and len(in_flight) < width:
+            in_flight.append([started, 0])
+            started += 1
+        if not in_flight:
+            break
+        still = []
+        for item in in_flight:
+            item[1] += 1
+            answer, steps, tokens = chains[item[0]]
+            if item[1] < steps:
+                still.append(item)
+                continue
+            finished += 1
+            spent += tokens
+            if answer is not None:
+                answers.append(answer)
+        in_flight = still
+        votes, _ = _vote(answers)
+        if (in_flight or started < n) and settled(rule, votes, n - finished, confidence):
+            spent += sum(chains[i][2] * made / chains[i][1] for i, made in in_flight)
+            break
+    return Replayed(_vote(answers)[1], started, spent)
+
+
+def parse_rule(text: str) -> tuple[StopWhen, float]:
+    """`unbeatable`, `budget` or `confident:THRESHOLD`."""
+    name, _, threshold = text.partition(":")
+    if name not in ("budget", "unbeatable", "confident"):
+        raise ValueError(f"unknown rule {text!r}: budget, unbeatable or confident:THRESHOLD")
+    return name, float(threshold) if threshold else 0.95  # type: ignore[return-value]
+
+
+def compare(records: Sequence[dict[str, Any]], rules: Sequence[str]) -> dict[str, Any]:
+    """Per rule (and the full budget, `budget`): accuracy, mean chains and tokens replayed, and
+    the sign test against the full budget."""
+    right: dict[str, dict[str, bool]] = defaultdict(dict)
+    spent: dict[str, list[Replayed]] = defaultdict(list)
+    for rec in records:
+        ends = (rec.get("tree") or {}).get("ends")
+        if ends is None or rec.get("error"):
+            continue
+        chains = [(a, max(1, int(d)), int(t)) for a, d, t in ends]
+        gold = str(rec["gold"])
+        for text in ("budget", *rules):
+            got = replay(chains, *parse_rule(text))
+            right[text][rec["id"]] = got.answer is not None and answers_equal(gold, got.answer)
+            spent[text].append(got)
+    out: dict[str, Any] = {}
+    full_tokens = sum(r.tokens for r in spent["budget"])
+    for text in ("budget", *rules):
+        n = len(right[text])
+        if not n:
+            continue
+        row: dict[str, Any] = {
+            "problems": n,
+            "accuracy": round(sum(right[text].values()) / n, 4),
+            "mean_chains": round(sum(r.chains for r in spent[text]) / n, 2),
+            "mean_tokens": round(sum(r.tokens for r in spent[text]) / n, 1),
+            "tokens_saved": round(1 - sum(r.tokens for r in spent[text]) / full_tokens, 4)
+            if full_tokens
+            else 0.0,
+        }
+        if text != "budget":
+            won, lost, p = sign_test(right[text], right["budget"])
+            row.update(won=won, lost=lost, p=round(p, 4))
+        out[text] = row
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.settle_replay", description=__doc__.split("\n\n")[1]
+    )
+    ap.add_argument("results", nargs="+", help="results.jsonl files of `rstar eval`")
+    ap.add_argument("--algorithm", default="self_consistency", help="the chain search replayed")
+    ap.add_argument("--rules", default=DEFAULT_RULES, help="comma-separated rules to replay")
+    args = ap.parse_args(argv)
+    rules = [r.strip() for r in args.rules.split(",") if r.strip()]
+    try:
+        for r in rules:
+            parse_rule(r)
+    except ValueError as e:
+        ap.error(str(e))
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in args.results:
+        for rec in read_results(Path(path)).values():
+            full = rec.get("stop_when", "budget") == "budget" and not rec.get("max_tokens")
+            if rec["algorithm"] == args.algorithm and full:
+                runs[f"{rec['algorithm']}@{rec['budget']}"].append(rec)
+    if not runs:
+        print(f"no {args.algorithm} records spent in full (no stop rule, no token cap)")
+        return 1
+    for label, recs in sorted(runs.items()):
+        table = compare(recs, rules)
+        if not table:
+            print(f"{label}: no records with tree.ends (evaluations made before they were kept?)")
+            continue
+        own = sum(bool(r.get("correct")) for r in recs if not r.get("error")) / len(recs)
+        print(f"{label}: {table['budget']['problems']} problems (the run's own accuracy "
+              f"{100 * own:.1f}%)")  # fmt: skip
+        for text, row in table.items():
+            vs = (
+                f"  vs full: +{row['won']} −{row['lost']}, sign test p = {row['p']}"
+                if "won" in row
+                else ""
+            )
+            print(
+                f"  {text:<16} {100 * row['accuracy']:5.1f}%  {row['mean_chains']:5.2f} chains"
+                f"  {row['mean_tokens']:7.1f} tok  saved {100 * row['tokens_saved']:4.1f}%{vs}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""The stop-rule replay: on chains made by the real self-consistency (scripted policy, real
+nsjail sandbox) spent in full, it answers, starts and spends what the search run under each rule
+did; by hand, a chain cut short is counted pro rata and the table's sign test reads right."""
+
+import json
+
+import pytest
+
+from benchmarks import settle_replay as sr
+from search import Budget, Components, run_search
+from search.tree_stats import tree_stats
+from tests.support.scripted import ScriptedPolicy, thirty
+from tests.test_settle import six_or_seven
+
+
+@pytest.mark.parametrize(
+    ("script", "rule", "confidence"),
+    [
+        (thirty, "confident", 0.95),  # four agreeing votes
+        (thirty, "unbeatable", 0.95),  # eight of twelve
+        (thirty, "confident", 0.9),  # three
+        (six_or_seven, "confident", 0.6),  # a split vote never settles
+    ],
+)
+async def test_a_replay_spends_what_the_search_under_the_rule_spent(
+    script, rule, confidence, sandbox
+):
+    full = await run_search(
+        "self_consistency", "p", Components(ScriptedPolicy(default=script), sandbox),
+        Budget(rollouts=12),
+    )  # fmt: skip
+    ends = tree_stats(full.tree, full.usage)["ends"]
+    assert len(ends) == 12
+    stopped = await run_search(
+        "self_consistency", "p", Components(ScriptedPolicy(default=script), sandbox),
+        Budget(rollouts=12, stop_when=rule, settle_confidence=confidence),
+    )  # fmt: skip
+    got = sr.replay([tuple(e) for e in ends], rule, confidence)
+    assert got.chains == stopped.usage.rollouts
+    assert got.tokens == stopped.usage.tokens
+    assert got.answer == stopped.answer
+    assert sr.replay([tuple(e) for e in ends], "budget").tokens == full.usage.tokens
+
+
+def test_a_chain_in_flight_when_the_rule_fires_counts_its_steps_so_far():
+    # four 1-step chains agree at once (P = 31/32); the 4-step one made 1 of its 4 steps
+    chains = [("5", 1, 10)] * 3 + [("9", 4, 40)] + [("5", 1, 10)] * 4
+    got = sr.replay(chains, "confident", 0.95)
+    assert got.answer == "5" and got.chains == 7
+    assert got.tokens == pytest.approx(6 * 10 + 40 * 2 / 4)
+    assert sr.replay(chains, "budget") == sr.Replayed("5", 8, 110)
+
+
+def test_dropped_chains_cast_no_vote():
+    chains = [(None, 2, 20)] * 4 + [("3", 1, 5)]
+    assert sr.replay(chains, "confident", 0.95) == sr.Replayed("3", 5, 85)
+    assert sr.replay([(None, 1, 5)], "budget").answer is None
+
+
+def test_the_table_compares_each_rule_with_the_full_budget(tmp_path, capsys):
+    agree = [["7", 1, 10]] * 8
+    late = [["2", 1, 10]] * 4 + [["7", 1, 10]] * 5  # the first four settle on the wrong answer
+    records = [
+        {"algorithm": "self_consistency", "budget": len(ends), "max_tokens": None,
+         "stop_when": "budget", "step_format": "code", "id": f"p{i}", "gold": "7",
+         "answer": "7", "correct": True, "tokens": 10 * len(ends), "seconds": 1.0, "error": None,
+         "tree": {"ends": ends}}
+        for i, ends in enumerate([agree, late])
+    ]  # fmt: skip
+    table = sr.compare(records, ["confident:0.95", "unbeatable"])
+    assert table["budget"]["accuracy"] == 1.0 and table["budget"]["mean_tokens"] == 85.0
+    row = table["confident:0.95"]
+    assert (row["accuracy"], row["won"], row["lost"], row["mean_chains"]) == (0.5, 0, 1, 4.0)
+    assert row["tokens_saved"] == pytest.approx(1 - 80 / 170, abs=1e-4)
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert sr.main([str(path), "--rules", "confident:0.95"]) == 0
+    shown = capsys.readouterr().out
+    assert "self_consistency@8" in shown and "−1, sign test p = 1.0" in shown
+    with pytest.raises(SystemExit):
+        sr.main([str(path), "--rules", "sometimes"])
