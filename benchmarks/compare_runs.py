@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no run {base!r}; runs: {', '.join(runs)}")
         return 2
     table = rows(runs, base)
+    if not table[0]["n"]:
+        print(f"no problem every run has; runs: {', '.join(runs)}")
+        return 1
     print(f"{table[0]['n']} problems every run has; base: {base}")
     for r in table:
         low, high = r["interval"]
