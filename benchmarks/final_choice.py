@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.records import read_results
-from evaluation.stats import sign_test
+from evaluation.stats import sign_test_fields
 from search.grading import answers_equal
 
 DEFAULT = "weighted_vote"
@@ -85,8 +85,7 @@ def compare(records: Sequence[dict[str, Any]], rules: Sequence[str] = RULES) -> 
             "accuracy": round(sum(got.values()) / n, 4) if n else None,
         }
         if rule != DEFAULT and right[DEFAULT]:
-            won, lost, p = sign_test(got, right[DEFAULT])
-            row.update(won=won, lost=lost, p=round(p, 4))
+            row.update(sign_test_fields(got, right[DEFAULT]))
         out[rule] = row
     return out
 

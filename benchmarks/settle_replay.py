@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.records import read_results
-from evaluation.stats import sign_test
+from evaluation.stats import sign_test_fields
 from search.baselines import TOKEN_BUDGET_WIDTH
 from search.grading import answers_equal
 from search.settle import StopWhen, settled
@@ -133,8 +133,7 @@ def compare(records: Sequence[dict[str, Any]], rules: Sequence[str]) -> dict[str
             else 0.0,
         }
         if text != "budget":
-            won, lost, p = sign_test(right[text], right["budget"])
-            row.update(won=won, lost=lost, p=round(p, 4))
+            row.update(sign_test_fields(right[text], right["budget"]))
         out[text] = row
     return out
 

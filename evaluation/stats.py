@@ -22,6 +22,12 @@ def sign_test(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, float]:
     return won, lost, min(1.0, 2 * tail)
 
 
+def sign_test_fields(a: dict[str, bool], b: dict[str, bool]) -> dict[str, int | float]:
+    """`sign_test` as a table row's fields: won, lost and p (to four places)."""
+    won, lost, p = sign_test(a, b)
+    return {"won": won, "lost": lost, "p": round(p, 4)}
+
+
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % (by default) Wilson score interval of the proportion `successes / n`; (0, 1) if n=0.
     Unlike the normal approximation it stays inside [0, 1] and is sound at small n."""

@@ -2,7 +2,7 @@
 # The embedded default, untrained, on its two step formats and with adaptive budgets:
 #
 #   train    the settle rule's threshold, chosen on GSM8K train rows no round searches (7000+):
-#            self-consistency @ 16 spent in full, then each rule in RULES replayed on its chains
+#            self-consistency @ 16 spent in full, then every rule replayed on its chains
 #            (benchmarks/settle_replay.py: the chains are independent samples, so one run holds
 #            what every threshold would have drawn): accuracy lost against tokens saved, in
 #            $OUT/train-replay.txt
@@ -27,7 +27,6 @@ OUT=${OUT:-docs/measured/formats}
 STAGES=${STAGES:-train formats settle}
 N_TRAIN=${N_TRAIN:-200}
 N_TEST=${N_TEST:-200}
-RULES=${RULES:-unbeatable,confident:0.8,confident:0.9,confident:0.95,confident:0.99}
 THRESHOLD=${THRESHOLD:-0.95}
 CONC=${CONC:-8}
 
@@ -44,7 +43,7 @@ for s in $STAGES; do
     train)
       train=(--offset 7000 --limit "$N_TRAIN" --algorithms self_consistency)
       evaluate "$OUT/train-spent" "$DATA/gsm8k_train.jsonl" "${train[@]}" --budgets 16
-      $PY -m benchmarks.settle_replay "$OUT/train-spent/results.jsonl" --rules "$RULES" |
+      $PY -m benchmarks.settle_replay "$OUT/train-spent/results.jsonl" |
         tee "$OUT/train-replay.txt" ;;
     formats)
       evaluate "$OUT/formats" "$DATA/gsm8k_test.jsonl" --limit "$N_TEST" \
