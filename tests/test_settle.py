@@ -18,7 +18,7 @@ from search.budget import Tracker
 from search.mcts import terminals_left as mcts_terminals_left
 from search.settle import leader_probability, settled, tokens_saved, unbeatable
 from server.app import create_app
-from tests.support.scripted import ScriptedPolicy, thirty
+from tests.support.scripted import ScriptedPolicy, six_or_seven, thirty
 from tests.support.service import metric, scripted_service
 
 # --- the rules -------------------------------------------------------------------------------
@@ -111,13 +111,6 @@ def test_the_budget_refuses_a_confidence_that_decides_nothing_or_never():
 
 
 # --- the algorithms --------------------------------------------------------------------------
-
-
-def six_or_seven(path):
-    """First steps alternate between two values; the second prints it: a vote split evenly."""
-    if not path:
-        return ["# Step 1: six\nx = 6\n<end_of_step>", "# Step 1: seven\nx = 7\n<end_of_step>"]
-    return ["# Step 2: answer\nprint(x)\n<end_of_code>"]
 
 
 def many_ways_to_thirty(path):

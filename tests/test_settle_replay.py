@@ -9,8 +9,7 @@ import pytest
 from benchmarks import settle_replay as sr
 from search import Budget, Components, run_search
 from search.tree_stats import tree_stats
-from tests.support.scripted import ScriptedPolicy, thirty
-from tests.test_settle import six_or_seven
+from tests.support.scripted import ScriptedPolicy, six_or_seven, thirty
 
 
 @pytest.mark.parametrize(

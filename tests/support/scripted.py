@@ -132,6 +132,13 @@ def thirty(path: tuple[str, ...]) -> list[str]:
     return [f"# Step {len(path) + 1}: multiply\nprint(x * 5)\n<end_of_code>"]
 
 
+def six_or_seven(path: tuple[str, ...]) -> list[str]:
+    """First steps alternate between two values; the second prints it: a vote split evenly."""
+    if not path:
+        return ["# Step 1: six\nx = 6\n<end_of_step>", "# Step 1: seven\nx = 7\n<end_of_step>"]
+    return ["# Step 2: answer\nprint(x)\n<end_of_code>"]
+
+
 # --- the text step format -------------------------------------------------------------------
 
 ASSISTANT_TURN = "<|assistant|>\n"
