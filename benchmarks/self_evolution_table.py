@@ -86,7 +86,10 @@ def table(
             for key, res in _results(f).items():  # of two runs of one algorithm, the larger
                 if len(res) > len(found.get(key, {})):
                     found[key] = res
-        has_ppm = (evolution / stage / "ppm" / "rstar-train.json").exists()
+        has_ppm = any(
+            (evolution / stage / "ppm" / record).exists()
+            for record in ("rstar-train.json", "rstar-head.json")
+        )
         for alg in SHOWN:
             recs = found.get((alg, 1 if alg == "greedy" else budget))
             if not recs:
@@ -160,6 +163,15 @@ def round_facts(evolution: Path) -> str:
         for phase, what in (("sft", "policy"), ("ppm", "ppm")):
             rec = m.get("phases", {}).get(phase, {})
             meta = _read(evolution / name / what / "rstar-train.json")
+            counts = rec.get("counts", {})
+            if rec.get("status") == "complete" and counts.get("method") == "head":
+                lines.append(
+                    f"  {phase}: a linear head on the policy's frozen features, "
+                    f"{counts['pairs']} pairs from {counts['problems']} problems (decay "
+                    f"{counts['decay']:g}, by held-out pairwise accuracy "
+                    f"{counts['heldout_accuracy']:.3f})"
+                )
+                continue
             if rec.get("status") != "complete" or meta is None:
                 if rec.get("status"):
                     lines.append(f"  {phase}: {rec['status']} ({rec.get('reason') or ''})")

@@ -93,3 +93,23 @@ def test_equal_token_table_sets_mcts_beside_the_voting_searches(tmp_path):
         "30.0 % (3/10) · 103 tok | 80.0 % (8/10) · 108 tok | 6 / 0, p = 0.03 | 5 / 0, p = 0.06 |"
     ) in md
     assert "| round 1 | 0.700 [0.600, 0.800] (20) | – | 0.600 [0.500, 0.700] (30) |" in md
+
+
+def test_a_round_with_a_head_ppm_reads_as_one(tmp_path):
+    """A head PPM keeps a head record, not a training record: its round's searches still read
+    it, and the round's facts say what it is and how it was chosen."""
+    evo = tmp_path / "evolution"
+    ids = [f"q{i}" for i in range(4)]
+    results(evo / "r2-search/results.jsonl", "best_of_n", 4, {"q0"}, ids)
+    (evo / "r2/ppm").mkdir(parents=True)
+    (evo / "r2/ppm/rstar-head.json").write_text("{}")
+    counts = {"method": "head", "pairs": 12, "problems": 3, "decay": 0.001, "heldout_accuracy": 0.7}
+    manifest = {"status": "complete", "phases": {"ppm": {"status": "complete", "counts": counts}}}
+    (evo / "r2/manifest.json").write_text(json.dumps(manifest))
+
+    rows = table.table(evo, tmp_path / "search", budget=4, running=[])
+    assert [(r["stage"], r["algorithm"], r["ppm"]) for r in rows] == [("r2", "best_of_n", True)]
+    assert (
+        "  ppm: a linear head on the policy's frozen features, 12 pairs from 3 problems "
+        "(decay 0.001, by held-out pairwise accuracy 0.700)"
+    ) in table.round_facts(evo).splitlines()
