@@ -162,7 +162,6 @@ def round_facts(evolution: Path) -> str:
             lines.append("  extract: " + ", ".join(f"{k} {x[k]}" for k in keys if k in x))
         for phase, what in (("sft", "policy"), ("ppm", "ppm")):
             rec = m.get("phases", {}).get(phase, {})
-            meta = _read(evolution / name / what / "rstar-train.json")
             counts = rec.get("counts", {})
             if rec.get("status") == "complete" and counts.get("method") == "head":
                 lines.append(
@@ -172,6 +171,7 @@ def round_facts(evolution: Path) -> str:
                     f"{counts['heldout_accuracy']:.3f})"
                 )
                 continue
+            meta = _read(evolution / name / what / "rstar-train.json")
             if rec.get("status") != "complete" or meta is None:
                 if rec.get("status"):
                     lines.append(f"  {phase}: {rec['status']} ({rec.get('reason') or ''})")

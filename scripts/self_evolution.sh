@@ -61,7 +61,7 @@ RN_UNSOLVED=${RN_UNSOLVED:-8}
 PPM_ENGINE=${PPM_ENGINE:-vllm}
 GEN_CONC=${GEN_CONC:-8}
 EVAL_CONC=${EVAL_CONC:-8}
-# the searches with a PPM: two vLLM-CPU engines bind their OpenMP threads to the same cores;
+# `searches` with a PPM: two vLLM-CPU engines bind their OpenMP threads to the same cores;
 # threads that sleep at a barrier instead of spinning give 1.19x the tokens/s
 # (docs/measured/engine/omp_wait_policy.txt). Unmeasured with the policy alone and in training
 # (a round's later phases): left as they are
@@ -100,6 +100,7 @@ round() {
 searches() {  # searches MODEL_DIR OUT BUDGETS N [--ppm PPM]
   local model=$1 out=$2 budgets=$3 n=$4
   shift 4
+  if [[ " $* " == *" --ppm "* ]]; then local -x OMP_WAIT_POLICY=$PASSIVE; fi
   $PY -m clients.cli eval --data "$DATA/gsm8k_test.jsonl" --limit "$n" --resume \
     --algorithms self_consistency,mcts,best_of_n --budgets "$budgets" --model "$model" \
     --concurrency "$EVAL_CONC" --ppm-engine "$PPM_ENGINE" --out "$out" "$@"
@@ -143,12 +144,7 @@ for s in $STAGES; do
       r=${s%-tok}
       stage "round ${r#r}'s models: the searches at $TOKENS on $N_TOK test problems"
       # shellcheck disable=SC2046
-      if [ -n "$(ppm_of "$r")" ]; then
-        OMP_WAIT_POLICY=$PASSIVE searches "$OUT/$r/policy" "$OUT/$r-tok" "$TOKENS" "$N_TOK" \
-          $(ppm_of "$r") "${MCTS_FLAGS[@]}"
-      else
-        searches "$OUT/$r/policy" "$OUT/$r-tok" "$TOKENS" "$N_TOK" "${MCTS_FLAGS[@]}"
-      fi ;;
+      searches "$OUT/$r/policy" "$OUT/$r-tok" "$TOKENS" "$N_TOK" $(ppm_of "$r") "${MCTS_FLAGS[@]}" ;;
     r0-search|r1-search)
       r=${s%-search}
       stage "round ${r#r}'s models: the searches at $BUDGET on $N_SEARCH test problems"
