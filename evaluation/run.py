@@ -313,7 +313,9 @@ async def evaluate(
 
     def finish(status: str) -> dict[str, Any]:
         info["models"] = info.get("models") or solver.models
-        report = build_report(problems, keys, records, info, status=status)
+        # a folder resumed at another budget keeps the runs it already holds in its report
+        held = sorted({RunKey(*k[:-1]) for k in records} - set(keys))
+        report = build_report(problems, [*keys, *held], records, info, status=status)
         report["started"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))
         report["wall_s"] = round(time.time() - started, 2)
         (out_dir / REPORT).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n")

@@ -189,6 +189,11 @@ async def test_an_eval_at_a_token_budget_passes_it_to_every_search_and_resumes(
     calls = len(s.calls)
     await ev.evaluate(problems, keys, s, tmp_path, resume=True)  # both budgets kept apart
     assert len(s.calls) == calls
+    # resumed at one budget only, the folder's report still holds the other
+    report = await ev.evaluate(problems, keys[1:], s, tmp_path, resume=True)
+    assert len(s.calls) == calls
+    assert [r["max_tokens"] for r in report["runs"]] == [100, None]
+    assert all(r["complete"] for r in report["runs"])
 
 
 def test_a_budget_stopped_once_settled_is_a_run_of_its_own():
