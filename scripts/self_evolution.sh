@@ -66,8 +66,8 @@ EVAL_CONC=${EVAL_CONC:-8}
 # (docs/measured/engine/omp_wait_policy.txt). Unmeasured with the policy alone and in training
 # (a round's later phases): left as they are
 PASSIVE=${OMP_WAIT_POLICY:-PASSIVE}
-# MCTS's shape in the equal-token comparisons (rN-tok), chosen on the dev set at 650 tokens
-# (scripts/search_dev.sh, docs/results.md): 2 candidates an expansion (at 4, a rollout's
+# MCTS's shape in the equal-token comparisons (rN-tok), chosen on the dev set at 650 and 1,300
+# tokens (scripts/search_dev.sh, docs/results.md): 2 candidates an expansion (at 4, a rollout's
 # expansions alone take most of 650 tokens)
 read -ra MCTS_FLAGS <<<"${MCTS_FLAGS:---candidates 2}"
 # LoRA (2.5× full fine-tuning's tokens/s here: docs/measured/training/throughput.txt); a tenth
