@@ -20,6 +20,7 @@ from typing import Any
 
 from evaluation.records import LABELS, read_results, run_figures
 from evaluation.stats import sign_test
+from training.restore import HEAD_RECORD, TRAINING_RECORD
 
 SHOWN = ("greedy", "self_consistency", "best_of_n", "mcts")  # the algorithms the table shows
 ROUNDS = ("r0", "r1", "r2", "r3")
@@ -88,7 +89,7 @@ def table(
                     found[key] = res
         has_ppm = any(
             (evolution / stage / "ppm" / record).exists()
-            for record in ("rstar-train.json", "rstar-head.json")
+            for record in (TRAINING_RECORD, HEAD_RECORD)
         )
         for alg in SHOWN:
             recs = found.get((alg, 1 if alg == "greedy" else budget))
@@ -171,7 +172,7 @@ def round_facts(evolution: Path) -> str:
                     f"{counts['heldout_accuracy']:.3f})"
                 )
                 continue
-            meta = _read(evolution / name / what / "rstar-train.json")
+            meta = _read(evolution / name / what / TRAINING_RECORD)
             if rec.get("status") != "complete" or meta is None:
                 if rec.get("status"):
                     lines.append(f"  {phase}: {rec['status']} ({rec.get('reason') or ''})")
@@ -248,7 +249,7 @@ def _dev_report(evolution: Path, stage: str) -> dict[str, Any] | None:
     """A round's PPM on the dev set: its own report, or the one its head record carries."""
     dev = _read(evolution / f"{stage}-ppm-dev.json")
     if dev is None and stage in PPM_DIRS:
-        head = _read(evolution / PPM_DIRS[stage] / "rstar-head.json") or {}
+        head = _read(evolution / PPM_DIRS[stage] / HEAD_RECORD) or {}
         dev = (head.get("report") or {}).get("dev")
     return dev or None
 
