@@ -20,7 +20,7 @@ from typing import Any
 
 from evaluation.records import LABELS, read_results, run_figures
 from evaluation.stats import sign_test
-from training.restore import HEAD_RECORD, TRAINING_RECORD
+from training.common import HEAD_RECORD, TRAINING_RECORD
 
 SHOWN = ("greedy", "self_consistency", "best_of_n", "mcts")  # the algorithms the table shows
 ROUNDS = ("r0", "r1", "r2", "r3")

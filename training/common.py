@@ -35,6 +35,10 @@ log = logging.getLogger("training")
 Precision = Literal["auto", "no", "bf16", "fp16"]
 Record = TypeVar("Record", bound=BaseModel)
 
+# what a checkpoint records beside its weights: a trainer's run, or a head PPM's fitted head
+TRAINING_RECORD = "rstar-train.json"
+HEAD_RECORD = "rstar-head.json"
+
 
 # settings that change how a run goes, not what it computes
 NOT_IN_RECIPE = ("checkpoint_every_s", "log_every", "max_pass_tokens")
@@ -501,7 +505,7 @@ def model_recipe(path: str | Path) -> str:
     """What identifies a base model across machines: a trained checkpoint's own fingerprint
     (its recipe, so a chain of rounds is identified by its data and settings), else the model
     directory's name (the embedded models' names hold their GGUF's hash)."""
-    meta = Path(path) / "rstar-train.json"
+    meta = Path(path) / TRAINING_RECORD
     if meta.exists():
         with contextlib.suppress(ValueError, KeyError):
             fp = json.loads(meta.read_text()).get("fingerprint")
@@ -672,7 +676,7 @@ def save_checkpoint(
             unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             if meta is not None:
-                (tmp / "rstar-train.json").write_text(meta.model_dump_json(indent=2))
+                (tmp / TRAINING_RECORD).write_text(meta.model_dump_json(indent=2))
             old = None
             if out.exists():
                 old = out.with_name(f".{out.name}.old-{os.getpid()}")

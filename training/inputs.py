@@ -123,7 +123,7 @@ def check_model(
     from models.checks import ModelCheckError
     from models.checks import check_model as check_dir
     from models.factory import model_version
-    from training.common import model_recipe
+    from training.common import TRAINING_RECORD, model_recipe
 
     if remote:
         return InputRecord(kind="remote", given=given)
@@ -138,7 +138,7 @@ def check_model(
         given=given,
         path=str(path.resolve()),
         version=model_version(str(path)),
-        recipe=model_recipe(path) if (path / "rstar-train.json").exists() else None,
+        recipe=model_recipe(path) if (path / TRAINING_RECORD).exists() else None,
     )
 
 

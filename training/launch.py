@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from training.allocator import AllocatorSettings, preload_env
-from training.common import TrainHParams, TrainResult
+from training.common import TRAINING_RECORD, TrainHParams, TrainResult
 
 POLICY = Path("policy")
 PPM = Path("ppm")
@@ -117,7 +117,7 @@ def train(
     out = round_dir / (POLICY if kind == "sft" else PPM)
     cmd = train_command(kind, data, out, init, hp, launcher)
     run_trainer(cmd, round_dir / LOGS / f"{log_name or kind}.log")
-    meta = out / "rstar-train.json"
+    meta = out / TRAINING_RECORD
     if not meta.exists():
         raise TrainError(f"the trainer finished but wrote no checkpoint at {out}")
     return TrainResult.model_validate_json(meta.read_text())

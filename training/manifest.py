@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from evaluation.problems import file_sha256
+from training.common import TRAINING_RECORD
 from training.config import PHASES
 
 MANIFEST = "manifest.json"
@@ -154,7 +155,7 @@ def dir_sha256(path: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = f.relative_to(path).as_posix()
-        if rel == "rstar-train.json" or any(part.startswith(".") for part in f.parts[-1:]):
+        if rel == TRAINING_RECORD or any(part.startswith(".") for part in f.parts[-1:]):
             continue
         h.update(f"{rel}\0{file_sha256(f)}\n".encode())
     return h.hexdigest()

@@ -39,7 +39,7 @@ from evaluation.ppm_pairs import PairReport, pair_report, tree_dev_pairs
 from models.ppm import ppm_text
 from search.extract import LabelRules, PreferencePair, extract
 from search.tree import Tree
-from training.common import is_held_out, model_recipe
+from training.common import HEAD_RECORD, is_held_out, model_recipe
 
 log = logging.getLogger("training.ppm_head")
 
@@ -291,9 +291,6 @@ def dev_report(
         weight=centre(fit_head(feats, _index(texts, pairs), decay), feats), decay=decay, scale=1.0
     )
     return pair_report(dev, _scores(head, feats, _index(texts, dev)))
-
-
-HEAD_RECORD = "rstar-head.json"
 
 
 def load_head(ckpt: str | Path) -> tuple[Head, HeadReport | None]:

@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evaluation.problems import file_sha256
-from training.common import ADAPTER_DIR, ADAPTER_WEIGHTS
+from training.common import ADAPTER_DIR, ADAPTER_WEIGHTS, HEAD_RECORD, TRAINING_RECORD
 from training.manifest import replace_dir
 
 log = logging.getLogger(__name__)
-
-TRAINING_RECORD = "rstar-train.json"
-HEAD_RECORD = "rstar-head.json"
 
 
 def adapter_path(ckpt: Path) -> Path:
