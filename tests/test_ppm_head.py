@@ -113,7 +113,7 @@ def test_a_variant_is_reported_from_stored_features_and_never_embeds(tmp_path):
     """dev_report fits and reports from what the store holds; a text it lacks is an error, not
     an engine start."""
     from search.extract import PreferencePair
-    from training.ppm_head import _sides, dev_report
+    from training.ppm_head import Head, _sides, dev_report, stored_scores
 
     x, index = synthetic(n=60)
     store = FeatureStore("no-such-policy", tmp_path)
@@ -134,3 +134,9 @@ def test_a_variant_is_reported_from_stored_features_and_never_embeds(tmp_path):
     assert report.by_kind["terminal"].pairs == 20 and report.by_kind["terminal"].accuracy > 0.8
     with pytest.raises(ValueError, match="1 texts have no stored features"):
         dev_report(store, [*train, pair(0, 999, "p0", "step")], dev, 1e-3)
+    # a saved head scores stored pairs as the report did: two rounds compared without a model
+    head = Head(weight=fit_head(x, index[:40], 1e-3), decay=1e-3, scale=1.0)
+    wins = [c > r for c, r in stored_scores(head, store, dev)]
+    assert len(wins) == 20 and sum(wins) >= 16
+    with pytest.raises(ValueError, match="texts have no stored features"):
+        stored_scores(head, store, [pair(0, 999, "d0", "terminal")])

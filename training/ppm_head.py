@@ -293,6 +293,20 @@ def dev_report(
     return pair_report(dev, _scores(head, feats, _index(texts, dev)))
 
 
+def stored_scores(
+    head: Head, store: FeatureStore, pairs: Sequence[PreferencePair]
+) -> list[tuple[float, float]]:
+    """(chosen, rejected) scores of a fitted head on pairs whose texts are stored: two rounds'
+    heads compared on the dev pairs without a model (benchmarks/ppm_dev_paired.py)."""
+    texts = sorted({t for p in pairs for t in _sides(p)})
+    if missing := store.missing(texts):
+        raise ValueError(
+            f"{len(missing)} texts have no stored features under {store.policy}: fit a head on "
+            "them first (python -m training.ppm_head --dev-trees …)"
+        )
+    return _scores(head, store.load(texts), _index(texts, pairs))
+
+
 def load_head(ckpt: str | Path) -> tuple[Head, HeadReport | None]:
     data = json.loads((Path(ckpt) / HEAD_RECORD).read_text())
     report = HeadReport.model_validate(data["report"]) if data.get("report") else None
