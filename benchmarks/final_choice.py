@@ -6,9 +6,10 @@ A search's answer is one choice among the terminals it reached (search/judge.py)
 best-scored one, a plain vote, or a score-weighted vote over all or the top k. An evaluation
 keeps each terminal's answer and score (`tree.terminal_scores` in results.jsonl), so the rules
 can be compared on the same searches without searching again. Prints, per (algorithm, budget),
-each rule's accuracy, and its wins / losses against the default rule on the problems where
-the two differ, with the exact two-sided sign test. Choose a rule on train problems, never on
-test.
+how often the gold answer was among the terminals at all (the ceiling of every rule: reach, not
+choice, when it is low), each rule's accuracy, and its wins / losses against the default rule
+on the problems where the two differ, with the exact two-sided sign test. Choose a rule on
+train problems, never on test.
 """
 
 from __future__ import annotations
@@ -61,18 +62,21 @@ def choose(terminals: Sequence[Terminal], rule: str) -> str | None:
     return best[0][0]
 
 
+REACHED = "gold reached"  # not a rule: the share of searches whose terminals hold the gold answer
 RULES = ("best", "vote", "weighted_vote", "weighted_vote@2", "weighted_vote@4", "vote@4")
 
 
 def compare(records: Sequence[dict[str, Any]], rules: Sequence[str] = RULES) -> dict[str, Any]:
     """Per rule: accuracy over the records, and the sign test against the default rule."""
     right: dict[str, dict[str, bool]] = defaultdict(dict)
+    reached: dict[str, bool] = {}
     for rec in records:
         scores = (rec.get("tree") or {}).get("terminal_scores")
         if scores is None or rec.get("error"):
             continue
         terminals = [(a, s if s is not None else -1.0, q or 0.0) for a, s, q in scores]
         gold = str(rec["gold"])
+        reached[rec["id"]] = any(answers_equal(gold, a) for a, _, _ in terminals)
         for rule in rules:
             picked = choose(terminals, rule)
             right[rule][rec["id"]] = picked is not None and answers_equal(gold, picked)
@@ -87,6 +91,12 @@ def compare(records: Sequence[dict[str, Any]], rules: Sequence[str] = RULES) -> 
         if rule != DEFAULT and right[DEFAULT]:
             row.update(sign_test_fields(got, right[DEFAULT]))
         out[rule] = row
+    hits = [i for i, r in reached.items() if r]
+    out[REACHED] = {
+        "problems": len(reached),
+        "accuracy": round(len(hits) / len(reached), 4) if reached else None,
+        "picked": round(sum(right[DEFAULT][i] for i in hits) / len(hits), 4) if hits else None,
+    }
     return out
 
 
@@ -112,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: {table[DEFAULT]['problems']} problems")
         for rule, row in table.items():
             vs = ""
+            if rule == REACHED and row["picked"] is not None:
+                vs = f"  ({DEFAULT} picks it in {100 * row['picked']:.0f} % of those)"
             if "won" in row:
                 vs = f"  vs {DEFAULT}: +{row['won']} −{row['lost']}, sign test p = {row['p']}"
             acc = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.1f}%"

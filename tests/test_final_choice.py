@@ -25,6 +25,8 @@ def test_compare_counts_wins_and_losses_against_the_default(tmp_path, capsys):
         {"id": "d", "gold": "1", "tree": None},  # no tree: not counted
     ]
     table = compare(recs, ("best", "weighted_vote"))
+    # every tree holds its gold answer; the default picks it in two of three
+    assert table["gold reached"] == {"problems": 3, "accuracy": 1.0, "picked": round(2 / 3, 4)}
     assert table["weighted_vote"] == {"problems": 3, "accuracy": round(2 / 3, 4)}
     assert table["best"] | {} == {
         "problems": 3, "accuracy": round(2 / 3, 4), "won": 1, "lost": 1, "p": 1.0
@@ -36,3 +38,4 @@ def test_compare_counts_wins_and_losses_against_the_default(tmp_path, capsys):
     assert main([str(path)]) == 0
     out = capsys.readouterr().out
     assert "mcts@650tok: 3 problems" in out and "vs weighted_vote: +1 −1" in out
+    assert "gold reached      100.0%  (weighted_vote picks it in 67 % of those)" in out
