@@ -2,6 +2,7 @@
 
     python -m benchmarks.self_evolution_table [--evolution docs/measured/evolution]
         [--base docs/measured/search] [--budget 4] [--plot accuracy_by_round.png]
+        [--plot-tokens accuracy_at_equal_tokens.png]
 
 Rows: the untrained default (docs/measured/search: greedy and the searches on the same test
 problems), then each round's policy: greedy (the round's own eval), self-consistency, best-of-N
@@ -9,6 +10,7 @@ and MCTS at the budget (best-of-N and MCTS read the round's PPM where it has one
 compared with the same algorithm one round earlier on the problems both ran: won / lost and the
 exact two-sided sign test (McNemar's exact test) on those that differ. Then what each round
 trained on: data counts, training loss, the held-out SFT loss and PPM pairwise accuracy.
+`--plot-tokens` draws the equal-token runs and the PPMs on the dev set by round, with intervals.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.records import LABELS, read_results, run_figures
-from evaluation.stats import sign_test
+from evaluation.stats import sign_test, wilson_interval
 from training.common import HEAD_RECORD, TRAINING_RECORD
 
 SHOWN = ("greedy", "self_consistency", "best_of_n", "mcts")  # the algorithms the table shows
@@ -292,12 +294,91 @@ def equal_token_table(evolution: Path) -> str:
     return "\n".join([*lines, "", *ppm])
 
 
+Point = tuple[str, float, float, float]  # round, accuracy, 95 % interval
+
+
+def equal_token_points(evolution: Path) -> dict[str, dict[str, list[Point]]]:
+    """What `plot_equal_tokens` draws, panel → line → points: each token budget's searches by
+    round (Wilson intervals; greedy for reference), then the PPMs on the dev set (bootstrap by
+    problem). A run not yet over every problem the budget's fullest run covers is left out."""
+    runs = {s: _results(evolution / f"{s}-tok" / "results.jsonl", tokens=True) for s in ROUNDS}
+    greedy = {
+        s: _results(evolution / s / "eval" / "new" / "results.jsonl").get(("greedy", 1))
+        for s in ROUNDS
+    }
+    panels: dict[str, dict[str, list[Point]]] = {}
+    for tokens in sorted({t for r in runs.values() for _, t in r}):
+        full = max(len(r) for s in ROUNDS for (_, t), r in runs[s].items() if t == tokens)
+        lines: dict[str, list[Point]] = {}
+        for alg in SHOWN:
+            for s in ROUNDS:
+                recs = greedy[s] if alg == "greedy" else runs[s].get((alg, tokens))
+                if recs and len(recs) >= full:
+                    c = sum(bool(r["correct"]) for r in recs.values())
+                    lines.setdefault(LABELS[alg], []).append(
+                        (s, c / len(recs), *wilson_interval(c, len(recs)))
+                    )
+        panels[f"GSM8K test, first {full}: {tokens} generated tokens"] = lines
+    dev: dict[str, list[Point]] = {}
+    for kind in ("terminal", "step"):
+        for s in ROUNDS:
+            row = ((_dev_report(evolution, s) or {}).get("by_kind") or {}).get(kind)
+            if row:
+                dev.setdefault(f"{kind} pairs", []).append(
+                    (s, row["accuracy"], *row["ci95_by_problem"])
+                )
+    if dev:
+        panels["the round's PPM on the dev set"] = dev
+    return panels
+
+
+def plot_equal_tokens(evolution: Path, path: Path) -> Path:
+    """Accuracy by round at each token budget and the PPMs' dev accuracy, with their intervals
+    as bars (the PPM panel with the 0.70 target)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
+
+    panels = equal_token_points(evolution)
+    stages = [
+        s
+        for s in ROUNDS
+        if any(p[0] == s for lines in panels.values() for pts in lines.values() for p in pts)
+    ]
+    fig = Figure(figsize=(4 * max(1, len(panels)), 4), layout="constrained")
+    for ax, (title, lines) in zip(
+        fig.subplots(1, max(1, len(panels)), squeeze=False)[0], panels.items(), strict=False
+    ):
+        for i, (label, pts) in enumerate(lines.items()):
+            ax.errorbar(
+                [stages.index(s) + (i - 1.5) * 0.06 for s, *_ in pts],
+                [a for _, a, _, _ in pts],
+                yerr=[[a - lo for _, a, lo, _ in pts], [hi - a for _, a, _, hi in pts]],
+                marker="o", capsize=3, color=f"C{i}", label=label,
+            )  # fmt: skip
+        if title.startswith("the round's PPM"):
+            ax.axhline(0.7, color="grey", linestyle="--", linewidth=1, label="target 0.70")
+            ax.set_ylabel("pairwise accuracy")
+        else:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+            ax.set_ylabel("accuracy")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(range(len(stages)), [SHORT_NAMES[s] for s in stages])
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--evolution", type=Path, default=Path("docs/measured/evolution"))
     ap.add_argument("--base", type=Path, default=Path("docs/measured/search"))
     ap.add_argument("--budget", type=int, default=4)
     ap.add_argument("--plot", type=Path, help="draw accuracy by round (PNG)")
+    ap.add_argument(
+        "--plot-tokens", type=Path, help="draw the equal-token runs and the PPMs by round (PNG)"
+    )
     args = ap.parse_args()
     running: list[str] = []
     rows = table(args.evolution, args.base, args.budget, running)
@@ -310,6 +391,8 @@ def main() -> None:
     print(round_facts(args.evolution))
     if args.plot and rows:
         print(f"\nplot: {plot(rows, args.plot, args.budget)}")
+    if args.plot_tokens:
+        print(f"plot: {plot_equal_tokens(args.evolution, args.plot_tokens)}")
 
 
 if __name__ == "__main__":

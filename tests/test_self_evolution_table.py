@@ -94,6 +94,20 @@ def test_equal_token_table_sets_mcts_beside_the_voting_searches(tmp_path):
     ) in md
     assert "| round 1 | 0.700 [0.600, 0.800] (20) | – | 0.600 [0.500, 0.700] (30) |" in md
 
+    # the plot's points: a run still going (round 2's MCTS, 3 of 10) is left out of its panel
+    tok2 = evo / "r2-tok/results.jsonl"
+    results(tok2, "self_consistency", 1000, {"q0"}, ids)
+    results(tok2, "mcts", 1000, {"q0"}, ids[:3])
+    lines = tok2.read_text().splitlines()
+    tok2.write_text("".join(json.dumps({**json.loads(x), "max_tokens": 650}) + "\n" for x in lines))
+    panels = table.equal_token_points(evo)
+    at650 = panels["GSM8K test, first 10: 650 generated tokens"]
+    assert [s for s, *_ in at650["MCTS"]] == ["r1"]
+    assert [(s, a) for s, a, _, _ in at650["self-consistency"]] == [("r1", 0.2), ("r2", 0.1)]
+    assert panels["the round's PPM on the dev set"]["terminal pairs"] == [("r1", 0.7, 0.6, 0.8)]
+    png = table.plot_equal_tokens(evo, tmp_path / "t.png")
+    assert png.read_bytes().startswith(b"\x89PNG")
+
 
 def test_a_round_with_a_head_ppm_reads_as_one(tmp_path):
     """A head PPM keeps a head record, not a training record: its round's searches still read
