@@ -92,10 +92,11 @@ def compare(records: Sequence[dict[str, Any]], rules: Sequence[str] = RULES) -> 
             row.update(sign_test_fields(got, right[DEFAULT]))
         out[rule] = row
     hits = [i for i, r in reached.items() if r]
+    picked = right.get(DEFAULT)  # None: the default rule was not among those compared
     out[REACHED] = {
         "problems": len(reached),
         "accuracy": round(len(hits) / len(reached), 4) if reached else None,
-        "picked": round(sum(right[DEFAULT][i] for i in hits) / len(hits), 4) if hits else None,
+        "picked": round(sum(picked[i] for i in hits) / len(hits), 4) if hits and picked else None,
     }
     return out
 

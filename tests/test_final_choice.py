@@ -27,6 +27,7 @@ def test_compare_counts_wins_and_losses_against_the_default(tmp_path, capsys):
     table = compare(recs, ("best", "weighted_vote"))
     # every tree holds its gold answer; the default picks it in two of three
     assert table["gold reached"] == {"problems": 3, "accuracy": 1.0, "picked": round(2 / 3, 4)}
+    assert compare(recs, ("best",))["gold reached"]["picked"] is None  # no default to pick
     assert table["weighted_vote"] == {"problems": 3, "accuracy": round(2 / 3, 4)}
     assert table["best"] | {} == {
         "problems": 3, "accuracy": round(2 / 3, 4), "won": 1, "lost": 1, "p": 1.0
