@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from benchmarks.self_evolution_table import PPM_DIRS
-from evaluation.ppm_pairs import tree_dev_pairs
+from evaluation.ppm_pairs import pair_wins, tree_dev_pairs
 from evaluation.stats import cluster_bootstrap_interval
 from search.extract import PreferencePair
 from training.ppm_head import FeatureStore, load_head, stored_scores
@@ -27,10 +27,9 @@ def dev_wins(evolution: Path, stage: str, dev: list[PreferencePair]) -> list[flo
     if report is None:
         raise SystemExit(f"{stage}: its head records no policy to read features from")
     try:
-        scores = stored_scores(head, FeatureStore(report.policy), dev)
+        return pair_wins(stored_scores(head, FeatureStore(report.policy), dev))
     except ValueError as e:
         raise SystemExit(f"{stage}: {e}") from None
-    return [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in scores]
 
 
 def main(argv: list[str] | None = None) -> int:

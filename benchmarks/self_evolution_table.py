@@ -295,6 +295,7 @@ def equal_token_table(evolution: Path) -> str:
 
 
 Point = tuple[str, float, float, float]  # round, accuracy, 95 % interval
+DEV_PANEL = "the round's PPM on the dev set"
 
 
 def equal_token_points(evolution: Path) -> dict[str, dict[str, list[Point]]]:
@@ -328,7 +329,7 @@ def equal_token_points(evolution: Path) -> dict[str, dict[str, list[Point]]]:
                     (s, row["accuracy"], *row["ci95_by_problem"])
                 )
     if dev:
-        panels["the round's PPM on the dev set"] = dev
+        panels[DEV_PANEL] = dev
     return panels
 
 
@@ -355,7 +356,7 @@ def plot_equal_tokens(evolution: Path, path: Path) -> Path:
                 yerr=[[a - lo for _, a, lo, _ in pts], [hi - a for _, a, _, hi in pts]],
                 marker="o", capsize=3, color=f"C{i}", label=label,
             )  # fmt: skip
-        if title.startswith("the round's PPM"):
+        if title == DEV_PANEL:
             ax.axhline(0.7, color="grey", linestyle="--", linewidth=1, label="target 0.70")
             ax.set_ylabel("pairwise accuracy")
         else:

@@ -65,10 +65,15 @@ async def score_pairs(
     return out
 
 
+def pair_wins(scores: Sequence[tuple[float, float]]) -> list[float]:
+    """1 per pair whose chosen side scores above the rejected, ½ for a tie, else 0."""
+    return [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in scores]
+
+
 def _accuracy(
     pairs: Sequence[PreferencePair], scores: Sequence[tuple[float, float]]
 ) -> PairAccuracy:
-    wins = [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in scores]
+    wins = pair_wins(scores)
     right, n = sum(wins), len(scores)
     problems = [p.problem_id or p.problem for p in pairs]
     return PairAccuracy(
