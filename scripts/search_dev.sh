@@ -7,6 +7,7 @@
 # compares the final-choice rules on the same searches (no new search).
 #
 #   VARIANTS="baselines c4 c2 c2-uct1 p1 c2-w4" scripts/search_dev.sh
+#   VARIANTS=c2 TAG=-fit scripts/search_dev.sh    # into mcts-c2-650tok-fit/
 #
 #   baselines  self-consistency and best-of-N (the PPM's choice)
 #   c4, c2     MCTS with 4 / 2 candidates an expansion (a rollout expands one node a depth,
@@ -24,6 +25,7 @@ OUT=${OUT:-docs/measured/evolution}
 N_DEV=${N_DEV:-64}
 TOKENS=${TOKENS:-650tok}
 VARIANTS=${VARIANTS:-baselines c4 c2}
+TAG=${TAG:-}  # appended to each folder's name: a variant measured again after a change
 CONC=${CONC:-8}
 
 dev() {  # dev NAME FLAGS...
@@ -32,7 +34,7 @@ dev() {  # dev NAME FLAGS...
   echo "=== $(date -u +%H:%M:%S) $name"
   $PY -m clients.cli eval --data "$DATA/gsm8k_train.jsonl" --offset 1270 --limit "$N_DEV" \
     --resume --budgets "$TOKENS" --model "$OUT/r1/policy" --ppm "$OUT/r1-head/ppm" \
-    --ppm-engine vllm --concurrency "$CONC" --out "$OUT/dev/search/$name-$TOKENS" "$@"
+    --ppm-engine vllm --concurrency "$CONC" --out "$OUT/dev/search/$name-$TOKENS$TAG" "$@"
 }
 
 for v in $VARIANTS; do
