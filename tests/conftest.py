@@ -8,6 +8,7 @@ os.environ["RSTAR_POLICY_MODEL"] = "tiny"
 
 from sandbox import SandboxSettings, create_sandbox
 from search.grading import default_grader
+from tests.support.jail import SESSION_BASE_UID
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +19,9 @@ def grader():
 @pytest.fixture(scope="session")
 def sandbox():
     """The real nsjail pool (2 warm workers), shared by the whole session."""
-    pool = create_sandbox(SandboxSettings(backend="nsjail", workers=2, timeout_s=5.0))
+    pool = create_sandbox(
+        SandboxSettings(backend="nsjail", workers=2, timeout_s=5.0, base_uid=SESSION_BASE_UID)
+    )
     pool.start()
     yield pool
     pool.close()

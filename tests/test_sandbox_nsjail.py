@@ -15,7 +15,7 @@ import pytest
 
 from sandbox import SandboxSettings, SandboxUnavailable, create_sandbox
 from search.protocols import ExecLimits
-from tests.support.jail import jailed_processes, parent_of
+from tests.support.jail import SESSION_BASE_UID, jailed_processes, parent_of
 
 REPO = Path(__file__).resolve().parents[1]
 LIMITS = ExecLimits(timeout_s=2.0, memory_mb=512, output_bytes=64 * 1024)
@@ -186,7 +186,7 @@ def test_host_is_unchanged_after_the_hostile_suite(sandbox):
     assert host_snapshot() == before
     assert not Path("/tmp/rstar-pwned").exists()
     # as the jails' users run only the warm workers and one pre-forked child each
-    assert_only_workers_and_their_next_child(sandbox, SandboxSettings().base_uid)
+    assert_only_workers_and_their_next_child(sandbox, SESSION_BASE_UID)
 
 
 def test_a_dead_worker_is_replaced_and_the_caller_gets_an_error():

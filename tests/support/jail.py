@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The session's shared pool runs as its own users, not the default's (61000+): a server or a
+# search on the same host (a round running beside the tests) keeps its jailed processes there.
+SESSION_BASE_UID = 61900
+
 
 def jailed_processes(base_uid: int, count: int) -> list[int]:
     """Pids of the processes whose uid is one of a pool's `count` users from `base_uid`."""
