@@ -1,6 +1,7 @@
 """A stop rule replayed on chains sampled in full: the settle threshold chosen from one run.
 
     python -m benchmarks.settle_replay RESULTS.jsonl [--rules unbeatable,confident:0.95,...]
+        [--chains 8,16] [--max-net-loss 2]
 
 Self-consistency's chains are independent samples, so a run that spent its whole budget
 (`stop_when` budget, no token cap) holds what a run under a stop rule would have drawn.
@@ -11,6 +12,9 @@ have spent: every threshold from one run, where running each would cost a run ap
 accuracy, mean chains and tokens, the share of tokens saved, and wins / losses against the full
 budget replayed the same way, with the exact sign test. A chain cut short when the rule fires
 counts its tokens pro rata by steps (a record keeps a chain's tokens, not each step's).
+`--chains` replays smaller budgets too, on the first chains made (a run at 16 holds one at 8), and
+the rule to adopt is named by a rule stated before the data: the most tokens saved among the rules
+that lose at most `--max-net-loss` problems net against the full budget.
 
 The records need `tree.ends` (evaluations made since it was kept). Replayed votes break ties by
 the earliest answer, where the search breaks them by score: the full budget's replayed accuracy
@@ -23,6 +27,7 @@ import argparse
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -102,16 +107,18 @@ def parse_rule(text: str) -> tuple[StopWhen, float]:
     return name, float(threshold) if threshold else 0.95  # type: ignore[return-value]
 
 
-def compare(records: Sequence[dict[str, Any]], rules: Sequence[str]) -> dict[str, Any]:
+def compare(
+    records: Sequence[dict[str, Any]], rules: Sequence[str], chains_cap: int | None = None
+) -> dict[str, Any]:
     """Per rule (and the full budget, `budget`): accuracy, mean chains and tokens replayed, and
-    the sign test against the full budget."""
+    the sign test against the full budget; on each record's first `chains_cap` chains if set."""
     right: dict[str, dict[str, bool]] = defaultdict(dict)
     spent: dict[str, list[Replayed]] = defaultdict(list)
     for rec in records:
         ends = (rec.get("tree") or {}).get("ends")
         if ends is None or rec.get("error"):
             continue
-        chains = [(a, max(1, int(d)), int(t)) for a, d, t in ends]
+        chains = [(a, max(1, int(d)), int(t)) for a, d, t in ends][:chains_cap]
         gold = str(rec["gold"])
         for text in ("budget", *rules):
             got = replay(chains, *parse_rule(text))
@@ -138,6 +145,14 @@ def compare(records: Sequence[dict[str, Any]], rules: Sequence[str]) -> dict[str
     return out
 
 
+def chosen(table: dict[str, Any], max_net_loss: int) -> str | None:
+    """The rule saving the most tokens among those losing at most `max_net_loss` problems net."""
+    ok = [
+        t for t, row in table.items() if "won" in row and row["lost"] - row["won"] <= max_net_loss
+    ]
+    return max(ok, key=lambda t: table[t]["tokens_saved"], default=None)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks.settle_replay", description=__doc__.split("\n\n")[1]
@@ -145,11 +160,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", nargs="+", help="results.jsonl files of `rstar eval`")
     ap.add_argument("--algorithm", default="self_consistency", help="the chain search replayed")
     ap.add_argument("--rules", default=DEFAULT_RULES, help="comma-separated rules to replay")
+    ap.add_argument(
+        "--chains", default="", help="comma-separated smaller budgets replayed on the first chains"
+    )
+    ap.add_argument(
+        "--max-net-loss", type=int, default=2,
+        help="the rule adopted loses at most this many problems net against the full budget",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     try:
         for r in rules:
             parse_rule(r)
+        caps = [int(c) for c in args.chains.split(",") if c.strip()]
     except ValueError as e:
         ap.error(str(e))
     runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -161,14 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"no {args.algorithm} records spent in full (no stop rule, no token cap)")
         return 1
-    for label, recs in sorted(runs.items()):
-        table = compare(recs, rules)
+    for (label, recs), cap in product(sorted(runs.items()), [None, *caps]):
+        table = compare(recs, rules, cap)
         if not table:
             print(f"{label}: no records with tree.ends (evaluations made before they were kept?)")
             continue
-        own = sum(bool(r.get("correct")) for r in recs if not r.get("error")) / len(recs)
-        print(f"{label}: {table['budget']['problems']} problems (the run's own accuracy "
-              f"{100 * own:.1f}%)")  # fmt: skip
+        if cap is None:
+            own = sum(bool(r.get("correct")) for r in recs if not r.get("error")) / len(recs)
+            print(f"{label}: {table['budget']['problems']} problems (the run's own accuracy "
+                  f"{100 * own:.1f}%)")  # fmt: skip
+        else:
+            print(f"{label}, its first {cap} chains: {table['budget']['problems']} problems")
         for text, row in table.items():
             vs = (
                 f"  vs full: +{row['won']} −{row['lost']}, sign test p = {row['p']}"
@@ -179,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {text:<16} {100 * row['accuracy']:5.1f}%  {row['mean_chains']:5.2f} chains"
                 f"  {row['mean_tokens']:7.1f} tok  saved {100 * row['tokens_saved']:4.1f}%{vs}"
             )
+        pick = chosen(table, args.max_net_loss)
+        print(f"  chosen (most saved, at most {args.max_net_loss} lost net): {pick or 'none'}")
     return 0
 
 

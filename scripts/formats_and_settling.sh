@@ -4,8 +4,10 @@
 #   train    the settle rule's threshold, chosen on GSM8K train rows no round searches (7000+):
 #            self-consistency @ 16 spent in full, then every rule replayed on its chains
 #            (benchmarks/settle_replay.py: the chains are independent samples, so one run holds
-#            what every threshold would have drawn): accuracy lost against tokens saved, in
-#            $OUT/train-replay.txt
+#            what every threshold would have drawn; its first 8 chains replay a budget of 8):
+#            accuracy lost against tokens saved, in $OUT/train-replay.txt. THRESHOLD is the
+#            confident rule it names as chosen (the most tokens saved, at most 2 of the 200
+#            problems lost net against the full budget); where 8 and 16 name two, the higher.
 #   formats  greedy and self-consistency @ 8 in the code format (comment + Python, run in the
 #            sandbox) against the text format (the model's chat template, plain chain of
 #            thought) on the first N_TEST GSM8K test problems: does executing code help it?
@@ -43,7 +45,8 @@ for s in $STAGES; do
     train)
       train=(--offset 7000 --limit "$N_TRAIN" --algorithms self_consistency)
       evaluate "$OUT/train-spent" "$DATA/gsm8k_train.jsonl" "${train[@]}" --budgets 16
-      $PY -m benchmarks.settle_replay "$OUT/train-spent/results.jsonl" |
+      $PY -m benchmarks.settle_replay "$OUT/train-spent/results.jsonl" --chains 8 \
+        --rules confident:0.8,confident:0.9,confident:0.95,confident:0.99 --max-net-loss 2 |
         tee "$OUT/train-replay.txt" ;;
     formats)
       evaluate "$OUT/formats" "$DATA/gsm8k_test.jsonl" --limit "$N_TEST" \

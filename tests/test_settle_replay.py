@@ -78,3 +78,31 @@ def test_the_table_compares_each_rule_with_the_full_budget(tmp_path, capsys):
     assert "self_consistency@8" in shown and "−1, sign test p = 1.0" in shown
     with pytest.raises(SystemExit):
         sr.main([str(path), "--rules", "sometimes"])
+
+
+def test_smaller_budgets_replay_the_first_chains_and_the_rule_adopted_is_named(tmp_path, capsys):
+    late = [["2", 1, 10]] * 4 + [["7", 1, 10]] * 12  # sixteen chains vote 7; eight tie, 2 first
+    records = [
+        {"algorithm": "self_consistency", "budget": 16, "max_tokens": None,
+         "stop_when": "budget", "step_format": "code", "id": "p", "gold": "7", "answer": "7",
+         "correct": True, "tokens": 160, "seconds": 1.0, "error": None, "tree": {"ends": late}}
+    ]  # fmt: skip
+    assert sr.compare(records, [])["budget"]["accuracy"] == 1.0
+    at8 = sr.compare(records, [], chains_cap=8)["budget"]
+    assert (at8["mean_chains"], at8["mean_tokens"], at8["accuracy"]) == (8, 80, 0.0)
+    table = {
+        "budget": {"tokens_saved": 0.0},
+        "a": {"won": 0, "lost": 3, "tokens_saved": 0.6},
+        "b": {"won": 1, "lost": 3, "tokens_saved": 0.4},
+        "c": {"won": 0, "lost": 0, "tokens_saved": 0.1},
+    }
+    assert sr.chosen(table, max_net_loss=2) == "b"
+    assert sr.chosen(table, max_net_loss=3) == "a"
+    assert sr.chosen(table, max_net_loss=0) == "c"
+    assert sr.chosen(table, max_net_loss=-1) is None
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(records[0]) + "\n")
+    assert sr.main([str(path), "--chains", "8", "--max-net-loss", "0"]) == 0
+    shown = capsys.readouterr().out
+    assert "self_consistency@16, its first 8 chains: 1 problems" in shown
+    assert shown.count("chosen (most saved, at most 0 lost net)") == 2
