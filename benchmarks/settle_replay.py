@@ -34,6 +34,7 @@ from typing import Any
 from evaluation.records import read_results
 from evaluation.stats import sign_test_fields
 from search.baselines import TOKEN_BUDGET_WIDTH
+from search.budget import Budget
 from search.grading import answers_equal
 from search.settle import StopWhen, settled
 
@@ -104,7 +105,10 @@ def parse_rule(text: str) -> tuple[StopWhen, float]:
     name, _, threshold = text.partition(":")
     if name not in ("budget", "unbeatable", "confident"):
         raise ValueError(f"unknown rule {text!r}: budget, unbeatable or confident:THRESHOLD")
-    return name, float(threshold) if threshold else 0.95  # type: ignore[return-value]
+    budget = Budget(
+        stop_when=name, settle_confidence=float(threshold or 0.95)
+    )  # as a search checks
+    return budget.stop_when, budget.settle_confidence
 
 
 def compare(

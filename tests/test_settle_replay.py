@@ -76,8 +76,9 @@ def test_the_table_compares_each_rule_with_the_full_budget(tmp_path, capsys):
     assert sr.main([str(path), "--rules", "confident:0.95"]) == 0
     shown = capsys.readouterr().out
     assert "self_consistency@8" in shown and "−1, sign test p = 1.0" in shown
-    with pytest.raises(SystemExit):
-        sr.main([str(path), "--rules", "sometimes"])
+    for bad in ("sometimes", "confident:0.5", "confident:1"):  # what a search's Budget refuses
+        with pytest.raises(SystemExit):
+            sr.main([str(path), "--rules", bad])
 
 
 def test_smaller_budgets_replay_the_first_chains_and_the_rule_adopted_is_named(tmp_path, capsys):
