@@ -105,9 +105,8 @@ def parse_rule(text: str) -> tuple[StopWhen, float]:
     name, _, threshold = text.partition(":")
     if name not in ("budget", "unbeatable", "confident"):
         raise ValueError(f"unknown rule {text!r}: budget, unbeatable or confident:THRESHOLD")
-    budget = Budget(
-        stop_when=name, settle_confidence=float(threshold or 0.95)
-    )  # as a search checks
+    # checked as a search's budget checks it: a threshold of 1/2 would settle before any vote
+    budget = Budget(stop_when=name, settle_confidence=float(threshold or 0.95))
     return budget.stop_when, budget.settle_confidence
 
 
