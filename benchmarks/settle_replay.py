@@ -117,14 +117,15 @@ def compare(
     the sign test against the full budget; on each record's first `chains_cap` chains if set."""
     right: dict[str, dict[str, bool]] = defaultdict(dict)
     spent: dict[str, list[Replayed]] = defaultdict(list)
+    parsed = {text: parse_rule(text) for text in ("budget", *rules)}
     for rec in records:
         ends = (rec.get("tree") or {}).get("ends")
         if ends is None or rec.get("error"):
             continue
         chains = [(a, max(1, int(d)), int(t)) for a, d, t in ends][:chains_cap]
         gold = str(rec["gold"])
-        for text in ("budget", *rules):
-            got = replay(chains, *parse_rule(text))
+        for text, rule in parsed.items():
+            got = replay(chains, *rule)
             right[text][rec["id"]] = got.answer is not None and answers_equal(gold, got.answer)
             spent[text].append(got)
     out: dict[str, Any] = {}
