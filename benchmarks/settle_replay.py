@@ -31,7 +31,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from evaluation.records import read_results
+from evaluation.records import RunKey, read_results
 from evaluation.stats import sign_test_fields
 from search.baselines import TOKEN_BUDGET_WIDTH
 from search.budget import Budget
@@ -181,10 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e))
     runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for path in args.results:
-        for rec in read_results(Path(path)).values():
-            full = rec.get("stop_when", "budget") == "budget" and not rec.get("max_tokens")
-            if rec["algorithm"] == args.algorithm and full:
-                runs[f"{rec['algorithm']}@{rec['budget']}"].append(rec)
+        for (alg, budget, tokens, rule, fmt, _), rec in read_results(Path(path)).items():
+            if alg == args.algorithm and rule == "budget" and not tokens:  # spent in full
+                runs[RunKey(alg, budget, step_format=fmt).label].append(rec)
     if not runs:
         print(f"no {args.algorithm} records spent in full (no stop rule, no token cap)")
         return 1

@@ -107,3 +107,20 @@ def test_smaller_budgets_replay_the_first_chains_and_the_rule_adopted_is_named(t
     shown = capsys.readouterr().out
     assert "self_consistency@16, its first 8 chains: 1 problems" in shown
     assert shown.count("chosen (most saved, at most 0 lost net)") == 2
+
+
+def test_each_step_format_is_a_run_of_its_own(tmp_path, capsys):
+    records = [
+        {"algorithm": "self_consistency", "budget": 4, "max_tokens": None,
+         "stop_when": "budget", "step_format": fmt, "id": "p", "gold": "7", "answer": a,
+         "correct": a == "7", "tokens": 40, "seconds": 1.0, "error": None,
+         "tree": {"ends": [[a, 1, 10]] * 4}}
+        for fmt, a in (("code", "7"), ("text", "2"))
+    ]  # fmt: skip
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert sr.main([str(path), "--rules", "confident:0.95"]) == 0
+    shown = capsys.readouterr().out
+    assert "self_consistency@4: 1 problems (the run's own accuracy 100.0%)" in shown
+    assert "self_consistency/text@4: 1 problems (the run's own accuracy 0.0%)" in shown
+    assert shown.count(" 4.00 chains") == 4  # both rules in both runs: four chains, not eight
