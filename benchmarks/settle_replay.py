@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: no records with tree.ends (evaluations made before they were kept?)")
             continue
         if cap is None:
-            own = sum(bool(r.get("correct")) for r in recs if not r.get("error")) / len(recs)
+            kept = [r for r in recs if (r.get("tree") or {}).get("ends") and not r.get("error")]
+            own = sum(bool(r.get("correct")) for r in kept) / len(kept)
             print(f"{label}: {table['budget']['problems']} problems (the run's own accuracy "
                   f"{100 * own:.1f}%)")  # fmt: skip
         else:
