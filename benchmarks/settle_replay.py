@@ -110,6 +110,11 @@ def parse_rule(text: str) -> tuple[StopWhen, float]:
     return budget.stop_when, budget.settle_confidence
 
 
+def replayable(rec: dict[str, Any]) -> bool:
+    """A record whose chains can be replayed: it kept them (`tree.ends`) and did not fail."""
+    return (rec.get("tree") or {}).get("ends") is not None and not rec.get("error")
+
+
 def compare(
     records: Sequence[dict[str, Any]], rules: Sequence[str], chains_cap: int | None = None
 ) -> dict[str, Any]:
@@ -118,11 +123,8 @@ def compare(
     right: dict[str, dict[str, bool]] = defaultdict(dict)
     spent: dict[str, list[Replayed]] = defaultdict(list)
     parsed = {text: parse_rule(text) for text in ("budget", *rules)}
-    for rec in records:
-        ends = (rec.get("tree") or {}).get("ends")
-        if ends is None or rec.get("error"):
-            continue
-        chains = [(a, max(1, int(d)), int(t)) for a, d, t in ends][:chains_cap]
+    for rec in filter(replayable, records):
+        chains = [(a, max(1, int(d)), int(t)) for a, d, t in rec["tree"]["ends"]][:chains_cap]
         gold = str(rec["gold"])
         for text, rule in parsed.items():
             got = replay(chains, *rule)
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: no records with tree.ends (evaluations made before they were kept?)")
             continue
         if cap is None:
-            kept = [r for r in recs if (r.get("tree") or {}).get("ends") and not r.get("error")]
+            kept = list(filter(replayable, recs))
             own = sum(bool(r.get("correct")) for r in kept) / len(kept)
             print(f"{label}: {table['budget']['problems']} problems (the run's own accuracy "
                   f"{100 * own:.1f}%)")  # fmt: skip
