@@ -1,11 +1,12 @@
 """Runs of `rstar eval` side by side, across output folders, on the problems they share.
 
-    python -m benchmarks.compare_runs DIR_OR_RESULTS [...] [--base LABEL]
+    python -m benchmarks.compare_runs DIR_OR_RESULTS [...] [--base LABEL] [--runs LABEL,...]
 
 Variants of one search are measured in folders of their own (scripts/search_dev.sh); this
 prints each run's accuracy with its Wilson interval, mean generated tokens, how its searches
 stopped, and its wins / losses against the base run (the first, or `--base`) on the problems
-both ran, with the exact two-sided sign test. A run is named `folder:algorithm@budget`.
+both ran, with the exact two-sided sign test. A run is named `folder:algorithm@budget`;
+`--runs` keeps the named ones, so a run still under way does not shrink the others' comparison.
 """
 
 from __future__ import annotations
@@ -63,11 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("results", nargs="+", help="`rstar eval` folders or their results.jsonl")
     ap.add_argument("--base", help="the run the others are tested against (default: the first)")
+    ap.add_argument("--runs", help="comma-separated run names to compare (default: all)")
     args = ap.parse_args(argv)
     runs = load(args.results)
     if not runs:
         print("no records")
         return 1
+    if args.runs:
+        wanted = [r.strip() for r in args.runs.split(",") if r.strip()]
+        missing = [r for r in wanted if r not in runs]
+        if missing:
+            print(f"no run {', '.join(map(repr, missing))}; runs: {', '.join(runs)}")
+            return 2
+        runs = {r: runs[r] for r in wanted}
     base = args.base or next(iter(runs))
     if base not in runs:
         print(f"no run {base!r}; runs: {', '.join(runs)}")

@@ -33,3 +33,8 @@ def test_runs_are_compared_on_the_problems_they_share(tmp_path, capsys):
     c = write(tmp_path / "c", "mcts", {"p9": True})
     assert cr.main([a, c]) == 1
     assert "no problem every run has" in capsys.readouterr().out
+    # --runs leaves c out, so a and b are compared on what they share again
+    assert cr.main([a, b, c, "--runs", "a:mcts@650tok,b:mcts@650tok"]) == 0
+    assert "3 problems every run has" in capsys.readouterr().out
+    assert cr.main([a, c, "--runs", "a:mcts@650tok,x:mcts"]) == 2
+    assert "no run 'x:mcts'" in capsys.readouterr().out
