@@ -13,8 +13,12 @@ from tests.support.model_fixtures import PROMPT
 from tests.support.model_fixtures import SCORE_REQUESTS as REQS
 from tests.support.vllm_server import free_port, vllm_server
 
-# the tests that start a server need vLLM; the one against no server does not
-needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM")
+
+# the tests that start a server need vLLM (the one against no server does not), and the time
+# `vllm serve` takes to start: seconds alone, minutes on a busy machine
+def needs_vllm(test):
+    no_vllm = importlib.util.find_spec("vllm") is None
+    return pytest.mark.timeout(300)(pytest.mark.skipif(no_vllm, reason="needs vLLM")(test))
 
 
 @needs_vllm
