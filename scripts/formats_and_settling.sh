@@ -11,10 +11,13 @@
 #   formats  greedy and self-consistency @ 8 in the code format (comment + Python, run in the
 #            sandbox) against the text format (the model's chat template, plain chain of
 #            thought) on the first N_TEST GSM8K test problems: does executing code help it?
-#   settle   self-consistency at 8 and 16, spent in full against stopped once settled at the
-#            threshold chosen on train (THRESHOLD), on the same test problems (MCTS stops on the
-#            same rule; at 8 rollouts it is several times self-consistency's cost here, so it is
-#            left to a machine with the time)
+#   settle   self-consistency at 8 and 16 spent in full on the same test problems, and at 8 also
+#            run stopped once settled at the threshold chosen on train (THRESHOLD); then the rule
+#            replayed on both fixed runs' chains (test-replay.txt). The live run at 8 checks the
+#            server's rule against the replay; at 16 the replay alone stands for it (the rule's
+#            stop is a function of the chains drawn, and a live run would cost 3 h more on 2
+#            cores). MCTS stops on the same rule; at 8 rollouts it is several times
+#            self-consistency's cost here, so it is left to a machine with the time.
 #
 #   STAGES="train" scripts/formats_and_settling.sh      # then THRESHOLD (0.8, chosen so) and the rest
 #
@@ -63,8 +66,10 @@ for line in open(sys.argv[1]):
         "self_consistency", 8, "code", "budget") and not r.get("error"):
         print(line, end="")' "$OUT/formats/results.jsonl" >"$OUT/settle/results.jsonl"
       evaluate "$OUT/settle" "$DATA/gsm8k_test.jsonl" --limit "$N_TEST" \
-        --algorithms self_consistency --budgets 8,8:confident,16,16:confident \
-        --settle-confidence "$THRESHOLD" ;;
+        --algorithms self_consistency --budgets 8,8:confident,16 \
+        --settle-confidence "$THRESHOLD"
+      $PY -m benchmarks.settle_replay "$OUT/settle/results.jsonl" --chains 8 \
+        --rules "confident:$THRESHOLD" --max-net-loss 2 | tee "$OUT/test-replay.txt" ;;
     *) echo "unknown stage $s (train formats settle)" >&2
       exit 2 ;;
   esac
