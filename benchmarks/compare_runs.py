@@ -5,7 +5,11 @@
 Variants of one search are measured in folders of their own (scripts/search_dev.sh); this
 prints each run's accuracy with its Wilson interval, mean generated tokens, how its searches
 stopped, and its wins / losses against the base run (the first, or `--base`) on the problems
-both ran, with the exact two-sided sign test. A run is named `folder:algorithm@budget`;
+both ran, with the exact two-sided sign test; for a run a stop rule ended early, those wins and
+losses split by how each search stopped. For a vote whose records keep their chains
+(`tree.ends`): how many votes tied, and the accuracy expected had every tie been a coin toss
+among the tied answers (ties go to the answer found first, so luck with ties is part of a gap
+between two runs). A run is named `folder:algorithm@budget`;
 `--runs` keeps the named ones, so a run still under way does not shrink the others' comparison.
 """
 
@@ -16,8 +20,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks.settle_replay import vote_clusters
 from evaluation.records import RESULTS, RunKey, read_results
 from evaluation.stats import sign_test, wilson_interval
+from search.grading import answers_equal
 
 
 def load(paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -34,6 +40,21 @@ def load(paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
     return runs
 
 
+def tie_chance(rec: dict[str, Any]) -> tuple[bool, float] | None:
+    """(did the vote tie, the chance it picks the gold with ties as coin tosses); None for a
+    record that is not a vote over kept chains."""
+    ends = (rec.get("tree") or {}).get("ends")
+    if rec.get("algorithm") != "self_consistency" or ends is None:
+        return None
+    groups = vote_clusters([a for a, _steps, _tokens in ends if a is not None])
+    if not groups:
+        return False, 0.0
+    top = max(map(len, groups))
+    tied = [g for g in groups if len(g) == top]
+    gold = str(rec["gold"])
+    return len(tied) > 1, sum(answers_equal(gold, g[0]) for g in tied) / len(tied)
+
+
 def rows(runs: dict[str, dict[str, dict[str, Any]]], base: str) -> list[dict[str, Any]]:
     shared = set.intersection(*(set(r) for r in runs.values())) if runs else set()
     ref = {i: bool(runs[base][i]["correct"]) for i in shared}
@@ -42,7 +63,16 @@ def rows(runs: dict[str, dict[str, dict[str, Any]]], base: str) -> list[dict[str
         n = len(shared)
         correct = sum(bool(recs[i]["correct"]) for i in shared)
         low, high = wilson_interval(correct, n)
-        won, lost, p = sign_test({i: bool(recs[i]["correct"]) for i in shared}, ref)
+        right = {i: bool(recs[i]["correct"]) for i in shared}
+        won, lost, p = sign_test(right, ref)
+        by_stop: dict[str, tuple[int, int]] = {}
+        for reason in sorted({str(recs[i].get("stopped_by")) for i in shared}):
+            ids = {i for i in shared if str(recs[i].get("stopped_by")) == reason}
+            by_stop[reason] = sign_test({i: right[i] for i in ids}, ref)[:2]
+        chances = [tie_chance(recs[i]) for i in shared]
+        ties = None if None in chances or not chances else (
+            sum(c[0] for c in chances), sum(c[1] for c in chances)  # type: ignore[index]
+        )  # fmt: skip
         out.append(
             {
                 "run": name,
@@ -53,6 +83,8 @@ def rows(runs: dict[str, dict[str, dict[str, Any]]], base: str) -> list[dict[str
                 "mean_tokens": sum(recs[i]["tokens"] for i in shared) / n if n else None,
                 "stopped_by": Counter(recs[i].get("stopped_by") for i in shared),
                 "vs_base": None if name == base else (won, lost, p),
+                "vs_base_by_stop": None if name == base or len(by_stop) < 2 else by_stop,
+                "ties": ties,  # (votes tied, correct expected with ties as coin tosses)
             }
         )
     return out
@@ -99,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
             f"95 % {100 * low:.1f}–{100 * high:.1f})  {r['mean_tokens']:6.0f} tok  {vs}"
             f"  [{stops}]"
         )
+        if r["vs_base_by_stop"]:
+            split = "; ".join(f"{k}: +{w} −{lo}" for k, (w, lo) in r["vs_base_by_stop"].items())
+            print(f"  {'':<44} against the base by how it stopped: {split}")
+        if r["ties"]:
+            tied, expected = r["ties"]
+            print(
+                f"  {'':<44} votes tied on {tied}; ties as coin tosses: {expected:.1f} correct "
+                f"expected ({100 * expected / r['n']:.1f} %)"
+            )
     return 0
 
 

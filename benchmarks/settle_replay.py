@@ -49,8 +49,8 @@ class Replayed:
     tokens: float
 
 
-def _vote(answers: Sequence[str]) -> tuple[list[int], str | None]:
-    """Votes per cluster of equivalent answers, and the leader (the earliest on a tie)."""
+def vote_clusters(answers: Sequence[str]) -> list[list[str]]:
+    """The answers grouped by equivalence, in the order each group's first answer came."""
     clusters: list[list[str]] = []
     for a in answers:
         for c in clusters:
@@ -59,6 +59,12 @@ def _vote(answers: Sequence[str]) -> tuple[list[int], str | None]:
                 break
         else:
             clusters.append([a])
+    return clusters
+
+
+def _vote(answers: Sequence[str]) -> tuple[list[int], str | None]:
+    """Votes per cluster of equivalent answers, and the leader (the earliest on a tie)."""
+    clusters = vote_clusters(answers)
     votes = [len(c) for c in clusters]
     leader = max(range(len(clusters)), key=lambda i: (votes[i], -i), default=None)
     return votes, None if leader is None else clusters[leader][0]
