@@ -69,10 +69,9 @@ def rows(runs: dict[str, dict[str, dict[str, Any]]], base: str) -> list[dict[str
         for reason in sorted({str(recs[i].get("stopped_by")) for i in shared}):
             ids = {i for i in shared if str(recs[i].get("stopped_by")) == reason}
             by_stop[reason] = sign_test({i: right[i] for i in ids}, ref)[:2]
-        chances = [tie_chance(recs[i]) for i in shared]
-        ties = None if None in chances or not chances else (
-            sum(c[0] for c in chances), sum(c[1] for c in chances)  # type: ignore[index]
-        )  # fmt: skip
+        chances = [c for i in shared if (c := tie_chance(recs[i])) is not None]
+        votes_kept = bool(shared) and len(chances) == len(shared)
+        ties = (sum(t for t, _ in chances), sum(e for _, e in chances)) if votes_kept else None
         out.append(
             {
                 "run": name,
