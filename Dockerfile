@@ -25,7 +25,7 @@ ARG EXTRAS=""
 FROM ${PYTHON_IMAGE} AS wheel
 ARG EXTRAS
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY search/ search/
 COPY sandbox/ sandbox/
 COPY models/ models/

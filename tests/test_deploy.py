@@ -497,6 +497,19 @@ def test_build_context_holds_what_the_dockerfile_copies():
     assert ".venv" not in allowed and ".git" not in allowed
 
 
+def test_wheel_stage_copies_the_files_pyproject_names():
+    """A wheel build fails on a readme or license file that is not in its context."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    copied = {
+        src.rstrip("/")
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+        for src in line.split()[1:-1]
+    }
+    for name in [project["readme"], *project.get("license-files", [])]:
+        assert name in copied, f"pyproject.toml names {name}, the Dockerfile does not copy it"
+
+
 def test_image_chart_and_project_agree():
     dockerfile = (ROOT / "Dockerfile").read_text()
     values = yaml.safe_load((CHART / "values.yaml").read_text())
