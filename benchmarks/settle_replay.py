@@ -1,20 +1,23 @@
 """A stop rule replayed on chains sampled in full: the settle threshold chosen from one run.
 
     python -m benchmarks.settle_replay RESULTS.jsonl [--rules unbeatable,confident:0.95,...]
-        [--chains 8,16] [--max-net-loss 2]
+        [--chains 8,16] [--max-net-loss 2] [--seed 0]
 
 Self-consistency's chains are independent samples, so a run that spent its whole budget
 (`stop_when` budget, no token cap) holds what a run under a stop rule would have drawn.
-Replaying a problem's chains in the order they were made, scheduled as
-`search.baselines.sample_chains` schedules them under a rule (`TOKEN_BUDGET_WIDTH` in flight, one
-step a wave, the rule read after each wave), gives the answer, chains and tokens the rule would
-have spent: every threshold from one run, where running each would cost a run apiece. Per rule:
-accuracy, mean chains and tokens, the share of tokens saved, and wins / losses against the full
-budget replayed the same way, with the exact sign test. A chain cut short when the rule fires
-counts its tokens pro rata by steps (a record keeps a chain's tokens, not each step's).
-`--chains` replays smaller budgets too, on the first chains made (a run at 16 holds one at 8), and
-the rule to adopt is named by a rule stated before the data: the most tokens saved among the rules
-that lose at most `--max-net-loss` problems net against the full budget.
+Replaying a problem's chains, scheduled as `search.baselines.sample_chains` schedules them under
+a rule (`TOKEN_BUDGET_WIDTH` in flight, one step a wave, the rule read after each wave), gives the
+answer, chains and tokens the rule would have spent: every threshold from one run, where running
+each would cost a run apiece. A run spent in full starts every chain at once, so its record lists
+them in the order they ended, shortest first; a run under a rule starts them in random order. So
+each problem's chains are replayed in a random order (seeded by `--seed` and the problem's id),
+not the record's. Per rule: accuracy, mean chains and tokens, the share of tokens saved, and
+wins / losses against the full budget replayed the same way, with the exact sign test. A chain
+cut short when the rule fires counts its tokens pro rata by steps (a record keeps a chain's
+tokens, not each step's). `--chains` replays smaller budgets too, on that many of the chains (a
+run at 16 holds one at 8), and the rule to adopt is named by a rule stated before the data: the
+most tokens saved among the rules that lose at most `--max-net-loss` problems net against the
+full budget.
 
 The records need `tree.ends` (evaluations made since it was kept). Replayed votes break ties by
 the earliest answer, where the search breaks them by score: the full budget's replayed accuracy
@@ -24,6 +27,7 @@ is printed beside the run's own to show what that changes.
 from __future__ import annotations
 
 import argparse
+import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,20 +125,36 @@ def replayable(rec: dict[str, Any]) -> bool:
     return (rec.get("tree") or {}).get("ends") is not None and not rec.get("error")
 
 
+def drawn(rec: dict[str, Any], seed: int | None) -> list[Chain]:
+    """A record's chains in a random order a live run could have drawn them in (`seed` None:
+    the order recorded)."""
+    chains: list[Chain] = [(a, max(1, int(d)), int(t)) for a, d, t in rec["tree"]["ends"]]
+    if seed is not None:
+        random.Random(f"{seed}:{rec['id']}").shuffle(chains)
+    return chains
+
+
 def compare(
-    records: Sequence[dict[str, Any]], rules: Sequence[str], chains_cap: int | None = None
-) -> dict[str, Any]:
+    records: Sequence[dict[str, Any]], rules: Sequence[str], chains_cap: int | None = None,
+    seed: int | None = 0, orders: int = 1,
+) -> dict[str, Any]:  # fmt: skip
     """Per rule (and the full budget, `budget`): accuracy, mean chains and tokens replayed, and
-    the sign test against the full budget; on each record's first `chains_cap` chains if set."""
-    right: dict[str, dict[str, bool]] = defaultdict(dict)
+    the sign test against the full budget; on `chains_cap` of each record's chains if set.
+
+    Over `orders` random orders of each problem's chains (seeds `seed`, `seed` + 1, ...) a
+    problem counts its share right; one order decides a close problem by the luck of the draw.
+    `net_lost` is the problems the rule loses net against the full budget, per order."""
+    orders = 1 if seed is None else orders
+    right: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     spent: dict[str, list[Replayed]] = defaultdict(list)
     parsed = {text: parse_rule(text) for text in ("budget", *rules)}
-    for rec in filter(replayable, records):
-        chains = [(a, max(1, int(d)), int(t)) for a, d, t in rec["tree"]["ends"]][:chains_cap]
+    for rec, k in product(filter(replayable, records), range(orders)):
+        chains = drawn(rec, None if seed is None else seed + k)[:chains_cap]
         gold = str(rec["gold"])
         for text, rule in parsed.items():
             got = replay(chains, *rule)
-            right[text][rec["id"]] = got.answer is not None and answers_equal(gold, got.answer)
+            ok = got.answer is not None and answers_equal(gold, got.answer)
+            right[text][rec["id"]] += ok / orders
             spent[text].append(got)
     out: dict[str, Any] = {}
     full_tokens = sum(r.tokens for r in spent["budget"])
@@ -145,23 +165,23 @@ def compare(
         row: dict[str, Any] = {
             "problems": n,
             "accuracy": round(sum(right[text].values()) / n, 4),
-            "mean_chains": round(sum(r.chains for r in spent[text]) / n, 2),
-            "mean_tokens": round(sum(r.tokens for r in spent[text]) / n, 1),
+            "mean_chains": round(sum(r.chains for r in spent[text]) / len(spent[text]), 2),
+            "mean_tokens": round(sum(r.tokens for r in spent[text]) / len(spent[text]), 1),
             "tokens_saved": round(1 - sum(r.tokens for r in spent[text]) / full_tokens, 4)
             if full_tokens
             else 0.0,
         }
         if text != "budget":
             row.update(sign_test_fields(right[text], right["budget"]))
+            net = sum(right["budget"].values()) - sum(right[text].values())
+            row["net_lost"] = round(net, 2)
         out[text] = row
     return out
 
 
 def chosen(table: dict[str, Any], max_net_loss: int) -> str | None:
     """The rule saving the most tokens among those losing at most `max_net_loss` problems net."""
-    ok = [
-        t for t, row in table.items() if "won" in row and row["lost"] - row["won"] <= max_net_loss
-    ]
+    ok = [t for t, row in table.items() if row.get("net_lost", float("inf")) <= max_net_loss]
     return max(ok, key=lambda t: table[t]["tokens_saved"], default=None)
 
 
@@ -173,8 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--algorithm", default="self_consistency", help="the chain search replayed")
     ap.add_argument("--rules", default=DEFAULT_RULES, help="comma-separated rules to replay")
     ap.add_argument(
-        "--chains", default="", help="comma-separated smaller budgets replayed on the first chains"
+        "--chains", default="", help="comma-separated smaller budgets replayed on that many chains"
     )
+    ap.add_argument(
+        "--orders", type=int, default=20,
+        help="random orders each problem's chains are replayed in (it counts its share right)",
+    )  # fmt: skip
+    ap.add_argument("--seed", type=int, default=0, help="seeds the first of those orders")
     ap.add_argument(
         "--max-net-loss", type=int, default=2,
         help="the rule adopted loses at most this many problems net against the full budget",
@@ -196,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no {args.algorithm} records spent in full (no stop rule, no token cap)")
         return 1
     for (label, recs), cap in product(sorted(runs.items()), [None, *caps]):
-        table = compare(recs, rules, cap)
+        if cap is not None and cap >= recs[0]["budget"]:
+            continue  # the run itself
+        table = compare(recs, rules, cap, args.seed, args.orders)
         if not table:
             print(f"{label}: no records with tree.ends (evaluations made before they were kept?)")
             continue
@@ -206,10 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: {table['budget']['problems']} problems (the run's own accuracy "
                   f"{100 * own:.1f}%)")  # fmt: skip
         else:
-            print(f"{label}, its first {cap} chains: {table['budget']['problems']} problems")
+            print(f"{label}, {cap} of its chains: {table['budget']['problems']} problems")
         for text, row in table.items():
             vs = (
-                f"  vs full: +{row['won']} −{row['lost']}, sign test p = {row['p']}"
+                f"  vs full: +{row['won']} −{row['lost']}, sign test p = {row['p']},"
+                f" {row['net_lost']:g} lost net"
                 if "won" in row
                 else ""
             )

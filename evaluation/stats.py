@@ -6,15 +6,16 @@ an accuracy over pairs that come many to a problem."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from math import comb, sqrt
 
 
-def sign_test(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, float]:
-    """(won, lost, two-sided p) of `a` against `b` on the problems both ran."""
+def sign_test(a: Mapping[str, float], b: Mapping[str, float]) -> tuple[int, int, float]:
+    """(won, lost, two-sided p) of `a` against `b` on the problems both ran. Outcomes are right /
+    wrong, or a problem's share right over repeats: a problem is won where `a`'s is higher."""
     both = a.keys() & b.keys()
-    won = sum(1 for i in both if a[i] and not b[i])
-    lost = sum(1 for i in both if b[i] and not a[i])
+    won = sum(1 for i in both if a[i] > b[i])
+    lost = sum(1 for i in both if b[i] > a[i])
     n = won + lost
     if not n:
         return won, lost, 1.0
@@ -22,7 +23,7 @@ def sign_test(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, float]:
     return won, lost, min(1.0, 2 * tail)
 
 
-def sign_test_fields(a: dict[str, bool], b: dict[str, bool]) -> dict[str, int | float]:
+def sign_test_fields(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, int | float]:
     """`sign_test` as a table row's fields: won, lost and p (to four places)."""
     won, lost, p = sign_test(a, b)
     return {"won": won, "lost": lost, "p": round(p, 4)}
