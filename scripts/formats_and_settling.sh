@@ -4,7 +4,8 @@
 #   train    the settle rule's threshold, chosen on GSM8K train rows no round searches (7000+):
 #            self-consistency @ 16 spent in full, then every rule replayed on its chains
 #            (benchmarks/settle_replay.py: the chains are independent samples, so one run holds
-#            what every threshold would have drawn; its first 8 chains replay a budget of 8):
+#            what every threshold would have drawn, in random orders; 8 of a problem's chains
+#            replay a budget of 8):
 #            accuracy lost against tokens saved, in $OUT/train-replay.txt. THRESHOLD is the
 #            confident rule it names as chosen (the most tokens saved, at most 2 of the 200
 #            problems lost net against the full budget); where 8 and 16 name two, the higher.
