@@ -1,7 +1,7 @@
 """A stop rule replayed on chains sampled in full: the settle threshold chosen from one run.
 
     python -m benchmarks.settle_replay RESULTS.jsonl [--rules unbeatable,confident:0.95,...]
-        [--chains 8,16] [--max-net-loss 2] [--seed 0]
+        [--chains 8,16] [--max-net-loss 2] [--orders 20] [--seed 0]
 
 Self-consistency's chains are independent samples, so a run that spent its whole budget
 (`stop_when` budget, no token cap) holds what a run under a stop rule would have drawn.
@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         caps = [int(c) for c in args.chains.split(",") if c.strip()]
     except ValueError as e:
         ap.error(str(e))
+    if args.orders < 1:
+        ap.error(f"--orders {args.orders}: replay each problem's chains in at least one order")
     runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for path in args.results:
         for (alg, budget, tokens, rule, fmt, _), rec in read_results(Path(path)).items():

@@ -79,6 +79,8 @@ def test_the_table_compares_each_rule_with_the_full_budget(tmp_path, capsys):
     for bad in ("sometimes", "confident:0.5", "confident:1"):  # what a search's Budget refuses
         with pytest.raises(SystemExit):
             sr.main([str(path), "--rules", bad])
+    with pytest.raises(SystemExit):
+        sr.main([str(path), "--orders", "0"])
 
 
 def test_smaller_budgets_replay_fewer_chains_and_the_rule_adopted_is_named(tmp_path, capsys):
