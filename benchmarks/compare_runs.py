@@ -20,10 +20,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.settle_replay import vote_clusters
 from evaluation.records import RESULTS, RunKey, read_results
 from evaluation.stats import sign_test, wilson_interval
-from search.grading import answers_equal
+from search.grading import answers_equal, group_equal
 
 
 def load(paths: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -46,7 +45,7 @@ def tie_chance(rec: dict[str, Any]) -> tuple[bool, float] | None:
     ends = (rec.get("tree") or {}).get("ends")
     if rec.get("algorithm") != "self_consistency" or ends is None:
         return None
-    groups = vote_clusters([a for a, _steps, _tokens in ends if a is not None])
+    groups = group_equal([a for a, _steps, _tokens in ends if a is not None], str)
     if not groups:
         return False, 0.0
     top = max(map(len, groups))

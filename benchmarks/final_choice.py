@@ -22,23 +22,10 @@ from typing import Any
 
 from evaluation.records import read_results
 from evaluation.stats import sign_test_fields
-from search.grading import answers_equal
+from search.grading import answers_equal, group_equal
 
 DEFAULT = "weighted_vote"
 Terminal = tuple[str, float, float]  # answer, score, Q
-
-
-def _clusters(terminals: Sequence[Terminal]) -> list[list[Terminal]]:
-    """Terminals grouped by equivalent answers (compared with the first of each group)."""
-    groups: list[list[Terminal]] = []
-    for t in terminals:
-        for g in groups:
-            if answers_equal(g[0][0], t[0]):
-                g.append(t)
-                break
-        else:
-            groups.append([t])
-    return groups
 
 
 def _ranked(terminals: Sequence[Terminal]) -> list[Terminal]:
@@ -57,7 +44,7 @@ def choose(terminals: Sequence[Terminal], rule: str) -> str | None:
     weight: Callable[[Terminal], float] = (
         (lambda t: 1.0) if name == "vote" else (lambda t: (t[1] + 1.0) / 2.0)
     )
-    groups = _clusters(voters)
+    groups = group_equal(voters, lambda t: t[0])
     best = max(groups, key=lambda g: (sum(weight(t) for t in g), max(t[1] for t in g)))
     return best[0][0]
 

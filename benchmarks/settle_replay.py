@@ -39,7 +39,7 @@ from evaluation.records import RunKey, read_results
 from evaluation.stats import sign_test_fields
 from search.baselines import TOKEN_BUDGET_WIDTH
 from search.budget import Budget
-from search.grading import answers_equal
+from search.grading import answers_equal, group_equal
 from search.settle import StopWhen, settled
 
 Chain = tuple[str | None, int, int]  # answer (None: a dropped step ended it), steps, tokens
@@ -53,22 +53,9 @@ class Replayed:
     tokens: float
 
 
-def vote_clusters(answers: Sequence[str]) -> list[list[str]]:
-    """The answers grouped by equivalence, in the order each group's first answer came."""
-    clusters: list[list[str]] = []
-    for a in answers:
-        for c in clusters:
-            if answers_equal(c[0], a):
-                c.append(a)
-                break
-        else:
-            clusters.append([a])
-    return clusters
-
-
 def _vote(answers: Sequence[str]) -> tuple[list[int], str | None]:
     """Votes per cluster of equivalent answers, and the leader (the earliest on a tie)."""
-    clusters = vote_clusters(answers)
+    clusters = group_equal(answers, str)
     votes = [len(c) for c in clusters]
     leader = max(range(len(clusters)), key=lambda i: (votes[i], -i), default=None)
     return votes, None if leader is None else clusters[leader][0]

@@ -13,14 +13,16 @@ import logging
 import multiprocessing
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
 
 from pebble import ProcessPool
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
+T = TypeVar("T")
 
 
 def _quiet_worker() -> None:
@@ -146,3 +148,17 @@ def default_grader() -> Grader:
 
 def answers_equal(gold: str, pred: str) -> bool:
     return default_grader().equal(gold, pred)
+
+
+def group_equal(items: Iterable[T], answer: Callable[[T], str]) -> list[list[T]]:
+    """`items` grouped by equivalent answers, each compared with its group's first, the groups
+    in the order their first item came (offline, where a search's judge groups as it goes)."""
+    groups: list[list[T]] = []
+    for item in items:
+        for g in groups:
+            if answers_equal(answer(g[0]), answer(item)):
+                g.append(item)
+                break
+        else:
+            groups.append([item])
+    return groups
